@@ -1,0 +1,227 @@
+// Package config reads PulseVault's settings from the environment and
+// command-line flags, and validates them so that a bad value stops the
+// process with one line naming the variable and what it accepts.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is the validated configuration shared by every command.
+type Config struct {
+	DataDir string // where the local stack keeps NATS, S3 and secrets
+
+	NATSURL  string // external NATS; empty runs the embedded server
+	NATSPort int    // embedded NATS port
+
+	S3Endpoint  string // external S3 (http[s]://host:port); empty runs versitygw
+	S3Port      int    // local versitygw port
+	S3Region    string
+	S3AccessKey string
+	S3SecretKey string
+
+	UploadsBucket string
+	MediaBucket   string
+	AuditBucket   string
+
+	MediaRetentionDays int // COMPLIANCE retention stamped on every media object
+	AuditRetentionDays int // COMPLIANCE retention stamped on every audit object
+
+	EventSubject string // NATS subject the S3 server publishes bucket events to
+	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
+	LogLevel     string
+}
+
+// Var describes one setting: its environment variable, its flag, its default
+// and what it means. The README's configuration table lists every Var.
+type Var struct {
+	Env     string
+	Default string
+	Usage   string
+	set     func(c *Config, v string) error
+}
+
+// Flag is the command-line flag name of the variable, e.g. S3_PORT → s3-port.
+func (v Var) Flag() string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(v.Env, "PULSEVAULT_")), "_", "-")
+}
+
+// Vars lists every setting, in the order the README documents them.
+var Vars = []Var{
+	{"PULSEVAULT_DATA_DIR", "./.pulsevault", "data directory of the local stack (NATS store, S3 objects, logs)", func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{"NATS_URL", "", "external NATS server (nats://host:port); empty starts the embedded server", func(c *Config, v string) error {
+		if v != "" {
+			if err := checkURL(v, "nats", "tls"); err != nil {
+				return err
+			}
+		}
+		c.NATSURL = v
+		return nil
+	}},
+	{"NATS_PORT", "4222", "port of the embedded NATS server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.NATSPort = n })},
+	{"S3_ENDPOINT", "", "external S3 endpoint with Object Lock (http[s]://host:port); empty starts versitygw", func(c *Config, v string) error {
+		if v != "" {
+			if err := checkURL(v, "http", "https"); err != nil {
+				return err
+			}
+		}
+		c.S3Endpoint = v
+		return nil
+	}},
+	{"S3_PORT", "9000", "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.S3Port = n })},
+	{"S3_REGION", "us-east-1", "S3 region", nonEmpty(func(c *Config, v string) { c.S3Region = v })},
+	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it)", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
+	{"S3_SECRET_KEY", "pulsevault-dev-secret", "S3 secret key; set it from a secret in production", func(c *Config, v string) error {
+		if len(v) < 8 {
+			return errors.New("must be at least 8 characters")
+		}
+		c.S3SecretKey = v
+		return nil
+	}},
+	{"BUCKET_UPLOADS", "pulse-uploads", "staging bucket for tus uploads (no lock, no versioning)", bucket(func(c *Config, v string) { c.UploadsBucket = v })},
+	{"BUCKET_MEDIA", "pulse-media", "media bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.MediaBucket = v })},
+	{"BUCKET_AUDIT", "pulse-audit", "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
+	{"MEDIA_RETENTION_DAYS", "30", "days of COMPLIANCE retention on every media object (1–36500)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
+	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
+	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
+		if v == "" || strings.ContainsAny(v, " *>\t") {
+			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
+		}
+		c.EventSubject = v
+		return nil
+	}},
+	{"LOCK_CHECK", "strict", "WORM canary at start: strict refuses to run on a store that lets a locked object go; warn only logs", oneOf([]string{"strict", "warn"}, func(c *Config, v string) { c.LockCheck = v })},
+	{"LOG_LEVEL", "info", "log level: debug, info, warn or error", oneOf([]string{"debug", "info", "warn", "error"}, func(c *Config, v string) { c.LogLevel = v })},
+}
+
+// Load reads the configuration from the environment (via getenv) and then
+// from args, which override it. The returned error is one line naming the
+// offending variable and what it accepts.
+func Load(name string, args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	vals := make([]*string, len(Vars))
+	for i, v := range Vars {
+		def := v.Default
+		if e := getenv(v.Env); e != "" {
+			def = e
+		}
+		vals[i] = fs.String(v.Flag(), def, v.Usage+" (env "+v.Env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("%s: %v (run with -h for the settings)", name, err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	var c Config
+	for i, v := range Vars {
+		if err := v.set(&c, strings.TrimSpace(*vals[i])); err != nil {
+			return Config{}, fmt.Errorf("invalid %s (--%s) %q: %v", v.Env, v.Flag(), *vals[i], err)
+		}
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return Config{}, fmt.Errorf("invalid PULSEVAULT_DATA_DIR %q: %v", c.DataDir, err)
+	}
+	c.DataDir = abs
+	return c, nil
+}
+
+// FromEnv is Load over the process environment with no flags.
+func FromEnv(name string) (Config, error) { return Load(name, nil, os.Getenv) }
+
+// Usage writes the settings with their defaults, for -h.
+func Usage(w io.Writer) {
+	for _, v := range Vars {
+		fmt.Fprintf(w, "  --%-22s %-22s %s (default %q)\n", v.Flag(), v.Env, v.Usage, v.Default)
+	}
+}
+
+// LocalS3 reports whether the local versitygw should be started.
+func (c Config) LocalS3() bool { return c.S3Endpoint == "" }
+
+// LocalNATS reports whether the embedded NATS server should be started.
+func (c Config) LocalNATS() bool { return c.NATSURL == "" }
+
+func checkURL(v string, schemes ...string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || u.Scheme == s
+	}
+	if !ok {
+		return fmt.Errorf("scheme must be one of %s://", strings.Join(schemes, ":// "))
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" {
+		return errors.New("must be scheme://host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("port must be 1–65535")
+	}
+	return nil
+}
+
+func intIn(lo, hi int, set func(*Config, int)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be a whole number from %d to %d", lo, hi)
+		}
+		set(c, n)
+		return nil
+	}
+}
+
+func nonEmpty(set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		set(c, v)
+		return nil
+	}
+}
+
+func oneOf(allowed []string, set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		for _, a := range allowed {
+			if v == a {
+				set(c, v)
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
+	}
+}
+
+// bucket accepts S3 bucket names (3–63 lowercase letters, digits, dots, hyphens).
+func bucket(set func(*Config, string)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if len(v) < 3 || len(v) > 63 || strings.Trim(v, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" ||
+			strings.Trim(v[:1]+v[len(v)-1:], "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return errors.New("must be an S3 bucket name: 3–63 lowercase letters, digits, dots and hyphens")
+		}
+		set(c, v)
+		return nil
+	}
+}

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load("t", nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSPort != 4222 || c.S3Port != 9000 || c.MediaBucket != "pulse-media" || !c.LocalS3() || !c.LocalNATS() {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if !strings.HasSuffix(c.DataDir, ".pulsevault") || !strings.HasPrefix(c.DataDir, "/") {
+		t.Fatalf("data dir not absolute: %q", c.DataDir)
+	}
+}
+
+func TestFlagsOverrideEnv(t *testing.T) {
+	c, err := Load("t", []string{"--s3-port", "9100"}, env(map[string]string{"S3_PORT": "9200", "NATS_PORT": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3Port != 9100 || c.NATSPort != 0 {
+		t.Fatalf("got s3 %d nats %d", c.S3Port, c.NATSPort)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	cases := []struct{ env, val, want string }{
+		{"S3_ENDPOINT", "::bad", "S3_ENDPOINT"},
+		{"S3_ENDPOINT", "ftp://x:1", "scheme"},
+		{"S3_ENDPOINT", "http://host", "host:port"},
+		{"NATS_URL", "nats://h:99999", "port"},
+		{"MEDIA_RETENTION_DAYS", "-1", "from 1 to 36500"},
+		{"AUDIT_RETENTION_DAYS", "x", "whole number"},
+		{"S3_PORT", "70000", "S3_PORT"},
+		{"BUCKET_MEDIA", "Bad_Name", "bucket name"},
+		{"BUCKET_AUDIT", "-ab", "bucket name"},
+		{"LOCK_CHECK", "off", "strict, warn"},
+		{"LOG_LEVEL", "loud", "debug"},
+		{"EVENT_SUBJECT", "a.*", "wildcards"},
+		{"S3_SECRET_KEY", "short", "8 characters"},
+	}
+	for _, tc := range cases {
+		_, err := Load("t", nil, env(map[string]string{tc.env: tc.val}))
+		if err == nil {
+			t.Errorf("%s=%q accepted", tc.env, tc.val)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.env) || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s=%q: error %q should be one line naming %s and %q", tc.env, tc.val, msg, tc.env, tc.want)
+		}
+	}
+	if _, err := Load("t", []string{"--nope"}, env(nil)); err == nil {
+		t.Error("unknown flag accepted")
+	}
+	if _, err := Load("t", []string{"stray"}, env(nil)); err == nil {
+		t.Error("stray argument accepted")
+	}
+}
+
+// The README's configuration table must list every variable the code reads.
+func TestREADMEListsEveryVar(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Vars {
+		if !strings.Contains(string(b), "`"+v.Env+"`") {
+			t.Errorf("README.md does not document %s", v.Env)
+		}
+	}
+}

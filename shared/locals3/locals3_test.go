@@ -1,0 +1,85 @@
+package locals3_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/binpath"
+	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/locals3"
+)
+
+func healthy(endpoint string) bool {
+	resp, err := http.Get(endpoint + "/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// A killed versitygw is restarted on the same endpoint, and Stop leaves no process behind.
+func TestRestartAndStop(t *testing.T) {
+	bin, err := binpath.Find("versitygw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ns, err := localnats.Start(localnats.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	s, err := locals3.Start(context.Background(), locals3.Options{
+		Binary: bin, DataDir: filepath.Join(dir, "s3"), AccessKey: "test", SecretKey: "testsecret",
+		Region: "us-east-1", NATSURL: ns.URL(), EventSubject: "t.events",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.PID()
+	if !healthy(s.Endpoint()) {
+		t.Fatal("not healthy after Start")
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && (s.PID() == first || !healthy(s.Endpoint())) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	second := s.PID()
+	if second == first || !healthy(s.Endpoint()) {
+		t.Fatalf("not restarted: pid %d → %d, healthy %v", first, second, healthy(s.Endpoint()))
+	}
+	s.Stop(3 * time.Second)
+	time.Sleep(100 * time.Millisecond)
+	if alive(second) {
+		// A zombie would still answer kill(0); Stop reaps, so this is a real survivor.
+		t.Fatalf("versitygw pid %d survived Stop", second)
+	}
+	if healthy(s.Endpoint()) {
+		t.Fatal("endpoint still answers after Stop")
+	}
+}
+
+func TestStartFailsClearlyWithoutNATS(t *testing.T) {
+	bin, err := binpath.Find("versitygw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = locals3.Start(context.Background(), locals3.Options{
+		Binary: bin, DataDir: t.TempDir(), AccessKey: "test", SecretKey: "testsecret",
+		Region: "us-east-1", NATSURL: "nats://127.0.0.1:1", EventSubject: "t.events",
+	})
+	if err == nil {
+		t.Fatal("started although NATS is down")
+	}
+	t.Log(err)
+}

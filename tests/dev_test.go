@@ -1,0 +1,180 @@
+// Package tests holds end-to-end tests that run the real pulsevault binary
+// and the real parts of the stack.
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildPulsevault compiles the command once per test binary.
+func buildPulsevault(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pulsevault")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/mieweb/pulsevault/cmd/pulsevault").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// descendants lists the pids whose parent chain leads to pid.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Field 4 follows the ")" closing the command name.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func TestDevStartsAndStopsCleanly(t *testing.T) {
+	bin := buildPulsevault(t)
+	data := t.TempDir()
+	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var banner []string
+	timeout := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("dev exited before ready; stderr:\n%s", stderr.String())
+			}
+			banner = append(banner, l)
+			if strings.HasPrefix(l, "Ready.") {
+				break wait
+			}
+		case <-timeout:
+			t.Fatalf("dev not ready in 60s; stdout %q; stderr:\n%s", banner, stderr.String())
+		}
+	}
+	var s3 string
+	for _, l := range banner {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "S3" {
+			s3 = f[1]
+		}
+	}
+	if s3 == "" || !strings.Contains(strings.Join(banner, "\n"), "WORM canary   passed") {
+		t.Fatalf("banner lacks S3 endpoint or canary result:\n%s", strings.Join(banner, "\n"))
+	}
+	resp, err := http.Get(s3 + "/health")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("S3 health: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
+	kids := descendants(cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("dev has no child process (versitygw expected)")
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev exited with %v; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("dev did not stop within 5s of SIGTERM")
+	}
+	t.Logf("stopped in %s", time.Since(start).Round(time.Millisecond))
+	for _, k := range kids {
+		if syscall.Kill(k, 0) == nil {
+			t.Errorf("child pid %d survived", k)
+		}
+	}
+}
+
+func TestBadConfigExitsWithOneLine(t *testing.T) {
+	bin := buildPulsevault(t)
+	cases := []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"dev", "--s3-endpoint", "::bad"}, "", "S3_ENDPOINT"},
+		{[]string{"dev"}, "S3_ENDPOINT=::bad", "S3_ENDPOINT"},
+		{[]string{"dev"}, "MEDIA_RETENTION_DAYS=-1", "MEDIA_RETENTION_DAYS"},
+		{[]string{"dev", "--nats-port", "x"}, "", "NATS_PORT"},
+		{[]string{"frobnicate"}, "", "unknown command"},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Env = append(os.Environ(), "PULSEVAULT_DATA_DIR="+t.TempDir())
+		if tc.env != "" {
+			cmd.Env = append(cmd.Env, tc.env)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v %s: want exit 2, got %v", tc.args, tc.env, err)
+			continue
+		}
+		// The last line is the error; usage text may precede it for unknown commands.
+		msg := strings.TrimSpace(stderr.String())
+		last := msg[strings.LastIndexByte(msg, '\n')+1:]
+		if !strings.Contains(last, tc.want) {
+			t.Errorf("%v %s: last stderr line %q lacks %q", tc.args, tc.env, last, tc.want)
+		}
+		if tc.want != "unknown command" && strings.Contains(msg, "\n") {
+			t.Errorf("%v %s: want one line, got:\n%s", tc.args, tc.env, msg)
+		}
+	}
+}

@@ -588,6 +588,9 @@ func TestServerRestart(t *testing.T) {
 		func(ctx context.Context, m Msg) error { rec.add(m); return nil })
 	publish(t, b, "jobs.a", "before", "1")
 	rec.wait(t, 1, 5*time.Second)
+	// Let the ack land first: an ack lost to the shutdown is only redelivered
+	// after AckWait, which is not what this test is about.
+	eventually(t, 5*time.Second, "ack before the restart", settled(t, b, "JOBS", "w"))
 
 	s.Shutdown()
 	// A publisher caught by the outage waits it out instead of failing.

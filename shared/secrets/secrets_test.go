@@ -1,0 +1,45 @@
+package secrets_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mieweb/pulsevault/shared/secrets"
+)
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(secrets.EnvDir, dir)
+	if err := os.WriteFile(filepath.Join(dir, "jwt-key"), []byte("k3y-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := secrets.Read("jwt-key"); err != nil || string(b) != "k3y-value\n" {
+		t.Fatalf("Read: %q %v", b, err)
+	}
+	if s, err := secrets.ReadString("jwt-key"); err != nil || s != "k3y-value" {
+		t.Fatalf("ReadString: %q %v", s, err)
+	}
+	_, err := secrets.Read("hmac-key")
+	if err == nil || !strings.Contains(err.Error(), `"hmac-key"`) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "SECRETS_DIR") {
+		t.Fatalf("missing secret: %v", err)
+	}
+	for _, bad := range []string{"", ".", "..", "../jwt-key", "a/b", `a\b`} {
+		if _, err := secrets.Read(bad); err == nil || strings.Contains(err.Error(), "k3y") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "jwt-key"), 0); err == nil && os.Geteuid() != 0 {
+		if _, err := secrets.Read("jwt-key"); err == nil || strings.Contains(err.Error(), "k3y") {
+			t.Errorf("unreadable secret: %v", err)
+		}
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	t.Setenv(secrets.EnvDir, "")
+	if secrets.Dir() != "/var/openfaas/secrets/" {
+		t.Fatal(secrets.Dir())
+	}
+}

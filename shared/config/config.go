@@ -36,6 +36,9 @@ type Config struct {
 	MediaRetentionDays int // COMPLIANCE retention stamped on every media object
 	AuditRetentionDays int // COMPLIANCE retention stamped on every audit object
 
+	GatewayPort int    // local OpenFaaS-compatible gateway (provider) port
+	StackFile   string // stack.yml that `dev` deploys to the local provider
+
 	EventSubject string // NATS subject the S3 server publishes bucket events to
 	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
 	LogLevel     string
@@ -98,6 +101,8 @@ var Vars = []Var{
 	{"BUCKET_AUDIT", "pulse-audit", "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
 	{"MEDIA_RETENTION_DAYS", "30", "days of COMPLIANCE retention on every media object (1–36500)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
 	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
+	{"GATEWAY_PORT", "8080", "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.GatewayPort = n })},
+	{"STACK_FILE", "stack.yml", "the OpenFaaS stack file whose functions `pulsevault dev` deploys to the local provider", nonEmpty(func(c *Config, v string) { c.StackFile = v })},
 	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
@@ -151,6 +156,31 @@ func Usage(w io.Writer) {
 	for _, v := range Vars {
 		fmt.Fprintf(w, "  --%-22s %-22s %s (default %q)\n", v.Flag(), v.Env, v.Usage, v.Default)
 	}
+}
+
+// Env is the configuration as environment variables, with the addresses
+// actually in use: what the provider passes to the functions it starts, so
+// they reach the same store and bus as the stack around them.
+func (c Config) Env() []string {
+	env := []string{
+		"PULSEVAULT_DATA_DIR=" + c.DataDir,
+		"NATS_URL=" + c.NATSURL,
+		"S3_REGION=" + c.S3Region,
+		"S3_ACCESS_KEY=" + c.S3AccessKey,
+		"S3_SECRET_KEY=" + c.S3SecretKey,
+		"BUCKET_UPLOADS=" + c.UploadsBucket,
+		"BUCKET_MEDIA=" + c.MediaBucket,
+		"BUCKET_AUDIT=" + c.AuditBucket,
+		"MEDIA_RETENTION_DAYS=" + strconv.Itoa(c.MediaRetentionDays),
+		"AUDIT_RETENTION_DAYS=" + strconv.Itoa(c.AuditRetentionDays),
+		"EVENT_SUBJECT=" + c.EventSubject,
+		"LOCK_CHECK=" + c.LockCheck,
+		"LOG_LEVEL=" + c.LogLevel,
+	}
+	if c.S3Endpoint != "" {
+		env = append(env, "S3_ENDPOINT="+c.S3Endpoint)
+	}
+	return env
 }
 
 // LocalS3 reports whether the local versitygw should be started.

@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 APT_PACKAGES := ffmpeg
 export PULSEVAULT_BIN_DIR := $(BIN)
 
-.PHONY: dev test deps tools build vet fmt check-fmt clean help
+.PHONY: dev test bench deps tools build vet fmt check-fmt clean help
 
 help:
 	@echo "make dev    start the local stack (NATS, S3 with Object Lock, bootstrap) on 127.0.0.1"
@@ -20,6 +20,10 @@ dev: deps tools build
 
 test: deps tools build check-fmt vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Measurements, not checks: each figure against a baseline taken in the same run.
+bench: deps tools build
+	set -o pipefail; PULSEVAULT_BENCH=1 $(GO) test -count=1 -run 'Overhead' -v ./tests/ | grep -E '^\s+\S+\.go:[0-9]+: |^(ok|FAIL|---)'
 
 # apt packages: installed only when missing (root, or sudo when available).
 deps:

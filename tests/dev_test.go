@@ -5,6 +5,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,7 +63,7 @@ func descendants(pid int) []int {
 func TestDevStartsAndStopsCleanly(t *testing.T) {
 	bin := buildPulsevault(t)
 	data := t.TempDir()
-	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0")
+	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0", "--gateway-port", "0", "--stack-file", "../stack.yml")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -99,24 +100,39 @@ wait:
 			t.Fatalf("dev not ready in 60s; stdout %q; stderr:\n%s", banner, stderr.String())
 		}
 	}
-	var s3 string
+	var s3, gateway string
 	for _, l := range banner {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "S3" {
 			s3 = f[1]
+		} else if len(f) >= 2 && f[0] == "gateway" {
+			gateway = f[1]
 		}
+	}
+	if gateway == "" {
+		t.Fatalf("banner lacks the gateway:\n%s", strings.Join(banner, "\n"))
+	}
+	// stack.yml's functions are deployed; one not implemented yet says so clearly.
+	resp, err := http.Post(gateway+"/function/sign-url", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(body), "not implemented") {
+		t.Fatalf("sign-url through the gateway: %d %s", resp.StatusCode, body)
 	}
 	if s3 == "" || !strings.Contains(strings.Join(banner, "\n"), "WORM canary   passed") {
 		t.Fatalf("banner lacks S3 endpoint or canary result:\n%s", strings.Join(banner, "\n"))
 	}
-	resp, err := http.Get(s3 + "/health")
+	resp, err = http.Get(s3 + "/health")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("S3 health: %v %v", err, resp)
 	}
 	resp.Body.Close()
 
 	kids := descendants(cmd.Process.Pid)
-	if len(kids) == 0 {
-		t.Fatal("dev has no child process (versitygw expected)")
+	if len(kids) < 7 {
+		t.Fatalf("dev has %d child processes; want versitygw and a replica per function", len(kids))
 	}
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

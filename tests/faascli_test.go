@@ -1,16 +1,26 @@
 package tests
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mieweb/pulsevault/shared/binpath"
+	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/testenv"
 )
 
 // stackFunctions are the functions stack.yml must declare.
@@ -117,4 +127,173 @@ func hashTree(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// faas runs the real faas-cli against the provider with an isolated HOME
+// (faas-cli keeps credentials in ~/.openfaas) and returns its combined output.
+type faas struct {
+	t       *testing.T
+	bin     string
+	home    string
+	gateway string
+	dir     string // working directory; HOME when empty
+}
+
+func (f faas) run(stdin string, args ...string) (string, error) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.bin, args...)
+	// Not the repository by default: faas-cli reads ./stack.yml even with --image/--name.
+	cmd.Dir = f.home
+	if f.dir != "" {
+		cmd.Dir = f.dir
+	}
+	cmd.Env = append(os.Environ(), "HOME="+f.home, "OPENFAAS_URL="+f.gateway, "NO_COLOR=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (f faas) must(stdin string, args ...string) string {
+	f.t.Helper()
+	out, err := f.run(stdin, args...)
+	if err != nil {
+		f.t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// The real faas-cli drives the local provider: login, deploy of stack.yml, list, describe,
+// invoke (sync and async with a callback), logs, remove, version and `up`; and a message on a
+// topic reaches the annotated function through the real connector process.
+func TestFaasCLIAgainstProvider(t *testing.T) {
+	bin := buildPulsevault(t)
+	p := startProviderCmd(t, bin)
+	f := faas{t: t, bin: faasCLI(t), home: t.TempDir(), gateway: p.url}
+
+	if out, err := f.run("wrong-password", "login", "-g", p.url, "-u", p.user, "--password-stdin"); err == nil {
+		t.Fatalf("login with a wrong password succeeded:\n%s", out)
+	}
+	f.must(p.pass, "login", "-g", p.url, "-u", p.user, "--password-stdin")
+	if out := f.must("", "version", "--warn-update=false", "-g", p.url); !strings.Contains(out, "pulsevault") {
+		t.Errorf("version does not show the provider:\n%s", out)
+	}
+
+	inRepo := f
+	inRepo.dir = repoRoot(t) // deploy -f reads ./template/<lang>
+	out := inRepo.must("", "deploy", "-f", "stack.yml", "-g", p.url)
+	if strings.Count(out, "Deployed. 202 Accepted.") != len(stackFunctions) {
+		t.Fatalf("deploy -f stack.yml:\n%s", out)
+	}
+	f.must("", "deploy", "--image", "pulsevault-echo:dev", "--name", "echo", "--annotation", "topic=pulse.jobs.echo", "-g", p.url)
+	list := f.must("", "list", "-g", p.url)
+	for _, fn := range append(stackFunctions, "echo") {
+		if !strings.Contains(list, fn) {
+			t.Errorf("list lacks %s:\n%s", fn, list)
+		}
+	}
+	if out := f.must("", "describe", "echo", "-g", p.url); !strings.Contains(out, "Status:") || !strings.Contains(out, "Ready") {
+		t.Errorf("describe echo:\n%s", out)
+	}
+
+	out = f.must("twelve bytes", "invoke", "echo", "-g", p.url)
+	var e struct {
+		Function  string
+		BodyBytes int64
+		PID       int
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &e); err != nil || e.Function != "echo" || e.BodyBytes != 12 || e.PID == 0 {
+		t.Fatalf("invoke echo: %v\n%s", err, out)
+	}
+	if out, err := f.run("{}", "invoke", "sign-url", "-g", p.url); err == nil || !strings.Contains(out, "501") || !strings.Contains(out, "not implemented") {
+		t.Errorf("invoke of a function not implemented yet should fail with 501 and say so: %v\n%s", err, out)
+	}
+
+	// Async with a callback.
+	got := make(chan http.Header, 1)
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case got <- r.Header.Clone():
+		default:
+		}
+	}))
+	defer cb.Close()
+	if out := f.must("async body", "invoke", "echo", "--async", "-H", "X-Callback-Url="+cb.URL, "-g", p.url); !strings.Contains(out, "submitted asynchronously") {
+		t.Errorf("invoke --async:\n%s", out)
+	}
+	select {
+	case h := <-got:
+		if h.Get("X-Call-Id") == "" || h.Get("X-Function-Status") != "200" {
+			t.Errorf("callback headers: %v", h)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no async callback within 15s")
+	}
+
+	if out := f.must("", "logs", "echo", "--tail=false", "-g", p.url); !strings.Contains(out, "echo") {
+		t.Errorf("logs echo shows nothing:\n%s", out)
+	}
+
+	// The connector, as its own process, delivers a topic's messages to the annotated function.
+	connectorDelivers(t, bin, p, "pulse.jobs.echo", "echo")
+
+	f.must("", "remove", "echo", "-g", p.url)
+	if list := f.must("", "list", "-g", p.url); strings.Contains(list, "echo") {
+		t.Errorf("echo still listed after remove:\n%s", list)
+	}
+
+	// `faas-cli up` builds (shrinkwrapped: no Docker here), skips the push and deploys.
+	dir := copyProject(t)
+	up := exec.Command(f.bin, "up", "--shrinkwrap", "--skip-push", "-f", "stack.yml", "-g", p.url)
+	up.Dir = dir
+	up.Env = append(os.Environ(), "HOME="+f.home)
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("faas-cli up --shrinkwrap --skip-push: %v\n%s", err, out)
+	}
+}
+
+// connectorDelivers runs `pulsevault connector` against the provider and checks that a message
+// published on subject reaches fn (the connector counts a 200 from it).
+func connectorDelivers(t *testing.T, bin string, p *providerCmd, subject, fn string) {
+	t.Helper()
+	natsURL := p.natsURL
+	b, err := bus.Connect(natsURL, "faascli-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.EnsureStream(context.Background(), bus.StreamConfig{Name: "PULSE_JOBS", Subjects: []string{"pulse.jobs.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	metrics := freeAddr(t)
+	cmd := exec.Command(bin, "connector", "--nats-url", natsURL)
+	cmd.Env = append(os.Environ(), "GATEWAY_URL="+p.url, "GATEWAY_USER="+p.user, "GATEWAY_PASSWORD="+p.pass,
+		"CONNECTOR_REFRESH=200ms", "CONNECTOR_METRICS_ADDR="+metrics)
+	var stderr testenv.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	if err := b.Publish(context.Background(), subject, []byte(`{"job":1}`), "faascli-test-1"); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`connector_invocations_total{code="200",function=%q} 1`, fn)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(body), want) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("connector did not deliver %s to %s within 20s; stderr:\n%s", subject, fn, stderr.String())
 }

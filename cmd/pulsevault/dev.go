@@ -7,14 +7,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/stack"
+	"github.com/mieweb/pulsevault/shared/stackfile"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -42,17 +49,62 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	log := logging.New(stderr, cfg.LogLevel, "dev")
+	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
+	// Read the stack file first: a typo should fail before anything starts.
+	sf, err := stackfile.ReadFile(cfg.StackFile, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: STACK_FILE: %v", errUsage, err)
+	}
 	st, err := stack.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Stop()
-	rep, err := bootstrapWith(ctx, st.Config, log)
+	c := st.Config
+	rep, err := bootstrapWith(ctx, c, log)
 	if err != nil {
 		return err
 	}
-	c := st.Config
+	b, err := bus.Connect(c.NATSURL, "pulsevault-dev")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	reg := prometheus.NewRegistry()
+	extra := http.NewServeMux()
+	extra.Handle("GET /metrics/connector", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	gw, err := startGateway(c, b, logging.New(stderr, cfg.LogLevel, "provider"), extra)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+	var deployed []string
+	for _, d := range sf.Deployments() {
+		if err := gw.p.Deploy(ctx, d); err != nil {
+			return fmt.Errorf("deploy %s from %s: %w", d.Service, cfg.StackFile, err)
+		}
+		deployed = append(deployed, d.Service)
+	}
+	password, err := os.ReadFile(gw.p.PasswordFile())
+	if err != nil {
+		return err
+	}
+	conn, err := connector.New(connector.Options{
+		Gateway: gw.url, User: gw.p.User(), Password: strings.TrimSpace(string(password)),
+		Bus: b, Logger: logging.New(stderr, cfg.LogLevel, "connector"), Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	connDone := make(chan error, 1)
+	go func() { connDone <- conn.Run(ctx) }()
+	defer func() { conn.Close(); <-connDone }()
+
 	fmt.Fprintf(stdout, `PulseVault dev stack is up
+  gateway       %s  (OpenFaaS API; user %s, password in %s)
+  faas-cli      faas-cli login -g %s -u %s --password-stdin < %s
+  functions     %s
   NATS          %s
   S3            %s  (access key %s; secret from S3_SECRET_KEY)
   buckets       %s (uploads), %s and %s (Object Lock, COMPLIANCE)
@@ -60,9 +112,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   data dir      %s
   logs          %s
 Ready. Press Ctrl-C to stop.
-`, c.NATSURL, c.S3Endpoint, c.S3AccessKey, c.UploadsBucket, c.MediaBucket, c.AuditBucket,
-		rep.Canary, c.DataDir, c.DataDir+"/logs")
-	<-ctx.Done()
+`, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
+		strings.Join(deployed, ", "), c.NATSURL, c.S3Endpoint, c.S3AccessKey,
+		c.UploadsBucket, c.MediaBucket, c.AuditBucket, rep.Canary, c.DataDir, filepath.Join(c.DataDir, "logs"))
+	select {
+	case <-ctx.Done():
+	case err := <-gw.errc:
+		return fmt.Errorf("gateway: %w", err)
+	case err := <-connDone:
+		connDone <- err
+		if err != nil {
+			return fmt.Errorf("connector: %w", err)
+		}
+		<-ctx.Done()
+	}
 	fmt.Fprintln(stdout, "Stopping...")
 	return nil
 }

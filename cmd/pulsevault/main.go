@@ -19,6 +19,9 @@ const usage = `pulsevault — secure clinical video: upload, lock, stream, sign,
 Usage:
   pulsevault dev [flags]        start the whole local stack on 127.0.0.1 (NATS, S3, bootstrap)
   pulsevault bootstrap [flags]  create buckets, streams and notifications on NATS_URL / S3_ENDPOINT; run the WORM canary
+  pulsevault fn NAME            run one function as an HTTP server (what the provider starts)
+  pulsevault provider [flags]   the OpenFaaS-compatible gateway that runs functions as child processes
+  pulsevault connector [flags]  invoke functions for NATS messages, by each function's topic annotation
   pulsevault version            print the version
 
 Every flag also reads an environment variable; run 'pulsevault dev -h' for the list.
@@ -52,6 +55,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, rest, stdout, stderr)
 	case "bootstrap":
 		return runBootstrap(ctx, rest, stdout, stderr)
+	case "fn":
+		return runFn(ctx, rest, stdout, stderr)
+	case "provider":
+		return runProvider(ctx, rest, stdout, stderr)
+	case "connector":
+		return runConnector(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pulsevault", version)
 		return nil

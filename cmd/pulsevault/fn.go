@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/mieweb/pulsevault/functions/audit-append"
+	"github.com/mieweb/pulsevault/functions/echo"
+	"github.com/mieweb/pulsevault/functions/media"
+	"github.com/mieweb/pulsevault/functions/sign-url"
+	"github.com/mieweb/pulsevault/functions/transcode"
+	"github.com/mieweb/pulsevault/functions/upload"
+	"github.com/mieweb/pulsevault/functions/upload-finalize"
+	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+)
+
+// functions maps each function's stack.yml name to its handler: what
+// `pulsevault fn NAME` serves and what the provider agrees to deploy.
+var functions = map[string]http.HandlerFunc{
+	upload.Name:         upload.Handle,
+	uploadfinalize.Name: uploadfinalize.Handle,
+	transcode.Name:      transcode.Handle,
+	signurl.Name:        signurl.Handle,
+	media.Name:          media.Handle,
+	auditappend.Name:    auditappend.Handle,
+	echo.Name:           echo.Handle,
+}
+
+// functionNames lists the functions this binary can run, sorted.
+func functionNames() []string {
+	names := make([]string, 0, len(functions))
+	for n := range functions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// runFn serves one function over HTTP until ctx is cancelled (SIGTERM),
+// the way of-watchdog runs a function in a container. Its environment is
+// of-watchdog's (port, read_timeout, write_timeout, exec_timeout) plus
+// max_request_bytes, SECRETS_DIR and LOG_LEVEL.
+func runFn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprintf(stdout, "Usage: pulsevault fn NAME\n\nFunctions: %s\n", strings.Join(functionNames(), ", "))
+		return nil
+	}
+	if len(args) != 1 {
+		return fmt.Errorf("%w: fn needs exactly one function name (one of %s)", errUsage, strings.Join(functionNames(), ", "))
+	}
+	name := args[0]
+	h, ok := functions[name]
+	if !ok {
+		return fmt.Errorf("%w: unknown function %q: this binary has %s", errUsage, name, strings.Join(functionNames(), ", "))
+	}
+	return fnrun.Serve(ctx, fnrun.Options{
+		Name:    name,
+		Handler: h,
+		Logger:  logging.New(stderr, os.Getenv("LOG_LEVEL"), "fn/"+name),
+	})
+}

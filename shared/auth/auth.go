@@ -1,0 +1,133 @@
+// Package auth verifies the bearer tokens (JWT) of PulseVault's API: HS256
+// with a shared secret on a single machine, or RS/ES tokens checked against
+// an OIDC provider's JWKS in production.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ErrUnauthorized is returned for any token that is missing, malformed,
+// expired or not signed by a trusted key. Callers answer 401 without detail.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// Claims is what PulseVault reads from a verified token.
+type Claims struct {
+	Subject string   // who: the uploader identity stored in meta.json and the audit log
+	Roles   []string // from the "roles" or "groups" claim
+}
+
+// HasRole reports whether the token carries role.
+func (c *Claims) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Options selects the verification mode: HS256Secret, or JWKSURL (with Issuer).
+type Options struct {
+	HS256Secret []byte // single-machine mode: tokens signed with this secret
+	JWKSURL     string // production: the OIDC provider's JWKS endpoint
+	Issuer      string // required "iss" (required with JWKSURL, optional with HS256)
+	Audience    string // required "aud" when set
+	Leeway      time.Duration
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	o    Options
+	oidc *oidc.IDTokenVerifier
+}
+
+// New builds a Verifier. Exactly one of HS256Secret and JWKSURL must be set.
+func New(o Options) (*Verifier, error) {
+	switch {
+	case len(o.HS256Secret) > 0 && o.JWKSURL != "":
+		return nil, errors.New("auth: set either an HS256 secret or a JWKS URL, not both")
+	case o.JWKSURL != "":
+		if o.Issuer == "" {
+			return nil, errors.New("auth: a JWKS URL needs the issuer it belongs to")
+		}
+		keys := oidc.NewRemoteKeySet(context.Background(), o.JWKSURL)
+		v := oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.Audience, SkipClientIDCheck: o.Audience == ""})
+		return &Verifier{o: o, oidc: v}, nil
+	case len(o.HS256Secret) >= 32:
+		return &Verifier{o: o}, nil
+	case len(o.HS256Secret) > 0:
+		return nil, errors.New("auth: the HS256 secret must be at least 32 bytes")
+	default:
+		return nil, errors.New("auth: no HS256 secret and no JWKS URL configured")
+	}
+}
+
+// tokenClaims is the JWT body PulseVault reads.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Roles  []string `json:"roles,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// Verify checks raw and returns its claims, or an error wrapping ErrUnauthorized.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: no token", ErrUnauthorized)
+	}
+	var tc tokenClaims
+	if v.oidc != nil {
+		tok, err := v.oidc.Verify(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+		if err := tok.Claims(&tc); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+	} else {
+		opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(v.o.Leeway)}
+		if v.o.Issuer != "" {
+			opts = append(opts, jwt.WithIssuer(v.o.Issuer))
+		}
+		if v.o.Audience != "" {
+			opts = append(opts, jwt.WithAudience(v.o.Audience))
+		}
+		_, err := jwt.ParseWithClaims(raw, &tc, func(*jwt.Token) (any, error) { return v.o.HS256Secret, nil }, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+	}
+	if tc.Subject == "" {
+		return nil, fmt.Errorf("%w: token has no subject", ErrUnauthorized)
+	}
+	return &Claims{Subject: tc.Subject, Roles: append(tc.Roles, tc.Groups...)}, nil
+}
+
+// FromRequest verifies the request's "Authorization: Bearer" token.
+func (v *Verifier) FromRequest(r *http.Request) (*Claims, error) {
+	h := r.Header.Get("Authorization")
+	scheme, raw, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, fmt.Errorf("%w: no bearer token", ErrUnauthorized)
+	}
+	return v.Verify(r.Context(), strings.TrimSpace(raw))
+}
+
+// SignHS256 issues a token for subject with roles, valid for ttl: the dev
+// login token and tests. Production tokens come from the OIDC provider.
+func SignHS256(secret []byte, issuer, audience, subject string, roles []string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	tc := tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject: subject, Issuer: issuer, IssuedAt: jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Roles: roles,
+	}
+	if audience != "" {
+		tc.Audience = jwt.ClaimStrings{audience}
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
+}

@@ -39,6 +39,10 @@ type Config struct {
 	GatewayPort int    // local OpenFaaS-compatible gateway (provider) port
 	StackFile   string // stack.yml that `dev` deploys to the local provider
 
+	JWKSURL     string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
+	JWTIssuer   string
+	JWTAudience string
+
 	EventSubject string // NATS subject the S3 server publishes bucket events to
 	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
 	LogLevel     string
@@ -103,6 +107,18 @@ var Vars = []Var{
 	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
 	{"GATEWAY_PORT", "8080", "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.GatewayPort = n })},
 	{"STACK_FILE", "stack.yml", "the OpenFaaS stack file whose functions `pulsevault dev` deploys to the local provider", nonEmpty(func(c *Config, v string) { c.StackFile = v })},
+	{"JWKS_URL", "", "JWKS endpoint of the OIDC provider that signs API tokens; empty verifies HS256 tokens with the pulsevault-jwt-secret secret", func(c *Config, v string) error {
+		if v != "" {
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return errors.New("must be an http(s) URL")
+			}
+		}
+		c.JWKSURL = v
+		return nil
+	}},
+	{"JWT_ISSUER", "pulsevault", "required iss claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTIssuer = v })},
+	{"JWT_AUDIENCE", "pulsevault-api", "required aud claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTAudience = v })},
 	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
@@ -176,6 +192,11 @@ func (c Config) Env() []string {
 		"EVENT_SUBJECT=" + c.EventSubject,
 		"LOCK_CHECK=" + c.LockCheck,
 		"LOG_LEVEL=" + c.LogLevel,
+		"JWT_ISSUER=" + c.JWTIssuer,
+		"JWT_AUDIENCE=" + c.JWTAudience,
+	}
+	if c.JWKSURL != "" {
+		env = append(env, "JWKS_URL="+c.JWKSURL)
 	}
 	if c.S3Endpoint != "" {
 		env = append(env, "S3_ENDPOINT="+c.S3Endpoint)

@@ -149,10 +149,16 @@ func (f faas) run(stdin string, args ...string) (string, error) {
 	if f.dir != "" {
 		cmd.Dir = f.dir
 	}
-	cmd.Env = append(os.Environ(), "HOME="+f.home, "OPENFAAS_URL="+f.gateway, "NO_COLOR=1")
+	cmd.Env = append(f.env(), "OPENFAAS_URL="+f.gateway, "NO_COLOR=1")
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// env isolates faas-cli's credentials: it keeps them in ~/.openfaas, or in
+// ./.openfaas when CI=true, unless OPENFAAS_CONFIG names the place.
+func (f faas) env() []string {
+	return append(os.Environ(), "HOME="+f.home, "OPENFAAS_CONFIG="+filepath.Join(f.home, ".openfaas"))
 }
 
 func (f faas) must(stdin string, args ...string) string {
@@ -248,7 +254,7 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 	dir := copyProject(t)
 	up := exec.Command(f.bin, "up", "--shrinkwrap", "--skip-push", "-f", "stack.yml", "-g", p.url)
 	up.Dir = dir
-	up.Env = append(os.Environ(), "HOME="+f.home)
+	up.Env = f.env()
 	if out, err := up.CombinedOutput(); err != nil {
 		t.Fatalf("faas-cli up --shrinkwrap --skip-push: %v\n%s", err, out)
 	}

@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
@@ -79,6 +81,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer gw.stop()
+	if err := ensureDevSecrets(ctx, gw); err != nil {
+		return err
+	}
+	jwtSecret, err := devSecret(c.DataDir, "pulsevault-jwt-secret")
+	if err != nil {
+		return err
+	}
+	// A long-lived admin token for the developer at this console only.
+	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{"admin"}, 12*time.Hour)
+	if err != nil {
+		return err
+	}
 	var deployed []string
 	for _, d := range sf.Deployments() {
 		if err := gw.p.Deploy(ctx, d); err != nil {
@@ -105,6 +119,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   gateway       %s  (OpenFaaS API; user %s, password in %s)
   faas-cli      faas-cli login -g %s -u %s --password-stdin < %s
   functions     %s
+  login token   %s  (JWT for dev-admin, 12 h; Authorization: Bearer ...)
   NATS          %s
   S3            %s  (access key %s; secret from S3_SECRET_KEY)
   buckets       %s (uploads), %s and %s (Object Lock, COMPLIANCE)
@@ -113,7 +128,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   logs          %s
 Ready. Press Ctrl-C to stop.
 `, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
-		strings.Join(deployed, ", "), c.NATSURL, c.S3Endpoint, c.S3AccessKey,
+		strings.Join(deployed, ", "), loginToken, c.NATSURL, c.S3Endpoint, c.S3AccessKey,
 		c.UploadsBucket, c.MediaBucket, c.AuditBucket, rep.Canary, c.DataDir, filepath.Join(c.DataDir, "logs"))
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/openfaas/faas-provider/types"
+)
+
+// devSecrets are the secrets `pulsevault dev` creates on first start, each
+// with a generator of a fresh random value. Production deployments create
+// them with `faas-cli secret create` (see README).
+var devSecrets = map[string]func() (string, error){
+	"pulsevault-jwt-secret": func() (string, error) { return randomB64(32) },
+}
+
+func randomB64(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// ensureDevSecrets creates, through the gateway's own secrets API, each dev
+// secret that does not exist yet; existing ones are kept, so tokens and
+// signatures stay valid across restarts.
+func ensureDevSecrets(ctx context.Context, gw *gateway) error {
+	password, err := os.ReadFile(gw.p.PasswordFile())
+	if err != nil {
+		return err
+	}
+	call := func(method string, body any) ([]byte, error) {
+		var rd io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return nil, err
+			}
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, gw.url+"/system/secrets", rd)
+		if err != nil {
+			return nil, err
+		}
+		req.SetBasicAuth(gw.p.User(), strings.TrimSpace(string(password)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return nil, fmt.Errorf("%s /system/secrets: %d %s", method, resp.StatusCode, bytes.TrimSpace(out))
+		}
+		return out, nil
+	}
+	out, err := call(http.MethodGet, nil)
+	if err != nil {
+		return err
+	}
+	var have []types.Secret
+	if err := json.Unmarshal(out, &have); err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	names := make([]string, 0, len(have))
+	for _, s := range have {
+		names = append(names, s.Name)
+	}
+	for name, gen := range devSecrets {
+		if slices.Contains(names, name) {
+			continue
+		}
+		v, err := gen()
+		if err != nil {
+			return err
+		}
+		if _, err := call(http.MethodPost, types.Secret{Name: name, Value: v}); err != nil {
+			return fmt.Errorf("create secret %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// devSecret reads a dev secret's value from the provider's secret store.
+func devSecret(dataDir, name string) ([]byte, error) {
+	return os.ReadFile(dataDir + "/secrets/" + name)
+}

@@ -37,6 +37,10 @@ type Config struct {
 	AuditRetentionDays int // COMPLIANCE retention stamped on every audit object
 
 	GatewayPort int    // local OpenFaaS-compatible gateway (provider) port
+	PublicPort  int    // the public origin (API + media + Vitals) of the local stack
+	PublicTLS   string // "off", "self-signed", or "files" (PUBLIC_TLS_CERT/KEY)
+	TLSCert     string
+	TLSKey      string
 	StackFile   string // stack.yml that `dev` deploys to the local provider
 
 	JWKSURL     string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
@@ -103,9 +107,13 @@ var Vars = []Var{
 	{"BUCKET_UPLOADS", "pulse-uploads", "staging bucket for tus uploads (no lock, no versioning)", bucket(func(c *Config, v string) { c.UploadsBucket = v })},
 	{"BUCKET_MEDIA", "pulse-media", "media bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.MediaBucket = v })},
 	{"BUCKET_AUDIT", "pulse-audit", "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
-	{"MEDIA_RETENTION_DAYS", "30", "days of COMPLIANCE retention on every media object (1–36500)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
+	{"MEDIA_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every media object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
 	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
 	{"GATEWAY_PORT", "8080", "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.GatewayPort = n })},
+	{"PUBLIC_PORT", "3000", "port of the public origin on 127.0.0.1: /api/*, /media/* and the Vitals app (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.PublicPort = n })},
+	{"PUBLIC_TLS", "off", "TLS on the public origin: off, self-signed (generated in the data dir; its fingerprint is printed) or files (PUBLIC_TLS_CERT and PUBLIC_TLS_KEY)", oneOf([]string{"off", "self-signed", "files"}, func(c *Config, v string) { c.PublicTLS = v })},
+	{"PUBLIC_TLS_CERT", "", "PEM certificate (chain) for PUBLIC_TLS=files", func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"PUBLIC_TLS_KEY", "", "PEM private key for PUBLIC_TLS=files", func(c *Config, v string) error { c.TLSKey = v; return nil }},
 	{"STACK_FILE", "stack.yml", "the OpenFaaS stack file whose functions `pulsevault dev` deploys to the local provider", nonEmpty(func(c *Config, v string) { c.StackFile = v })},
 	{"JWKS_URL", "", "JWKS endpoint of the OIDC provider that signs API tokens; empty verifies HS256 tokens with the pulsevault-jwt-secret secret", func(c *Config, v string) error {
 		if v != "" {
@@ -155,6 +163,9 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 		if err := v.set(&c, strings.TrimSpace(*vals[i])); err != nil {
 			return Config{}, fmt.Errorf("invalid %s (--%s) %q: %v", v.Env, v.Flag(), *vals[i], err)
 		}
+	}
+	if c.PublicTLS == "files" && (c.TLSCert == "" || c.TLSKey == "") {
+		return Config{}, errors.New("invalid PUBLIC_TLS (--public-tls) \"files\": needs both PUBLIC_TLS_CERT and PUBLIC_TLS_KEY")
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {

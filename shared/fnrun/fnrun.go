@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mieweb/pulsevault/shared/logging"
@@ -255,9 +254,10 @@ func newRuntime(o Options) *runtimeHandler {
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "function_requests_in_flight", Help: "Requests being handled now.", ConstLabels: labels,
 	}, func() float64 { return float64(rt.inFlight.Load()) })
-	reg.MustRegister(rt.requests, rt.duration, inFlight,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rt.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	reg.MustRegister(rt.requests, rt.duration, inFlight)
+	// Functions register their own metrics on the default registry, which
+	// also holds the Go and process collectors.
+	rt.metrics = promhttp.HandlerFor(prometheus.Gatherers{reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
 	return rt
 }
 

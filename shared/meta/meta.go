@@ -78,19 +78,20 @@ const (
 
 // Rendition is one rung of the ladder (or the audio rendition).
 type Rendition struct {
-	Name      string  `json:"name"` // "240p", ..., "1080p", "audio"
-	Kind      string  `json:"kind"` // "video" or "audio"
-	Width     int     `json:"width,omitempty"`
-	Height    int     `json:"height,omitempty"`
-	Bitrate   int     `json:"bitrate"` // target, bits/s
-	State     string  `json:"state"`
-	Progress  float64 `json:"progress"`            // 0–100 while running
-	Playlist  string  `json:"playlist,omitempty"`  // key of the media playlist, when ready
-	Codecs    string  `json:"codecs,omitempty"`    // RFC 6381, from the init segment
-	Bandwidth int     `json:"bandwidth,omitempty"` // measured peak, bits/s
-	Average   int     `json:"average,omitempty"`   // measured average, bits/s
-	FrameRate float64 `json:"frame_rate,omitempty"`
-	Error     string  `json:"error,omitempty"` // machine code when failed
+	Name        string  `json:"name"` // "240p", ..., "1080p", "audio"
+	Kind        string  `json:"kind"` // "video" or "audio"
+	Width       int     `json:"width,omitempty"`
+	Height      int     `json:"height,omitempty"`
+	Bitrate     int     `json:"bitrate"` // target, bits/s
+	State       string  `json:"state"`
+	Progress    float64 `json:"progress"`            // 0–100 while running
+	Playlist    string  `json:"playlist,omitempty"`  // key of the media playlist, when ready
+	Codecs      string  `json:"codecs,omitempty"`    // RFC 6381, from the init segment
+	Bandwidth   int     `json:"bandwidth,omitempty"` // measured peak, bits/s
+	Average     int     `json:"average,omitempty"`   // measured average, bits/s
+	FrameRate   float64 `json:"frame_rate,omitempty"`
+	Error       string  `json:"error,omitempty"`        // machine code when failed
+	ErrorDetail string  `json:"error_detail,omitempty"` // sanitized ffmpeg stderr tail (no URLs, no PHI)
 }
 
 // Key is the object key of a video's meta.json.
@@ -105,12 +106,26 @@ var ErrNotFound = errors.New("meta: no such video")
 // Concurrent writers never lose each other's changes: updates are
 // conditional PUTs (If-Match on the ETag read), retried on conflict.
 type Store struct {
-	st     *storage.Store
-	bucket string
+	st       *storage.Store
+	bucket   string
+	onChange func(context.Context, *Video)
 }
 
 // NewStore returns a Store over bucket.
 func NewStore(st *storage.Store, bucket string) *Store { return &Store{st: st, bucket: bucket} }
+
+// OnStatus registers fn to run after a write that creates a video or changes
+// its status (e.g. to push live status events). It must not block for long.
+func (s *Store) OnStatus(fn func(context.Context, *Video)) *Store {
+	s.onChange = fn
+	return s
+}
+
+func (s *Store) changed(ctx context.Context, v *Video) {
+	if s.onChange != nil {
+		s.onChange(ctx, v)
+	}
+}
 
 // Get returns the video and the ETag of the version read.
 func (s *Store) Get(ctx context.Context, id string) (*Video, string, error) {
@@ -142,8 +157,11 @@ func (s *Store) Create(ctx context.Context, v *Video) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.st.PutBytes(ctx, s.bucket, Key(v.ID), b, storage.PutOptions{ContentType: "application/json", IfNoneMatch: true})
-	return err
+	if _, err = s.st.PutBytes(ctx, s.bucket, Key(v.ID), b, storage.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil {
+		return err
+	}
+	s.changed(ctx, v)
+	return nil
 }
 
 // Update applies fn to the current meta.json and writes it back only if
@@ -155,6 +173,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Video) error) (*
 		if err != nil {
 			return nil, err
 		}
+		before := v.Status
 		if err := fn(v); err != nil {
 			return nil, err
 		}
@@ -165,6 +184,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Video) error) (*
 		}
 		_, err = s.st.PutBytes(ctx, s.bucket, Key(id), b, storage.PutOptions{ContentType: "application/json", IfMatch: etag})
 		if err == nil {
+			if v.Status != before {
+				s.changed(ctx, v)
+			}
 			return v, nil
 		}
 		if !errors.Is(err, storage.ErrPreconditionFailed) || attempt >= 50 {

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/auditverify"
+	"github.com/mieweb/pulsevault/shared/storage"
+)
+
+const auditUsage = `Usage:
+  pulsevault audit verify [--from-dir DIR] [--public-key KEY]... [settings]
+        check the whole audit log: chain links, sequence gaps and duplicates,
+        checkpoint signatures and Merkle roots, and (from the bucket) that every
+        object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS
+  pulsevault audit prove SEQ [--from-dir DIR] [--public-key KEY]... [settings]
+        print the inclusion proof (JSON) of record SEQ against a signed checkpoint
+  pulsevault audit check-proof FILE|- [--public-key KEY]...
+        check a proof printed by prove (keys: pinned, else the one in the proof must be given)
+  pulsevault audit pubkey [--from-secret FILE] [settings]
+        print the checkpoint public key(s): published in the bucket, or derived from the secret file
+  pulsevault audit keygen
+        print a new signing key for the pulsevault-audit-key secret (base64 Ed25519 seed)
+
+Without --from-dir the bucket BUCKET_AUDIT is read at S3_ENDPOINT with S3_ACCESS_KEY /
+S3_SECRET_KEY (read-only credentials are enough). KEY is base64 of a 32-byte Ed25519 public
+key, or a file holding one. Run 'pulsevault audit verify -h' for the settings.
+`
+
+// auditFlags are the audit command's own flags; the rest go to the settings.
+type auditFlags struct {
+	fromDir    string
+	fromSecret string
+	keys       map[string]ed25519.PublicKey
+	args       []string // positional
+	rest       []string // settings flags
+}
+
+func parseAuditFlags(args []string) (auditFlags, error) {
+	f := auditFlags{keys: map[string]ed25519.PublicKey{}}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			f.args = append(f.args, a)
+			continue
+		}
+		switch name {
+		case "from-dir", "public-key", "from-secret":
+		default:
+			f.rest = append(f.rest, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return f, fmt.Errorf("%w: --%s needs a value", errUsage, name)
+			}
+			i++
+			val = args[i]
+		}
+		switch name {
+		case "from-dir":
+			f.fromDir = val
+		case "from-secret":
+			f.fromSecret = val
+		case "public-key":
+			b := []byte(val)
+			if fb, err := os.ReadFile(val); err == nil {
+				b = fb
+			}
+			pub, err := auditlog.ParsePublicKey(b)
+			if err != nil {
+				return f, fmt.Errorf("%w: --public-key %q: %v", errUsage, val, err)
+			}
+			f.keys[auditlog.KeyID(pub)] = pub
+		}
+	}
+	return f, nil
+}
+
+// runAudit is the auditor's tool.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, auditUsage)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: audit needs a subcommand", errUsage)
+		}
+		return nil
+	}
+	sub := args[0]
+	f, err := parseAuditFlags(args[1:])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "keygen":
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(seed))
+		return nil
+	case "check-proof":
+		return auditCheckProof(f, stdout)
+	case "verify", "prove", "pubkey":
+	default:
+		fmt.Fprint(stderr, auditUsage)
+		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
+	}
+	cfg, err := loadConfig("audit "+sub, f.rest, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var src auditverify.Source
+	if f.fromDir != "" {
+		if fi, err := os.Stat(f.fromDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: --from-dir %q is not a directory", errUsage, f.fromDir)
+		}
+		src = auditverify.Dir(f.fromDir)
+	} else if sub != "pubkey" || f.fromSecret == "" {
+		if cfg.LocalS3() {
+			return fmt.Errorf("%w: audit %s needs S3_ENDPOINT (or --from-dir DIR)", errUsage, sub)
+		}
+		st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+		if err != nil {
+			return err
+		}
+		src = auditverify.Bucket{Store: st, Name: cfg.AuditBucket}
+	}
+
+	switch sub {
+	case "verify":
+		if len(f.args) > 0 {
+			return fmt.Errorf("%w: audit verify takes no argument (got %q)", errUsage, f.args[0])
+		}
+		days := cfg.AuditRetentionDays
+		if f.fromDir != "" {
+			days = 0
+		}
+		rep, err := auditverify.Verify(ctx, src, auditverify.Options{Keys: f.keys, RetentionDays: days})
+		if err != nil {
+			return err
+		}
+		rep.Write(stdout)
+		if !rep.OK() {
+			return fmt.Errorf("audit log verification failed: %s", rep.Failures[0])
+		}
+		return nil
+	case "prove":
+		if len(f.args) != 1 {
+			return fmt.Errorf("%w: audit prove needs one SEQ", errUsage)
+		}
+		seq, err := strconv.ParseUint(f.args[0], 10, 64)
+		if err != nil || seq == 0 {
+			return fmt.Errorf("%w: SEQ %q must be a record sequence number (1, 2, ...)", errUsage, f.args[0])
+		}
+		p, err := auditverify.Prove(ctx, src, seq, f.keys)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	default: // pubkey
+		if f.fromSecret != "" {
+			b, err := os.ReadFile(f.fromSecret)
+			if err != nil {
+				return fmt.Errorf("%w: --from-secret: %v", errUsage, err)
+			}
+			s, err := auditlog.ParseSeed(b)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s %s", s.KeyID(), auditlog.EncodePublicKey(s.Public()))
+			return nil
+		}
+		keys, err := src.List(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, k := range keys {
+			if auditlog.ParseKey(k).Kind != auditlog.KindPublicKey {
+				continue
+			}
+			b, err := src.Read(ctx, k)
+			if err != nil {
+				return err
+			}
+			pub, err := auditlog.ParsePublicKey(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			fmt.Fprintf(stdout, "%s %s", auditlog.KeyID(pub), auditlog.EncodePublicKey(pub))
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("no public key published under %s in %s", auditlog.KeysPrefix, src)
+		}
+		return nil
+	}
+}
+
+func auditCheckProof(f auditFlags, stdout io.Writer) error {
+	if len(f.args) != 1 {
+		return fmt.Errorf("%w: audit check-proof needs one FILE (or - for standard input)", errUsage)
+	}
+	var b []byte
+	var err error
+	if f.args[0] == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(f.args[0])
+	}
+	if err != nil {
+		return err
+	}
+	var p auditverify.Proof
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("not a proof: %w", err)
+	}
+	if len(f.keys) == 0 {
+		return fmt.Errorf("%w: check-proof needs --public-key (the proof cannot vouch for its own key)", errUsage)
+	}
+	if err := auditverify.CheckProof(&p, f.keys); err != nil {
+		return fmt.Errorf("proof does not verify: %w", err)
+	}
+	fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record tree of %s signed by key %s\n",
+		p.Seq, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Day, p.Checkpoint.KeyID)
+	return nil
+}

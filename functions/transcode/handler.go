@@ -1,19 +1,107 @@
-// Package transcode is the transcode function: one rendition of one video, FFmpeg to CMAF HLS and DASH.
-//
-// It is a placeholder until issue 5 lands: every request gets 501 with a
-// JSON body saying so.
+// Package transcode is the transcode function: one invocation makes one
+// rendition of one video (shared/transcode does the work). The connector
+// POSTs a media.Job from pulse.jobs.transcode; the answer tells it what to
+// do with the message: 200 ack, 5xx redeliver (dead-letter after the last
+// try, on which the rendition is marked failed), 400/422 dead-letter now.
 package transcode
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"strconv"
+	"sync"
 
+	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/media"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "transcode"
 
-// Handle answers every request with 501 Not Implemented.
+// maxBody bounds a job message; a real one is under 100 bytes.
+const maxBody = 64 << 10
+
+var state struct {
+	mu     sync.Mutex
+	worker *transcode.Worker
+	log    *slog.Logger
+}
+
+// worker builds the worker on first use and keeps it once it works, so a
+// store or NATS that is down at start only fails the requests meanwhile.
+func worker() (*transcode.Worker, *slog.Logger, error) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.log == nil {
+		state.log = logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "fn/"+Name)
+		slog.SetDefault(state.log) // shared/bus logs through the default logger
+	}
+	if state.worker != nil {
+		return state.worker, state.log, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, state.log, err
+	}
+	tc, err := transcode.LoadConfig(os.Getenv)
+	if err != nil {
+		return nil, state.log, err
+	}
+	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
+		return nil, state.log, fmt.Errorf("transcode needs S3_ENDPOINT and NATS_URL")
+	}
+	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	if err != nil {
+		return nil, state.log, err
+	}
+	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
+	if err != nil {
+		return nil, state.log, err
+	}
+	state.worker = &transcode.Worker{
+		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
+		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
+	}
+	return state.worker, state.log, nil
+}
+
+// Handle runs the job in the request body.
 func Handle(w http.ResponseWriter, r *http.Request) {
-	fnrun.NotImplemented(w, Name, "the transcode function lands with issue 5")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST a media.Job", "function": Name})
+		return
+	}
+	wk, log, err := worker()
+	if err != nil {
+		log.Error("transcode: not configured", "err", err)
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "function not configured", "function": Name})
+		return
+	}
+	var job media.Job
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil || len(body) > maxBody || json.Unmarshal(body, &job) != nil || job.Video == "" || job.Rendition == "" {
+		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be a JSON job {"video": "<id>", "rendition": "<name>"} under 64 KiB`, "function": Name})
+		return
+	}
+	delivered := 1
+	if n, err := strconv.Atoi(r.Header.Get(connector.HeaderDelivered)); err == nil && n > 0 {
+		delivered = n
+	}
+	res := wk.Do(r.Context(), job, delivered)
+	fnrun.WriteJSON(w, res.Status, res)
 }

@@ -1,0 +1,161 @@
+package transcode_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/media"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/transcode"
+)
+
+// childCPU is the CPU time (user + system) of every reaped child so far.
+func childCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestFanoutCost measures (does not assert) the rendition policy against
+// plain ffmpeg on the same clip, in the same run:
+//   - time to playable (240p + audio ready, status ready) ÷ one raw ffmpeg
+//     encoding 240p from a local file;
+//   - CPU seconds of the whole ladder, one job per rendition ÷ one ffmpeg
+//     process encoding the whole ladder from one decode.
+func TestFanoutCost(t *testing.T) {
+	if os.Getenv("PULSEVAULT_BENCH") == "" {
+		t.Skip("a measurement, not a check: run by `make bench` (PULSEVAULT_BENCH=1)")
+	}
+	r := newRig(t)
+	o := testclip.Options{Width: 720, Height: 1280, Seconds: 10}
+	id, v := r.stage(o, nil)
+	src := filepath.Join(t.TempDir(), "src.mp4")
+	if err := testclip.Make(context.Background(), src, o); err != nil {
+		t.Fatal(err)
+	}
+	probe := *v.Probe
+
+	// Baseline 1: raw ffmpeg, 240p only, local file.
+	out := t.TempDir()
+	args, _ := transcode.Args(transcode.Spec{Input: src, Rendition: v.Renditions[0], Probe: probe})
+	start := time.Now()
+	ffmpeg(t, out, args)
+	raw240 := time.Since(start)
+
+	// Time to playable with the rendition policy: the 240p and audio jobs
+	// run side by side (two workers), as the connector delivers them.
+	start = time.Now()
+	for name, res := range r.runJobs(id, v, 1, "240p", "audio") {
+		if res.Status != http.StatusOK {
+			t.Fatalf("%s: %+v", name, res)
+		}
+	}
+	ttp := time.Since(start)
+	if st := r.get(id).Status; st != meta.Ready {
+		t.Fatalf("status %s", st)
+	}
+
+	// CPU of the whole ladder, one job per rendition (sequential, so the
+	// figure is CPU, not contention), through the real worker and store.
+	id2, v2 := r.stage(o, nil)
+	cpu0, wall0 := childCPU(), time.Now()
+	for _, j := range transcode.Jobs(id2, v2.Renditions) {
+		if res := r.w.Do(context.Background(), media.Job{Video: id2, Rendition: j.Rendition}, 1); res.Status != http.StatusOK {
+			t.Fatalf("%s: %+v", j.Rendition, res)
+		}
+	}
+	perRendition, perWall := childCPU()-cpu0, time.Since(wall0)
+
+	// Baseline 2: one ffmpeg, one decode, every rung + audio.
+	base := t.TempDir()
+	ladder := ladderArgs(t, base, src, v2.Renditions, probe)
+	cpu0, wall0 = childCPU(), time.Now()
+	ffmpeg(t, base, ladder)
+	oneProc, oneWall := childCPU()-cpu0, time.Since(wall0)
+
+	t.Logf("clip %dx%d %.0f s, ladder %d renditions, %d CPUs", o.Width, o.Height, o.Seconds, len(v2.Renditions), runtimeCPUs())
+	t.Logf("time to playable %.2f s ÷ raw ffmpeg 240p %.2f s = %.2f (goal <= 1.2)", ttp.Seconds(), raw240.Seconds(), ttp.Seconds()/raw240.Seconds())
+	t.Logf("ladder CPU: rendition policy %.2f s (wall %.2f s) ÷ one ffmpeg for the ladder %.2f s (wall %.2f s) = %.2f (goal <= 1.15)",
+		perRendition.Seconds(), perWall.Seconds(), oneProc.Seconds(), oneWall.Seconds(), perRendition.Seconds()/oneProc.Seconds())
+}
+
+func runtimeCPUs() int {
+	b, _ := exec.Command("nproc").Output()
+	var n int
+	fmt.Sscan(strings.TrimSpace(string(b)), &n)
+	return n
+}
+
+func ffmpeg(t *testing.T, dir string, args []string) {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+}
+
+// ladderArgs is one ffmpeg command producing every rendition from one
+// decode, with the same encoder settings as the per-rendition jobs.
+func ladderArgs(t *testing.T, base, src string, rs []meta.Rendition, p meta.Probe) []string {
+	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-i", src}
+	var videos []meta.Rendition
+	for _, r := range rs {
+		if r.Kind == "video" {
+			videos = append(videos, r)
+		}
+	}
+	fc := fmt.Sprintf("[0:v:0]split=%d", len(videos))
+	for i := range videos {
+		fc += fmt.Sprintf("[s%d]", i)
+	}
+	for i, r := range videos {
+		fc += fmt.Sprintf(";[s%d]scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p[v%d]", i, r.Width, r.Height, i)
+	}
+	args = append(args, "-filter_complex", fc)
+	for i, r := range rs {
+		one, err := transcode.Args(transcode.Spec{Input: src, Rendition: r, Probe: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Reuse the per-rendition output options, minus input, mapping,
+		// filter and progress, with a directory per rendition.
+		var outOpts []string
+		for k := 0; k < len(one); k++ {
+			switch one[k] {
+			case "-i", "-map", "-vf", "-progress", "-map_metadata", "-map_chapters", "-loglevel":
+				k++
+				continue
+			case "-hide_banner", "-nostdin", "-nostats", "-xerror":
+				continue
+			}
+			outOpts = append(outOpts, one[k])
+		}
+		dir := filepath.Join(base, r.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		outOpts[len(outOpts)-1] = filepath.Join(dir, transcode.PlaylistFile)
+		for k := range outOpts {
+			if outOpts[k] == "seg_%d.m4s" {
+				outOpts[k] = filepath.Join(dir, "seg_%d.m4s")
+			}
+		}
+		if r.Kind == "video" {
+			args = append(args, "-map", fmt.Sprintf("[v%d]", i))
+		} else {
+			args = append(args, "-map", "0:a:0")
+		}
+		args = append(args, outOpts...)
+	}
+	return args
+}

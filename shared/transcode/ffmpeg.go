@@ -1,0 +1,397 @@
+// Package transcode produces one rendition of a video with FFmpeg — CMAF
+// fMP4 segments plus a media playlist on a fixed 2 s grid, so every
+// rendition lines up in one master playlist and one MPD — and runs a
+// transcode job end to end: original in, segments, posters and meta.json
+// out, with progress, retries and failure reasons a machine can read.
+package transcode
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/meta"
+)
+
+// SegmentSeconds is the segment and keyframe grid of every rendition.
+const SegmentSeconds = 2
+
+// Output file names inside a rendition's directory (and under
+// videos/<id>/hls/<rendition>/ in the store).
+const (
+	InitFile     = "init.mp4"
+	PlaylistFile = "index.m3u8"
+	segPattern   = "seg_%d.m4s"
+)
+
+// SegmentFile is the name of segment n (from 0).
+func SegmentFile(n int) string { return fmt.Sprintf(segPattern, n) }
+
+// Spec is one rendition to encode.
+type Spec struct {
+	Input     string // URL (presigned GET) or path of the original
+	Dir       string // existing, empty output directory
+	Rendition meta.Rendition
+	Probe     meta.Probe
+	Preset    string // x264 preset; default veryfast
+}
+
+// Failure codes: machine-readable reasons recorded in meta.json, audit
+// events and metrics.
+const (
+	CodeUndecodable = "source-undecodable" // ffmpeg cannot decode the original
+	CodeNoStream    = "source-no-stream"   // the original lacks the stream the rendition needs
+	CodeUnreachable = "source-unreachable" // reading the original failed (network, store)
+	CodeCancelled   = "cancelled"          // the invocation ended before ffmpeg did
+	CodeKilled      = "ffmpeg-killed"      // ffmpeg died by a signal it was not sent by us
+	CodeFailed      = "ffmpeg-failed"      // any other non-zero exit
+	CodeBadOutput   = "bad-output"         // ffmpeg succeeded but its output is unusable
+	CodeStore       = "store-error"        // writing results failed
+)
+
+// Error is a failed ffmpeg run.
+type Error struct {
+	Code      string
+	Permanent bool   // retrying with the same input cannot help
+	Tail      string // sanitized end of ffmpeg's stderr
+	Err       error
+}
+
+func (e *Error) Error() string {
+	s := "transcode: " + e.Code
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Args returns ffmpeg's arguments for s (without the program name). Every
+// rendition gets the same time-based keyframe grid and segment length,
+// which is what keeps renditions switchable.
+func Args(s Spec) ([]string, error) {
+	r := s.Rendition
+	preset := s.Preset
+	if preset == "" {
+		preset = "veryfast"
+	}
+	args := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+		// Decode errors end the run instead of being concealed, so a
+		// corrupt source fails clearly rather than yielding broken video.
+		"-xerror"}
+	if strings.HasPrefix(s.Input, "http://") || strings.HasPrefix(s.Input, "https://") {
+		args = append(args, "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4", "-rw_timeout", "30000000")
+	}
+	args = append(args, "-i", s.Input, "-map_metadata", "-1", "-map_chapters", "-1")
+	switch r.Kind {
+	case "video":
+		if r.Width <= 0 || r.Height <= 0 || r.Width%2 != 0 || r.Height%2 != 0 {
+			return nil, fmt.Errorf("transcode: rendition %s: bad size %dx%d (want even, positive)", r.Name, r.Width, r.Height)
+		}
+		if r.Bitrate <= 0 {
+			return nil, fmt.Errorf("transcode: rendition %s: no target bitrate", r.Name)
+		}
+		fps := Rate(s.Probe.FPS)
+		keyint := int(math.Round(float64(SegmentSeconds) * fps.float()))
+		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn",
+			// The decoder applies rotation (autorotate), so the rendition's
+			// displayed size is also its coded size.
+			"-vf", fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p", r.Width, r.Height),
+			"-r", fps.String(),
+			"-c:v", "libx264", "-preset", preset, "-profile:v", "high",
+			"-b:v", strconv.Itoa(r.Bitrate), "-maxrate", strconv.Itoa(r.Bitrate*3/2), "-bufsize", strconv.Itoa(r.Bitrate*2),
+			"-g", strconv.Itoa(max(keyint, 1)), "-sc_threshold", "0",
+			"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%d)", SegmentSeconds))
+	case "audio":
+		args = append(args, "-map", "0:a:0", "-vn", "-sn", "-dn",
+			"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000")
+	default:
+		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
+	}
+	args = append(args, "-f", "hls", "-hls_time", strconv.Itoa(SegmentSeconds), "-hls_playlist_type", "vod",
+		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", InitFile, "-hls_segment_filename", segPattern,
+		"-hls_flags", "independent_segments", "-progress", "pipe:1", PlaylistFile)
+	return args, nil
+}
+
+// FrameRate is a frame rate as a fraction.
+type FrameRate struct{ Num, Den int }
+
+func (f FrameRate) float() float64 { return float64(f.Num) / float64(f.Den) }
+
+// Float is the rate in frames per second.
+func (f FrameRate) Float() float64 { return f.float() }
+
+func (f FrameRate) String() string {
+	if f.Den == 1 {
+		return strconv.Itoa(f.Num)
+	}
+	return strconv.Itoa(f.Num) + "/" + strconv.Itoa(f.Den)
+}
+
+// Rate turns a probed average frame rate into the constant output rate:
+// NTSC rates become exact n*1000/1001 fractions, others are kept to the
+// millisecond; unknown or absurd rates become 30, and rates above 60 are
+// capped at 60 (the ladder's players and bitrates assume at most 60).
+func Rate(fps float64) FrameRate {
+	switch {
+	case fps <= 0 || math.IsNaN(fps) || math.IsInf(fps, 0):
+		return FrameRate{30, 1}
+	case fps > 60:
+		return FrameRate{60, 1}
+	}
+	for _, n := range []int{24, 30, 60} {
+		if math.Abs(fps-float64(n)*1000/1001) < 0.005 {
+			return FrameRate{n * 1000, 1001}
+		}
+	}
+	if math.Abs(fps-math.Round(fps)) < 0.005 {
+		return FrameRate{int(math.Round(fps)), 1}
+	}
+	return FrameRate{int(math.Round(fps * 1000)), 1000}
+}
+
+// Progress is ffmpeg's position in the output.
+type Progress struct {
+	OutTime time.Duration
+	Done    bool
+}
+
+// ParseProgress reads `-progress` key=value blocks from r and calls fn at
+// the end of each block. It returns when r ends.
+func ParseProgress(r io.Reader, fn func(Progress)) error {
+	sc := bufio.NewScanner(r)
+	var p Progress
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "out_time_us", "out_time_ms": // both are microseconds (an old ffmpeg quirk)
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+				p.OutTime = time.Duration(n) * time.Microsecond
+			}
+		case "progress":
+			p.Done = v == "end"
+			fn(p)
+		}
+	}
+	return sc.Err()
+}
+
+// Percent is p's share of total, 0–100.
+func (p Progress) Percent(total time.Duration) float64 {
+	if p.Done {
+		return 100
+	}
+	if total <= 0 {
+		return 0
+	}
+	return math.Min(99.9, math.Max(0, 100*float64(p.OutTime)/float64(total)))
+}
+
+// tailBytes is how much of stderr is kept: the end is what explains a failure.
+const tailBytes = 8 << 10
+
+// tail keeps the last tailBytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailBytes {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-tailBytes:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+var (
+	urlRe     = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"]+`)
+	quotedRe  = regexp.MustCompile(`'[^'\n]*'|"[^"\n]*"`)
+	hexRe     = regexp.MustCompile(`\b[0-9a-fA-F]{32,}\b`)
+	controlRe = regexp.MustCompile(`[^\x20-\x7e\n]`)
+)
+
+// MaxTail bounds a sanitized stderr tail.
+const MaxTail = 1024
+
+// Sanitize makes ffmpeg's stderr safe to store and log: URLs (the presigned
+// input carries credentials), quoted strings (file names, metadata), long
+// hex strings and the paths given are replaced, control characters dropped,
+// and only the last lines up to MaxTail bytes kept.
+func Sanitize(s string, paths ...string) string {
+	for _, p := range paths {
+		if p != "" {
+			s = strings.ReplaceAll(s, p, "<path>")
+		}
+	}
+	s = urlRe.ReplaceAllString(s, "<url>")
+	s = quotedRe.ReplaceAllString(s, "<quoted>")
+	s = hexRe.ReplaceAllString(s, "<hex>")
+	s = controlRe.ReplaceAllString(s, "")
+	s = strings.TrimSpace(s)
+	for len(s) > MaxTail {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 || len(s)-i-1 < MaxTail/2 {
+			s = s[len(s)-MaxTail:]
+			break
+		}
+		s = s[i+1:]
+	}
+	return s
+}
+
+// Run encodes s, calling progress (if not nil) as ffmpeg reports it. ffmpeg
+// is killed when ctx ends and when this process dies. Errors are *Error.
+func Run(ctx context.Context, s Spec, progress func(Progress)) error {
+	args, err := Args(s)
+	if err != nil {
+		return &Error{Code: CodeFailed, Permanent: true, Err: err}
+	}
+	return run(ctx, s.Dir, args, s.Input, progress)
+}
+
+func run(ctx context.Context, dir string, args []string, input string, progress func(Progress)) error {
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	var errTail tail
+	cmd.Stderr = &errTail
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	if err := startLocked(cmd); err != nil {
+		return &Error{Code: CodeFailed, Err: fmt.Errorf("start ffmpeg: %w", err)}
+	}
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	_ = ParseProgress(stdout, progress)
+	_, _ = io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	if err == nil {
+		return nil
+	}
+	raw := errTail.String()
+	e := &Error{Tail: Sanitize(raw, input, dir), Err: errors.New("ffmpeg failed")}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		e.Code, e.Err = CodeCancelled, ctx.Err()
+	case errors.As(err, &exit) && exit.ProcessState != nil && !exit.Exited():
+		e.Code = CodeKilled
+		e.Err = fmt.Errorf("ffmpeg: %s", exit.ProcessState.String())
+	default:
+		e.Code, e.Permanent = classify(raw)
+		if errors.As(err, &exit) {
+			e.Err = fmt.Errorf("ffmpeg exited with status %d", exit.ExitCode())
+		}
+	}
+	return e
+}
+
+var (
+	networkRe = regexp.MustCompile(`(?i)(http error|server returned|connection (refused|reset|timed out)|timed out|network is unreachable|broken pipe|i/o error|input/output error|end of file while|failed to resolve)`)
+	noStream  = regexp.MustCompile(`(?i)(matches no streams|does not contain any stream|output file #?\d+ does not contain)`)
+	decodeRe  = regexp.MustCompile(`(?i)(invalid data found|moov atom not found|error while decoding|corrupt|invalid nal|decode_slice|non-existing pps|no frame!|error splitting|could not find codec parameters|concealing|error submitting packet to decoder|cabac|error while decoding mb|top block unavailable)`)
+)
+
+// classify names an ffmpeg failure from its stderr. Network trouble is
+// checked first: a transfer cut mid-way also shows decode errors.
+func classify(stderr string) (code string, permanent bool) {
+	switch {
+	case networkRe.MatchString(stderr):
+		return CodeUnreachable, false
+	case noStream.MatchString(stderr):
+		return CodeNoStream, true
+	case decodeRe.MatchString(stderr):
+		return CodeUndecodable, true
+	}
+	return CodeFailed, false
+}
+
+// Posters writes poster.jpg (short side up to 720) and thumb.jpg (short
+// side up to 180) into dir from a representative frame: ffmpeg's thumbnail
+// filter picks it among the frames after the first quarter of the video.
+func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
+	at := 0.0
+	if p.Duration > 2 {
+		at = p.Duration / 4
+	}
+	scale := func(short int) string {
+		if p.Width <= p.Height {
+			return fmt.Sprintf("scale=%d:-2", even(min(short, p.Width)))
+		}
+		return fmt.Sprintf("scale=-2:%d", even(min(short, p.Height)))
+	}
+	args := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+		"-ss", strconv.FormatFloat(at, 'f', 3, 64), "-i", input,
+		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]" + scale(720) + ",setsar=1[p];[b]" + scale(180) + ",setsar=1[t]",
+		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
+		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg"}
+	if err := run(ctx, dir, args, input, nil); err != nil {
+		return err
+	}
+	for _, f := range []string{"poster.jpg", "thumb.jpg"} {
+		if st, err := os.Stat(dir + "/" + f); err != nil || st.Size() == 0 {
+			return &Error{Code: CodeBadOutput, Err: fmt.Errorf("ffmpeg wrote no %s", f)}
+		}
+	}
+	return nil
+}
+
+func even(n int) int { return max(2, n-n%2) }
+
+// startLocked starts cmd from an OS thread that never exits: Pdeathsig
+// fires when the thread that forked the child exits, and Go may retire the
+// thread behind an ordinary goroutine, which would kill ffmpeg early.
+func startLocked(cmd *exec.Cmd) error {
+	starter.once.Do(func() {
+		starter.ch = make(chan startReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for req := range starter.ch {
+				req.done <- req.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	starter.ch <- startReq{cmd, done}
+	return <-done
+}
+
+type startReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var starter struct {
+	once sync.Once
+	ch   chan startReq
+}

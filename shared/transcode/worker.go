@@ -1,0 +1,686 @@
+package transcode
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/manifest"
+	"github.com/mieweb/pulsevault/shared/media"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/storage"
+)
+
+// Object keys under videos/<id>/.
+const (
+	MasterFile   = "hls/master.m3u8"
+	MPDFile      = "dash/manifest.mpd"
+	PosterFile   = "poster.jpg"
+	ThumbFile    = "thumb.jpg"
+	TimelineFile = "segments.json" // in hls/<rendition>/
+	ErrorFile    = "error.txt"     // in hls/<rendition>/: sanitized stderr tail of the final failure
+)
+
+// RenditionKey is the key of file in a rendition's directory.
+func RenditionKey(video, rendition, file string) string {
+	return "videos/" + video + "/hls/" + rendition + "/" + file
+}
+
+// VideoKey is the key of file (MasterFile, PosterFile, ...) of a video.
+func VideoKey(video, file string) string { return "videos/" + video + "/" + file }
+
+// Metrics, on the default registry. Rendition names come from the planned
+// ladder (checked against meta.json before use), so labels stay bounded.
+var (
+	seconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pulsevault_transcode_seconds",
+		Help:    "Wall time of successful transcode jobs, from start to rendition ready, by rendition.",
+		Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800},
+	}, []string{"rendition"})
+	failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pulsevault_transcode_failures_total",
+		Help: "Failed transcode attempts by rendition, reason code and whether the failure was final (rendition marked failed).",
+	}, []string{"rendition", "reason", "final"})
+)
+
+func init() { prometheus.MustRegister(seconds, failures) }
+
+// Worker runs transcode jobs. Its fields are required except Log.
+type Worker struct {
+	Store         *storage.Store
+	Meta          *meta.Store
+	Audit         *audit.Publisher
+	Bucket        string // media bucket (Object Lock)
+	RetentionDays int    // COMPLIANCE retention of every object written
+	Config        Config
+	Log           *slog.Logger
+}
+
+// Outcomes of Result.
+const (
+	OutcomeDone   = "done"   // the rendition is ready
+	OutcomeNoop   = "noop"   // nothing to do (already ready, video rejected)
+	OutcomeRetry  = "retry"  // failed; worth another delivery
+	OutcomeFailed = "failed" // failed for good; the rendition is marked failed
+)
+
+// Result is how a job ended. Status is the HTTP answer for the connector:
+// 200 acks, 5xx asks for a redelivery (dead-lettered after the last one),
+// 400/422 dead-letters at once.
+type Result struct {
+	Status  int    `json:"-"`
+	Outcome string `json:"outcome"`
+	Code    string `json:"code,omitempty"`
+}
+
+var renditionRe = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
+
+// errNoop and errSkip stop a meta.Update without writing.
+var (
+	errNoop = errors.New("noop")
+	errSkip = errors.New("skip")
+)
+
+// Do runs job; delivered is the delivery count (1 on the first), so the
+// last allowed delivery marks the rendition failed instead of retrying.
+func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
+	log := w.log().With("video", job.Video, "rendition", job.Rendition, "delivery", delivered)
+	if uuid.Validate(job.Video) != nil || !renditionRe.MatchString(job.Rendition) {
+		log = w.log().With("delivery", delivered) // the job's fields may be anything: keep them out of the log
+		log.Warn("transcode: malformed job")
+		return Result{Status: http.StatusBadRequest, Outcome: OutcomeFailed, Code: "bad-job"}
+	}
+	final := delivered >= w.Config.MaxDeliver
+	start := time.Now()
+
+	var rend meta.Rendition
+	var probe meta.Probe
+	var original string
+	_, err := w.Meta.Update(ctx, job.Video, func(v *meta.Video) error {
+		if v.Status == meta.Rejected {
+			return errNoop
+		}
+		i := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Name == job.Rendition })
+		switch {
+		case i < 0:
+			return errUnknownRendition
+		case v.Renditions[i].State == meta.RenditionReady:
+			return errNoop
+		case v.Original == nil || v.Original.Key == "" || v.Probe == nil:
+			return errNotFinalized
+		}
+		r := &v.Renditions[i]
+		r.State, r.Progress, r.Error = meta.RenditionRunning, 0, ""
+		settle(v)
+		rend, probe, original = *r, *v.Probe, v.Original.Key
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoop):
+		log.Info("transcode: nothing to do")
+		return Result{Status: http.StatusOK, Outcome: OutcomeNoop}
+	case errors.Is(err, meta.ErrNotFound):
+		log.Warn("transcode: no such video")
+		return Result{Status: http.StatusUnprocessableEntity, Outcome: OutcomeFailed, Code: "unknown-video"}
+	case errors.Is(err, errUnknownRendition):
+		log.Warn("transcode: rendition not planned")
+		return Result{Status: http.StatusUnprocessableEntity, Outcome: OutcomeFailed, Code: "unknown-rendition"}
+	case errors.Is(err, errNotFinalized):
+		log.Warn("transcode: video has no original or probe")
+		return Result{Status: http.StatusUnprocessableEntity, Outcome: OutcomeFailed, Code: "not-finalized"}
+	case err != nil:
+		log.Error("transcode: meta.json update failed", "err", err)
+		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
+	}
+
+	err = w.transcode(ctx, log, job.Video, rend, probe, original)
+	if err == nil {
+		seconds.WithLabelValues(rend.Name).Observe(time.Since(start).Seconds())
+		log.Info("transcode: rendition ready", "seconds", math.Round(time.Since(start).Seconds()*1000)/1000)
+		return Result{Status: http.StatusOK, Outcome: OutcomeDone}
+	}
+	var te *Error
+	if !errors.As(err, &te) {
+		te = &Error{Code: CodeStore, Err: err}
+	}
+	if te.Code == CodeCancelled {
+		// The invocation is over (timeout or the caller left): not the
+		// job's fault, and nobody reads the answer.
+		failures.WithLabelValues(rend.Name, te.Code, "false").Inc()
+		log.Warn("transcode: cancelled")
+		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: te.Code}
+	}
+	if !te.Permanent && !final {
+		failures.WithLabelValues(rend.Name, te.Code, "false").Inc()
+		log.Warn("transcode: attempt failed; will be retried", "code", te.Code, "err", te.Err)
+		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: te.Code}
+	}
+	failures.WithLabelValues(rend.Name, te.Code, "true").Inc()
+	log.Warn("transcode: rendition failed", "code", te.Code, "permanent", te.Permanent, "err", te.Err)
+	status := http.StatusUnprocessableEntity
+	if !te.Permanent {
+		status = http.StatusInternalServerError // last delivery: the connector dead-letters it
+	}
+	if err := w.fail(ctx, job.Video, rend.Name, te); err != nil {
+		log.Error("transcode: recording the failure failed", "err", err)
+		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
+	}
+	return Result{Status: status, Outcome: OutcomeFailed, Code: te.Code}
+}
+
+var (
+	errUnknownRendition = errors.New("rendition not planned")
+	errNotFinalized     = errors.New("video not finalized")
+)
+
+func (w *Worker) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}
+
+func (w *Worker) retention() *storage.Retention {
+	r := storage.Compliance(w.RetentionDays)
+	return &r
+}
+
+// transcode encodes, uploads and records one rendition.
+func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
+	dir, err := w.scratch()
+	if err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	// The presigned URL lives as long as an invocation may (ffmpeg reads
+	// the original lazily, with Range requests, until the end).
+	src, err := w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour)
+	if err != nil {
+		return &Error{Code: CodeStore, Err: err}
+	}
+
+	stopProgress := w.reportProgress(ctx, log, id, rend.Name)
+	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
+	err = Run(ctx, Spec{Input: src.String(), Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset}, report)
+	stopProgress.stop()
+	if err != nil {
+		return err
+	}
+
+	files, tl, track, err := readOutput(out)
+	if err != nil {
+		return &Error{Code: CodeBadOutput, Err: err}
+	}
+	if err := w.upload(ctx, id, rend, out, files, tl); err != nil {
+		return &Error{Code: CodeStore, Err: err}
+	}
+	// The audit event goes out before meta.json says ready: once ready, a
+	// redelivery is a no-op and would never emit it.
+	if err := w.Audit.Publish(ctx, audit.Event{
+		ID: eventID(id, rend.Name, "done"), Action: audit.TranscodeDone, Object: id, Outcome: audit.Success,
+	}); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("audit: %w", err)}
+	}
+	peak, avg := tl.Bandwidth()
+	_, err = w.Meta.Update(ctx, id, func(v *meta.Video) error {
+		r := find(v, rend.Name)
+		if r == nil {
+			return errUnknownRendition
+		}
+		r.State, r.Progress, r.Error = meta.RenditionReady, 100, ""
+		r.Playlist = RenditionKey(id, rend.Name, PlaylistFile)
+		r.Codecs, r.Bandwidth, r.Average = track.Codec, peak, avg
+		if track.Kind == "video" {
+			r.Width, r.Height = track.Width, track.Height
+			r.FrameRate = math.Round(Rate(probe.FPS).Float()*1000) / 1000
+		}
+		settle(v)
+		return nil
+	})
+	if err != nil {
+		return &Error{Code: CodeStore, Err: err}
+	}
+	if err := w.publishManifests(ctx, id, map[string]manifest.Timeline{rend.Name: tl}); err != nil {
+		// The rendition is recorded; a later rendition (or a redelivery,
+		// since this answers 5xx) writes the manifests again.
+		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
+	}
+	// Posters come after the rendition is playable: they must not delay it.
+	if rend.Kind == "video" {
+		w.ensurePosters(ctx, log, id, src.String(), probe, dir)
+	}
+	return nil
+}
+
+func find(v *meta.Video, name string) *meta.Rendition {
+	for i := range v.Renditions {
+		if v.Renditions[i].Name == name {
+			return &v.Renditions[i]
+		}
+	}
+	return nil
+}
+
+// settle derives the video's status from its renditions: ready once the
+// manifests can list something playable, complete when every planned
+// rendition has ended with at least one video rendition ready, failed when
+// every rendition ended and no video rendition is ready.
+func settle(v *meta.Video) {
+	if v.Status == meta.Rejected || len(v.Renditions) == 0 {
+		return
+	}
+	ended, videoReady := true, false
+	for _, r := range v.Renditions {
+		ended = ended && (r.State == meta.RenditionReady || r.State == meta.RenditionFailed)
+		videoReady = videoReady || (r.Kind == "video" && r.State == meta.RenditionReady)
+	}
+	_, _, playable := manifest.Playable(v)
+	prev := v.Status
+	switch {
+	case ended && !videoReady:
+		v.Status, v.Reason = meta.Failed, "transcode-failed"
+	case ended:
+		v.Status = meta.Complete
+	case playable:
+		v.Status = meta.Ready
+	default:
+		v.Status = meta.Processing
+	}
+	if v.Status != meta.Failed && prev == meta.Failed {
+		v.Reason = ""
+	}
+}
+
+// fail marks the rendition failed with te's code, keeps the sanitized
+// stderr tail beside the rendition, emits the audit event and rewrites the
+// manifests (a failed audio rendition can make the video playable).
+func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
+	if te.Tail != "" {
+		tail := []byte(te.Code + "\n" + te.Tail + "\n")
+		if _, err := w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, name, ErrorFile), tail,
+			storage.PutOptions{ContentType: "text/plain; charset=utf-8", Retention: w.retention()}); err != nil {
+			return err
+		}
+	}
+	code := "transcode." + name + "." + te.Code
+	if _, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
+		r := find(v, name)
+		if r == nil {
+			return errUnknownRendition
+		}
+		r.State, r.Progress, r.Error = meta.RenditionFailed, 0, te.Code
+		if !slices.Contains(v.Errors, code) {
+			v.Errors = append(v.Errors, code)
+		}
+		settle(v)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := w.Audit.Publish(ctx, audit.Event{
+		ID: eventID(id, name, "failed"), Action: audit.TranscodeFailed, Object: id, Outcome: audit.Failure, Reason: te.Code,
+	}); err != nil {
+		return err
+	}
+	return w.publishManifests(ctx, id, nil)
+}
+
+// eventID is stable per video, rendition and outcome, so redelivered work
+// emits the same audit event (deduplicated by JetStream and audit-append).
+func eventID(id, rendition, what string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("pulsevault:transcode:"+id+"/"+rendition+"/"+what)).String()
+}
+
+// progressReporter writes progress to meta.json at most every interval
+// and only on a change of a whole percent, off ffmpeg's path.
+type progressReporter struct {
+	latest chan float64
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (p *progressReporter) push(pct float64) {
+	select {
+	case <-p.latest:
+	default:
+	}
+	select {
+	case p.latest <- pct:
+	default:
+	}
+}
+
+func (p *progressReporter) stop() { close(p.done); p.wg.Wait() }
+
+func (w *Worker) reportProgress(ctx context.Context, log *slog.Logger, id, name string) *progressReporter {
+	p := &progressReporter{latest: make(chan float64, 1), done: make(chan struct{})}
+	p.wg.Go(func() {
+		var last time.Time
+		written := 0.0
+		for {
+			select {
+			case <-p.done:
+				return
+			case pct := <-p.latest:
+				pct = math.Floor(pct)
+				if time.Since(last) < w.Config.ProgressInterval || pct < written+1 || pct >= 100 {
+					continue
+				}
+				last = time.Now()
+				_, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
+					r := find(v, name)
+					if r == nil || r.State != meta.RenditionRunning || r.Progress >= pct {
+						return errSkip
+					}
+					r.Progress = pct
+					return nil
+				})
+				if err != nil && !errors.Is(err, errSkip) {
+					log.Warn("transcode: progress update failed", "err", err)
+					continue
+				}
+				written = pct
+			}
+		}
+	})
+	return p
+}
+
+// scratch makes this job's temp dir, first removing those of processes
+// that died without cleaning up (a SIGKILLed replica).
+func (w *Worker) scratch() (string, error) {
+	base := w.Config.TempDir
+	if base == "" {
+		base = os.TempDir()
+	}
+	root := filepath.Join(base, "pulsevault-transcode")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", err
+	}
+	if ents, err := os.ReadDir(root); err == nil {
+		for _, e := range ents {
+			pid, _, ok := strings.Cut(e.Name(), "-")
+			n, err := strconv.Atoi(pid)
+			if ok && err == nil && n > 0 && n != os.Getpid() && syscall.Kill(n, 0) == syscall.ESRCH {
+				os.RemoveAll(filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	return os.MkdirTemp(root, strconv.Itoa(os.Getpid())+"-")
+}
+
+// readOutput checks what ffmpeg wrote: the media playlist's segments in
+// order, their timeline and the init segment's track.
+func readOutput(dir string) (segs []string, tl manifest.Timeline, track manifest.Track, err error) {
+	pl, err := os.ReadFile(filepath.Join(dir, PlaylistFile))
+	if err != nil {
+		return nil, tl, track, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(pl))
+	sawMap, ended := false, false
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case l == `#EXT-X-MAP:URI="`+InitFile+`"`:
+			sawMap = true
+		case l == "#EXT-X-ENDLIST":
+			ended = true
+		case l != "" && !strings.HasPrefix(l, "#"):
+			if l != SegmentFile(len(segs)) {
+				return nil, tl, track, fmt.Errorf("playlist lists %q where %s was expected", l, SegmentFile(len(segs)))
+			}
+			segs = append(segs, l)
+		}
+	}
+	if !sawMap || !ended || len(segs) == 0 {
+		return nil, tl, track, errors.New("playlist incomplete (no init map, end tag or segment)")
+	}
+	init, err := os.ReadFile(filepath.Join(dir, InitFile))
+	if err != nil {
+		return nil, tl, track, err
+	}
+	if track, err = manifest.ParseInit(init); err != nil {
+		return nil, tl, track, err
+	}
+	tl = manifest.Timeline{Timescale: track.Timescale, Channels: track.Channels, Rate: track.Rate}
+	for _, s := range segs {
+		b, err := os.ReadFile(filepath.Join(dir, s))
+		if err != nil {
+			return nil, tl, track, err
+		}
+		seg, err := manifest.ParseSegment(b, track)
+		if err != nil {
+			return nil, tl, track, fmt.Errorf("%s: %w", s, err)
+		}
+		tl.Segments = append(tl.Segments, seg)
+	}
+	return segs, tl, track, nil
+}
+
+var contentTypes = map[string]string{
+	".m4s": "video/iso.segment", ".m3u8": "application/vnd.apple.mpegurl", ".json": "application/json",
+	".mpd": "application/dash+xml", ".jpg": "image/jpeg",
+}
+
+func contentType(name, kind string) string {
+	if name == InitFile {
+		return kind + "/mp4"
+	}
+	return contentTypes[filepath.Ext(name)]
+}
+
+// upload writes the rendition with retention: segments and init first,
+// then the playlist and timeline that reference them.
+func (w *Worker) upload(ctx context.Context, id string, rend meta.Rendition, dir string, segs []string, tl manifest.Timeline) error {
+	ret := w.retention()
+	put := func(name string) error {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		_, err = w.Store.Put(ctx, w.Bucket, RenditionKey(id, rend.Name, name), f, st.Size(),
+			storage.PutOptions{ContentType: contentType(name, rend.Kind), Retention: ret})
+		return err
+	}
+	if err := parallel(ctx, w.Config.UploadParallel, append([]string{InitFile}, segs...), put); err != nil {
+		return err
+	}
+	if err := put(PlaylistFile); err != nil {
+		return err
+	}
+	b, err := json.Marshal(tl)
+	if err != nil {
+		return err
+	}
+	_, err = w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, rend.Name, TimelineFile), b,
+		storage.PutOptions{ContentType: "application/json", Retention: ret})
+	return err
+}
+
+// parallel runs fn over items, n at a time, and returns the first error.
+func parallel(ctx context.Context, n int, items []string, fn func(string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, max(n, 1))
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(it); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// ensurePosters writes poster.jpg and thumb.jpg when the video has none
+// yet. A failure is logged, not returned: the next video rendition to land
+// tries again, and a missing poster must not fail a playable rendition.
+func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id, src string, probe meta.Probe, scratch string) {
+	if _, err := w.Store.Stat(ctx, w.Bucket, VideoKey(id, PosterFile)); err == nil {
+		return
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		log.Warn("transcode: poster check failed", "err", err)
+		return
+	}
+	dir := filepath.Join(scratch, "poster")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		log.Warn("transcode: poster failed", "err", err)
+		return
+	}
+	if err := Posters(ctx, src, dir, probe); err != nil {
+		code := CodeFailed
+		var te *Error
+		if errors.As(err, &te) {
+			code = te.Code
+		}
+		log.Warn("transcode: poster failed", "code", code)
+		return
+	}
+	for _, f := range []string{ThumbFile, PosterFile} { // poster last: its presence means both are in
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err == nil {
+			_, err = w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, f), b,
+				storage.PutOptions{ContentType: "image/jpeg", Retention: w.retention()})
+		}
+		if err != nil {
+			log.Warn("transcode: poster upload failed", "err", err)
+			return
+		}
+	}
+}
+
+// publishManifests writes the master playlist and the MPD from what
+// meta.json says is ready, then reads meta.json again and repeats until
+// what it wrote matches it. Whoever writes last therefore writes from a
+// view that includes every rendition recorded before its final read, and
+// renditions recorded after that read publish again themselves: concurrent
+// completions cannot leave a manifest missing a rendition.
+//
+// The manifests are written without retention, like meta.json: they are
+// rewritten as renditions land and derive entirely from locked objects.
+func (w *Worker) publishManifests(ctx context.Context, id string, known map[string]manifest.Timeline) error {
+	if known == nil {
+		known = map[string]manifest.Timeline{}
+	}
+	var last []byte
+	for range 20 {
+		v, _, err := w.Meta.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		video, audio, ok := manifest.Playable(v)
+		if !ok {
+			return nil
+		}
+		master := manifest.HLSMaster(video, audio)
+		var reps []manifest.Rep
+		var arep *manifest.Rep
+		for _, r := range append(slices.Clone(video), optionalRendition(audio)...) {
+			tl, ok := known[r.Name]
+			if !ok {
+				if tl, err = w.timeline(ctx, id, r.Name); err != nil {
+					return err
+				}
+				known[r.Name] = tl
+			}
+			if r.Kind == "audio" {
+				arep = &manifest.Rep{Rendition: r, Timeline: tl}
+			} else {
+				reps = append(reps, manifest.Rep{Rendition: r, Timeline: tl})
+			}
+		}
+		mpd, err := manifest.DASHMPD(reps, arep)
+		if err != nil {
+			return err
+		}
+		sig := append(slices.Clone(master), mpd...)
+		if bytes.Equal(sig, last) {
+			return nil
+		}
+		if _, err := w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, MasterFile), master,
+			storage.PutOptions{ContentType: "application/vnd.apple.mpegurl"}); err != nil {
+			return err
+		}
+		if _, err := w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, MPDFile), mpd,
+			storage.PutOptions{ContentType: "application/dash+xml"}); err != nil {
+			return err
+		}
+		last = sig
+	}
+	return errors.New("manifests kept changing; giving up for now")
+}
+
+func optionalRendition(r *meta.Rendition) []meta.Rendition {
+	if r == nil {
+		return nil
+	}
+	return []meta.Rendition{*r}
+}
+
+func (w *Worker) timeline(ctx context.Context, id, name string) (manifest.Timeline, error) {
+	var tl manifest.Timeline
+	rc, _, err := w.Store.Get(ctx, w.Bucket, RenditionKey(id, name, TimelineFile), 0, -1)
+	if err != nil {
+		return tl, err
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(&tl); err != nil {
+		return tl, fmt.Errorf("%s timeline: %w", name, err)
+	}
+	return tl, tl.Validate()
+}
+
+// Jobs is the rendition fan-out policy: one job per planned rendition, in
+// plan order (lowest rung first, so it tends to be playable first).
+func Jobs(id string, rs []meta.Rendition) []media.Job {
+	out := make([]media.Job, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, media.Job{Video: id, Rendition: r.Name})
+	}
+	return out
+}

@@ -1,19 +1,118 @@
-// Package uploadfinalize is the upload-finalize function: turns a completed upload into a locked original, meta.json and transcode jobs.
+// Package uploadfinalize is the upload-finalize function: it turns a
+// completed upload into a locked original, meta.json and transcode jobs
+// (shared/finalize).
 //
-// It is a placeholder until issue 4 lands: every request gets 501 with a
-// JSON body saying so.
+//   - POST / takes one S3 bucket notification (the connector delivers
+//     pulse.s3.events): 200 when done or nothing to do, 400 for a malformed
+//     message (dead-lettered at once), 500 when a step failed (retried).
+//   - POST /reconcile finalizes completed uploads nobody finalized and
+//     removes expired incomplete ones (run it periodically).
 package uploadfinalize
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net/http"
+	"os"
+	"sync"
 
+	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/events"
+	"github.com/mieweb/pulsevault/shared/finalize"
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/storage"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "upload-finalize"
 
-// Handle answers every request with 501 Not Implemented.
+var (
+	mu sync.Mutex
+	fz *finalize.Finalizer
+)
+
+// Handle routes to the event handler or the reconciler.
 func Handle(w http.ResponseWriter, r *http.Request) {
-	fnrun.NotImplemented(w, Name, "the upload-finalize function lands with issue 4")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST an S3 event to / or POST /reconcile"})
+		return
+	}
+	f, err := finalizer(r.Context())
+	if err != nil {
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "function": Name})
+		return
+	}
+	switch r.URL.Path {
+	case "/", "":
+		body, err := io.ReadAll(io.LimitReader(r.Body, events.MaxMessageSize+1))
+		if err != nil {
+			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "could not read the event"})
+			return
+		}
+		out, err := f.HandleEvent(r.Context(), body)
+		switch {
+		case errors.Is(err, finalize.ErrBadEvent):
+			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		case err != nil:
+			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "finalize failed; retry"})
+		default:
+			if out == nil {
+				out = []finalize.Outcome{}
+			}
+			fnrun.WriteJSON(w, http.StatusOK, map[string]any{"uploads": out})
+		}
+	case "/reconcile":
+		rep, err := f.Reconcile(r.Context())
+		if err != nil {
+			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "reconcile failed; retry"})
+			return
+		}
+		fnrun.WriteJSON(w, http.StatusOK, rep)
+	default:
+		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /reconcile"})
+	}
+}
+
+// finalizer connects on first use; a failure (NATS not up yet) is retried
+// on the next request rather than kept.
+func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if fz != nil {
+		return fz, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
+		return nil, errors.New("upload-finalize: S3_ENDPOINT and NATS_URL must be set")
+	}
+	lim, err := finalize.LoadSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.Connect(cfg.NATSURL, "pulsevault-"+Name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := finalize.New(ctx, finalize.Options{
+		Store: st, Bus: b, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket,
+		RetentionDays: cfg.MediaRetentionDays, Limits: lim,
+		Logger: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	fz = f
+	return fz, nil
 }

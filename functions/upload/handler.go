@@ -1,19 +1,86 @@
-// Package upload is the upload function: the tus resumable upload endpoint (tusd v2 writing to the uploads bucket).
-//
-// It is a placeholder until issue 4 lands: every request gets 501 with a
-// JSON body saying so.
+// Package upload is the upload function: the tus 1.0 resumable upload
+// endpoint (tusd v2 writing to the uploads bucket), behind
+// /function/upload/ on the gateway. See shared/tusupload.
 package upload
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"sync"
 
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/tusupload"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "upload"
 
-// Handle answers every request with 501 Not Implemented.
+// JWTSecret is the secret holding the HS256 key, used when JWKS_URL is empty.
+const JWTSecret = "pulsevault-jwt-secret"
+
+var (
+	mu sync.Mutex
+	h  http.Handler
+)
+
+// Handle serves the tus protocol.
 func Handle(w http.ResponseWriter, r *http.Request) {
-	fnrun.NotImplemented(w, Name, "the upload function lands with issue 4")
+	th, err := handler()
+	if err != nil {
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "function": Name})
+		return
+	}
+	th.ServeHTTP(w, r)
+}
+
+// handler builds the tus handler on first use; a failure (a missing secret,
+// say) is retried on the next request rather than kept.
+func handler() (http.Handler, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.S3Endpoint == "" {
+		return nil, errors.New("upload: S3_ENDPOINT is not set")
+	}
+	lim, err := tusupload.LoadSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err = tusupload.New(tusupload.Options{
+		S3Endpoint: cfg.S3Endpoint, S3Region: cfg.S3Region, S3AccessKey: cfg.S3AccessKey, S3SecretKey: cfg.S3SecretKey,
+		Bucket: cfg.UploadsBucket, Limits: lim, Verifier: v, LogWriter: os.Stderr,
+	})
+	return h, err
+}
+
+// verifier checks tokens against the OIDC provider's JWKS when configured,
+// else with the HS256 secret.
+func verifier(cfg config.Config) (*auth.Verifier, error) {
+	if cfg.JWKSURL != "" {
+		return auth.New(auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	}
+	secret, err := secrets.ReadString(JWTSecret)
+	if err != nil {
+		return nil, err
+	}
+	v, err := auth.New(auth.Options{HS256Secret: []byte(secret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return nil, fmt.Errorf("upload: secret %s: %w", JWTSecret, err)
+	}
+	return v, nil
 }

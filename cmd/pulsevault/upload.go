@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/videoid"
+)
+
+const uploadUsage = `Usage: pulsevault upload FILE... [flags]
+
+Uploads each file with the tus resumable protocol and prints its video id.
+An interrupted upload resumes where it stopped when the same command runs again.
+
+Flags (each also read from the environment variable shown):
+  --endpoint URL     tus endpoint (PULSEVAULT_UPLOAD_URL; default http://127.0.0.1:8080/function/upload/)
+  --token T          bearer token (PULSEVAULT_TOKEN; required)
+  --state FILE       where unfinished uploads are remembered (default $XDG_STATE_HOME/pulsevault/uploads.json)
+  --chunk-size N     bytes per PATCH request (default 33554432)
+  --no-progress      no progress bar
+  --wait             follow the video's status until ready (not available yet: needs the videos API, issue 6)
+`
+
+// runUpload is the Pulse capture app's stand-in: a tus client.
+func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("upload", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	endpoint := fs.String("endpoint", envOr("PULSEVAULT_UPLOAD_URL", "http://127.0.0.1:8080/function/upload/"), "")
+	token := fs.String("token", os.Getenv("PULSEVAULT_TOKEN"), "")
+	state := fs.String("state", tusclient.DefaultStatePath(), "")
+	chunk := fs.Int64("chunk-size", tusclient.DefaultChunkSize, "")
+	noProgress := fs.Bool("no-progress", false, "")
+	wait := fs.Bool("wait", false, "")
+	// Flags may follow the files: parse, take one file, parse the rest.
+	var files []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, uploadUsage)
+				return nil
+			}
+			return fmt.Errorf("%w: upload: %v (run pulsevault upload -h)", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	switch {
+	case len(files) == 0:
+		return fmt.Errorf("%w: upload needs at least one FILE (run pulsevault upload -h)", errUsage)
+	case *token == "":
+		return fmt.Errorf("%w: upload needs a token: --token T or PULSEVAULT_TOKEN (pulsevault dev prints a dev token)", errUsage)
+	case *chunk < 1:
+		return fmt.Errorf("%w: upload: --chunk-size must be at least 1", errUsage)
+	case *wait:
+		return fmt.Errorf("%w: upload: --wait is not available yet: it needs the videos API (issue 6)", errUsage)
+	}
+	if u, err := url.Parse(*endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: upload: --endpoint %q must be an http(s) URL", errUsage, *endpoint)
+	}
+	c := &tusclient.Client{Endpoint: *endpoint, Token: *token, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
+	for _, path := range files {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("upload: %w", err)
+		}
+		var bar *progressbar.ProgressBar
+		if !*noProgress {
+			bar = progressbar.DefaultBytes(fi.Size(), "uploading")
+			c.Progress = func(n int64) { _ = bar.Set64(n) }
+		} else {
+			c.Progress = nil
+		}
+		md := map[string]string{"filename": filepath.Base(path)}
+		if t := mime.TypeByExtension(strings.ToLower(filepath.Ext(path))); t != "" {
+			md["filetype"] = t
+		}
+		loc, err := c.Upload(ctx, path, md)
+		if bar != nil {
+			_ = bar.Exit()
+			fmt.Fprintln(stderr)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("upload: interrupted; run the same command again to resume: %w", ctx.Err())
+			}
+			return fmt.Errorf("upload: %s: %w", path, err)
+		}
+		id := videoid.FromUpload(loc[strings.LastIndexByte(loc, '/')+1:])
+		fmt.Fprintf(stdout, "video %s  %s\n", id, path)
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,204 @@
+package tusupload
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/bootstrap"
+	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/staging"
+	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/tusclient"
+)
+
+var secret = []byte("tusupload-test-secret-0123456789abcdef")
+
+func TestSettings(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	l, err := LoadSettings(env(nil))
+	if err != nil || l.MaxBytes != 4<<30 || l.BasePath != "/function/upload/" || len(l.CORSOrigins) != 2 || l.Expiry != 24*time.Hour {
+		t.Fatalf("defaults: %+v %v", l, err)
+	}
+	l, err = LoadSettings(env(map[string]string{"UPLOAD_CORS_ORIGINS": "none", "UPLOAD_BASE_PATH": "/api/upload"}))
+	if err != nil || len(l.CORSOrigins) != 0 || l.BasePath != "/api/upload/" {
+		t.Fatalf("none: %+v %v", l, err)
+	}
+	for k, v := range map[string]string{
+		"UPLOAD_MAX_BYTES": "-1", "UPLOAD_BASE_PATH": "relative", "UPLOAD_CORS_ORIGINS": "vitals.example.org",
+		"UPLOAD_EXPIRY": "5s",
+	} {
+		_, err := LoadSettings(env(map[string]string{k: v}))
+		if err == nil || !strings.Contains(err.Error(), k) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
+	}
+}
+
+type rig struct {
+	url   string
+	st    *storage.Store
+	env   *testenv.Env
+	token string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	env := testenv.Start(t)
+	c := env.Config
+	st, err := storage.New(storage.Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.Connect(c.NATSURL, "tusupload-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := bootstrap.Run(context.Background(), c, st, b, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.New(auth.Options{HS256Secret: secret, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
+		Bucket: c.UploadsBucket, Verifier: v,
+		Limits: Limits{MaxBytes: 1 << 20, BasePath: "/function/upload/", CORSOrigins: []string{"http://vitals.test"}, Expiry: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	tok, err := auth.SignHS256(secret, c.JWTIssuer, c.JWTAudience, "nurse-1", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{url: srv.URL, st: st, env: env, token: tok}
+}
+
+func (r *rig) do(t *testing.T, method, path string, body io.Reader, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, r.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res
+}
+
+func TestUploadEndpoint(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	c := r.env.Config
+	expired, _ := auth.SignHS256(secret, c.JWTIssuer, c.JWTAudience, "nurse-1", nil, -time.Hour)
+	otherKey, _ := auth.SignHS256([]byte("another-secret-another-secret-0123456789"), c.JWTIssuer, c.JWTAudience, "nurse-1", nil, time.Hour)
+	for name, auth := range map[string]string{"no token": "", "expired": "Bearer " + expired, "other key": "Bearer " + otherKey, "garbage": "Bearer abc"} {
+		res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "10", "Authorization", auth)
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: create answered %d, want 401", name, res.StatusCode)
+		}
+	}
+	if n := countObjects(t, r); n != 0 {
+		t.Fatalf("refused creations left %d objects", n)
+	}
+
+	// Over the limit: 413 at creation.
+	if res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "2097152", "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("over the limit: %d, want 413", res.StatusCode)
+	}
+
+	// Creation through a proxy that announces host, scheme and prefix.
+	md := tusclient.EncodeMetadata(map[string]string{"filename": "Jane Doe wound.mp4", "pulsevault-subject": "forged"})
+	res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "5", "Upload-Metadata", md, "Authorization", "Bearer "+r.token,
+		"X-Forwarded-Host", "pulse.example.org", "X-Forwarded-Proto", "https", "X-Forwarded-Prefix", "/api/upload")
+	loc := res.Header.Get("Location")
+	if res.StatusCode != http.StatusCreated || !strings.HasPrefix(loc, "https://pulse.example.org/api/upload/") || res.Header.Get("Upload-Expires") == "" {
+		t.Fatalf("create via proxy: %d Location %q Upload-Expires %q", res.StatusCode, loc, res.Header.Get("Upload-Expires"))
+	}
+	if strings.Contains(loc, "Jane") {
+		t.Fatal("file name in the upload URL")
+	}
+	id := loc[strings.LastIndexByte(loc, '/')+1:]
+	// Without forwarding headers the gateway path is used.
+	res = r.do(t, http.MethodPost, "/", nil, "Upload-Length", "5", "Authorization", "Bearer "+r.token)
+	if l := res.Header.Get("Location"); !strings.HasPrefix(l, r.url+"/function/upload/") {
+		t.Fatalf("plain Location %q", l)
+	}
+
+	// Data needs the token too.
+	if res := r.do(t, http.MethodPatch, "/"+id, strings.NewReader("hello"), "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("PATCH without token: %d", res.StatusCode)
+	}
+	if res := r.do(t, http.MethodPatch, "/"+id, strings.NewReader("hello"), "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream", "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("PATCH: %d", res.StatusCode)
+	}
+	if res := r.do(t, http.MethodGet, "/"+id, nil, "Authorization", "Bearer "+r.token); res.StatusCode == http.StatusOK {
+		t.Fatal("downloads are enabled")
+	}
+
+	// The subject is the token's; the client's metadata stays in .info only.
+	obj := strings.SplitN(id, "+", 2)[0]
+	info, err := staging.New(r.st, c.UploadsBucket).Info(context.Background(), obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Subject() != "nurse-1" || info.Client()["filename"] != "Jane Doe wound.mp4" || info.Size != 5 {
+		t.Fatalf("info: %+v", info)
+	}
+	oi, err := r.st.Client().StatObject(context.Background(), c.UploadsBucket, obj, minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(oi.UserMetadata); strings.Contains(string(b), "Jane") || len(oi.UserMetadata) != 0 {
+		t.Fatalf("client metadata reached the object's S3 metadata: %s", b)
+	}
+
+	// CORS: the Vitals origin is allowed, others are not.
+	res = r.do(t, http.MethodOptions, "/", nil, "Origin", "http://vitals.test", "Access-Control-Request-Method", "POST")
+	if res.Header.Get("Access-Control-Allow-Origin") != "http://vitals.test" {
+		t.Errorf("preflight from Vitals: %d %v", res.StatusCode, res.Header)
+	}
+	res = r.do(t, http.MethodOptions, "/", nil, "Origin", "http://evil.test", "Access-Control-Request-Method", "POST")
+	if res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin allowed: %v", res.Header)
+	}
+
+	// Termination removes everything the upload staged.
+	if res := r.do(t, http.MethodDelete, "/"+id, nil, "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", res.StatusCode)
+	}
+	for o := range r.st.List(context.Background(), c.UploadsBucket, obj) {
+		t.Errorf("left after termination: %s", o.Key)
+	}
+}
+
+func countObjects(t *testing.T, r *rig) int {
+	n := 0
+	for _, err := range r.st.List(context.Background(), r.env.Config.UploadsBucket, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}

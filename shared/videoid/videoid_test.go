@@ -1,0 +1,25 @@
+package videoid
+
+import (
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestFromUpload(t *testing.T) {
+	a := FromUpload("0f8e2b3c4d5e6f708192a3b4c5d6e7f8")
+	if a != FromUpload("0f8e2b3c4d5e6f708192a3b4c5d6e7f8+bXVsdGlwYXJ0LWlk") {
+		t.Fatal("object id and full tus id give different video ids")
+	}
+	if a == FromUpload("0f8e2b3c4d5e6f708192a3b4c5d6e7f9") {
+		t.Fatal("two uploads share a video id")
+	}
+	u, err := uuid.Parse(a)
+	if err != nil || u.Version() != 5 {
+		t.Fatalf("%s: not a UUIDv5 (%v)", a, err)
+	}
+	// Pinned: a changed namespace or derivation would orphan finalized videos.
+	if got, want := FromUpload("abc"), uuid.NewSHA1(uuid.MustParse("6f1d7c52-4a4e-5c39-9a57-2b1f0c3e8d10"), []byte("abc")).String(); got != want {
+		t.Fatalf("FromUpload(abc) = %s, want %s", got, want)
+	}
+}

@@ -1,19 +1,179 @@
 // Package signurl is the sign-url function: returns a short-lived, path-scoped playback URL for an authenticated caller.
 //
-// It is a placeholder until issue 6 lands: every request gets 501 with a
-// JSON body saying so.
+// POST {"video": "<id>"} with "Authorization: Bearer <JWT>" answers
+// {"url", "dash", "poster", "expires_at"}. The caller must be the video's
+// uploader or hold one of PLAYBACK_ROLES. An unknown video and a video the
+// caller may not see both get the same 404, so ids cannot be probed; a
+// visible video that is not playable yet gets 409. Grants are audited as
+// url.signed, refusals as access.denied.
 package signurl
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
+	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "sign-url"
 
-// Handle answers every request with 501 Not Implemented.
+// maxBody bounds the request body: it is one small JSON object.
+const maxBody = 4 << 10
+
+// Server is the sign-url function over its dependencies.
+type Server struct {
+	Meta     *meta.Store
+	Verifier *auth.Verifier
+	Keys     func() (*token.Keyring, error)
+	Policy   playback.Config
+	Audit    func(ctx context.Context, e audit.Event) error
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// ServeHTTP answers one sign request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST with {\"video\": \"<id>\"}"})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	who, err := s.Verifier.FromRequest(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
+		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		return
+	}
+	var req struct {
+		Video string `json:"video"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"video": "<id>"} (at most 4 KiB)`})
+		return
+	}
+	if id, err := uuid.Parse(req.Video); err != nil || id.String() != req.Video {
+		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "video must be a video id (a lower-case UUID)"})
+		return
+	}
+	ctx := r.Context()
+	v, _, err := s.Meta.Get(ctx, req.Video)
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		s.Log.Error("sign-url: meta read failed", "err", "store-error")
+		fnrun.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": "store unavailable"})
+		return
+	}
+	if v == nil || !s.Policy.CanView(who, v) {
+		s.audit(ctx, audit.Event{Actor: who.Subject, Action: audit.AccessDenied, Object: req.Video, Outcome: audit.Denied, Reason: "sign-url"})
+		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
+		return
+	}
+	if !playback.Playable(v.Status) {
+		fnrun.WriteJSON(w, http.StatusConflict, map[string]string{"error": "the video is not playable yet", "status": string(v.Status)})
+		return
+	}
+	ring, err := s.Keys()
+	if err != nil {
+		s.Log.Error("sign-url: playback keys unavailable", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "signing unavailable"})
+		return
+	}
+	g, err := s.Policy.Grant(ring, v.ID, s.Now())
+	if err != nil {
+		s.Log.Error("sign-url: signing failed", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "signing failed"})
+		return
+	}
+	// A grant that cannot be audited is not given.
+	if err := s.Audit(ctx, audit.Event{Actor: who.Subject, Action: audit.URLSigned, Object: v.ID, Outcome: audit.Success}); err != nil {
+		s.Log.Error("sign-url: audit event not recorded; refusing", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit unavailable, try again"})
+		return
+	}
+	fnrun.WriteJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) audit(ctx context.Context, e audit.Event) {
+	if err := s.Audit(ctx, e); err != nil {
+		s.Log.Warn("sign-url: audit event not recorded", "action", e.Action, "err", err.Error())
+	}
+}
+
+var (
+	mu      sync.Mutex
+	current *Server
+)
+
+func server() (*Server, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		return current, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := playback.LoadSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := playback.Verifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NATSURL == "" {
+		return nil, errors.New("sign-url: NATS_URL is required (audit events)")
+	}
+	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
+	if err != nil {
+		return nil, err
+	}
+	current = &Server{
+		Meta:     meta.NewStore(st, cfg.MediaBucket),
+		Verifier: ver,
+		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
+		Policy:   pol,
+		Audit:    audit.NewPublisher(b, Name).Publish,
+		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
+		Now:      time.Now,
+	}
+	return current, nil
+}
+
+// Handle serves one request of the sign-url function.
 func Handle(w http.ResponseWriter, r *http.Request) {
-	fnrun.NotImplemented(w, Name, "the sign-url function lands with issue 6")
+	s, err := server()
+	if err != nil {
+		logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "fn/"+Name).Error("sign-url: not configured", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "sign-url is not configured; see the function log"})
+		return
+	}
+	s.ServeHTTP(w, r)
 }

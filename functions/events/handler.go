@@ -1,0 +1,180 @@
+// Package events is the events function: server-sent events with the live
+// status of the caller's videos (processing → ready → complete / failed).
+//
+// GET / with "Authorization: Bearer <JWT>" and "Accept: text/event-stream"
+// (the Accept header is what makes OpenFaaS's proxy stream instead of
+// buffering; EventSource sends it, but it cannot send Authorization, so
+// Vitals reads the stream with fetch). Each change is
+//
+//	event: status
+//	data: {"video":"<id>","status":"ready"}
+//
+// fed from core NATS (shared/status). A comment line every 15 s keeps
+// proxies from timing the stream out; the stream ends after EVENTS_MAX_STREAM
+// and the client reconnects (retry: 2000), re-reading the list to catch up.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
+	"github.com/mieweb/pulsevault/shared/status"
+)
+
+// Name is the function's name in stack.yml.
+const Name = "events"
+
+// Heartbeat is the interval of keep-alive comments.
+const Heartbeat = 15 * time.Second
+
+// Server is the events function over its dependencies.
+type Server struct {
+	NATS      *nats.Conn
+	Verifier  *auth.Verifier
+	Policy    playback.Config
+	MaxStream time.Duration
+	Log       *slog.Logger
+}
+
+// ServeHTTP streams one client's events until it leaves or MaxStream passes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
+		return
+	}
+	who, err := s.Verifier.FromRequest(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
+		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		return
+	}
+	rc := http.NewResponseController(w)
+	ch := make(chan status.Change, 64)
+	sub, err := status.Subscribe(s.NATS, func(c status.Change) {
+		if !s.Policy.CanView(who, &meta.Video{ID: c.Video, Uploader: c.Uploader}) {
+			return
+		}
+		select {
+		case ch <- c:
+		default: // a client too slow to read loses live updates, not the process
+		}
+	})
+	if err != nil {
+		s.Log.Error("events: subscribe failed", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "events unavailable"})
+		return
+	}
+	defer sub.Unsubscribe()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil {
+		return
+	}
+	_ = rc.Flush()
+	_ = rc.SetWriteDeadline(time.Time{})
+	end := time.NewTimer(s.MaxStream)
+	defer end.Stop()
+	tick := time.NewTicker(Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-end.C:
+			return
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+		case c := <-ch:
+			data, _ := json.Marshal(map[string]string{"video": c.Video, "status": string(c.Status)})
+			if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", data); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// LoadMaxStream reads EVENTS_MAX_STREAM (default 5m, 10s–1h).
+func LoadMaxStream(getenv func(string) string) (time.Duration, error) {
+	v := strings.TrimSpace(getenv("EVENTS_MAX_STREAM"))
+	if v == "" {
+		return 5 * time.Minute, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 10*time.Second || d > time.Hour {
+		return 0, fmt.Errorf("invalid EVENTS_MAX_STREAM %q: must be a duration from 10s to 1h", v)
+	}
+	return d, nil
+}
+
+var (
+	mu      sync.Mutex
+	current *Server
+)
+
+func server() (*Server, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		return current, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := playback.LoadSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	maxStream, err := LoadMaxStream(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := playback.Verifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NATSURL == "" {
+		return nil, errors.New("events: NATS_URL is required")
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("pulsevault-fn-"+Name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("events: connect to NATS: %w", err)
+	}
+	current = &Server{NATS: nc, Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}
+	return current, nil
+}
+
+// Handle serves one request of the events function.
+func Handle(w http.ResponseWriter, r *http.Request) {
+	s, err := server()
+	if err != nil {
+		logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "fn/"+Name).Error("events: not configured", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "events is not configured; see the function log"})
+		return
+	}
+	s.ServeHTTP(w, r)
+}

@@ -1,0 +1,204 @@
+// Package videos is the videos function: the feed API of Vitals.
+//
+//	GET /?limit=N&cursor=C  videos the caller may see, newest first
+//	GET /<id>               one video (404 when unknown or not visible: the same answer)
+//
+// Each item carries id, status, created, duration, width, height and, when
+// playable, a signed poster path (valid PLAYBACK_TTL). Listing scans the
+// store's meta.json objects with an ETag cache (shared/catalog). Never any
+// client metadata: that is where PHI lives.
+package videos
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/catalog"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
+	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/token"
+)
+
+// Name is the function's name in stack.yml.
+const Name = "videos"
+
+// Page sizes.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Item is one video as the API shows it.
+type Item struct {
+	ID       string      `json:"id"`
+	Status   meta.Status `json:"status"`
+	Created  time.Time   `json:"created"`
+	Duration float64     `json:"duration,omitempty"`
+	Width    int         `json:"width,omitempty"`
+	Height   int         `json:"height,omitempty"`
+	Poster   string      `json:"poster,omitempty"` // signed; absent until playable
+}
+
+// List is the answer of GET /.
+type List struct {
+	Videos []Item `json:"videos"`
+	Next   string `json:"next,omitempty"`
+}
+
+// Server is the videos function over its dependencies.
+type Server struct {
+	Catalog  *catalog.Catalog
+	Meta     *meta.Store
+	Verifier *auth.Verifier
+	Keys     func() (*token.Keyring, error)
+	Policy   playback.Config
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
+		return
+	}
+	w.Header().Set("Cache-Control", "private, no-store")
+	who, err := s.Verifier.FromRequest(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
+		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		return
+	}
+	ring, err := s.Keys()
+	if err != nil {
+		s.Log.Error("videos: playback keys unavailable", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "signing unavailable"})
+		return
+	}
+	p := strings.Trim(r.URL.Path, "/")
+	if p != "" {
+		s.one(w, r, who, ring, p)
+		return
+	}
+	limit := DefaultLimit
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > MaxLimit {
+			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "limit must be 1–100"})
+			return
+		}
+		limit = n
+	}
+	page, err := s.Catalog.List(r.Context(), func(v *meta.Video) bool { return s.Policy.CanView(who, v) }, r.URL.Query().Get("cursor"), limit)
+	if errors.Is(err, catalog.ErrBadCursor) {
+		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "bad cursor: use the next value of a previous page"})
+		return
+	}
+	if err != nil {
+		s.Log.Error("videos: listing failed", "err", "store-error")
+		fnrun.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": "store unavailable"})
+		return
+	}
+	out := List{Videos: make([]Item, 0, len(page.Videos)), Next: page.Next}
+	for _, v := range page.Videos {
+		out.Videos = append(out.Videos, s.item(ring, v))
+	}
+	fnrun.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) one(w http.ResponseWriter, r *http.Request, who *auth.Claims, ring *token.Keyring, id string) {
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
+		return
+	}
+	v, _, err := s.Meta.Get(r.Context(), id)
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		s.Log.Error("videos: meta read failed", "err", "store-error")
+		fnrun.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": "store unavailable"})
+		return
+	}
+	if v == nil || !s.Policy.CanView(who, v) {
+		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
+		return
+	}
+	fnrun.WriteJSON(w, http.StatusOK, s.item(ring, v))
+}
+
+func (s *Server) item(ring *token.Keyring, v *meta.Video) Item {
+	it := Item{ID: v.ID, Status: v.Status, Created: v.Created}
+	if v.Probe != nil {
+		it.Duration, it.Width, it.Height = v.Probe.Duration, v.Probe.Width, v.Probe.Height
+	}
+	if playback.Playable(v.Status) {
+		if g, err := s.Policy.Grant(ring, v.ID, s.Now()); err == nil {
+			it.Poster = g.Poster
+		}
+	}
+	return it
+}
+
+var (
+	mu      sync.Mutex
+	current *Server
+)
+
+func server() (*Server, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if current != nil {
+		return current, nil
+	}
+	cfg, err := config.FromEnv(Name)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := playback.LoadSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := playback.Verifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	if err != nil {
+		return nil, err
+	}
+	current = &Server{
+		Catalog:  catalog.New(st, cfg.MediaBucket),
+		Meta:     meta.NewStore(st, cfg.MediaBucket),
+		Verifier: ver,
+		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
+		Policy:   pol,
+		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
+		Now:      time.Now,
+	}
+	return current, nil
+}
+
+// Handle serves one request of the videos function.
+func Handle(w http.ResponseWriter, r *http.Request) {
+	s, err := server()
+	if err != nil {
+		logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "fn/"+Name).Error("videos: not configured", "err", err.Error())
+		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "videos is not configured; see the function log"})
+		return
+	}
+	s.ServeHTTP(w, r)
+}

@@ -1,0 +1,127 @@
+// Package playback decides who may watch a video and grants it: the viewing
+// policy, the signed playback URLs, and the settings the HTTP functions
+// (sign-url, videos, events) share.
+package playback
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/token"
+)
+
+// JWTSecretName is the HS256 secret used when JWKS_URL is empty.
+const JWTSecretName = "pulsevault-jwt-secret"
+
+// Setting is one environment variable of the playback functions.
+type Setting struct{ Env, Default, Usage string }
+
+// Settings lists the variables LoadSettings reads.
+var Settings = []Setting{
+	{"PLAYBACK_TTL", "300s", "lifetime of a signed playback URL (1s–300s)"},
+	{"MEDIA_BASE", "/media", "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)"},
+	{"PLAYBACK_ROLES", "viewer,admin", "JWT roles/groups that may watch every video (comma-separated; uploaders always see their own)"},
+}
+
+// Config is the validated playback settings.
+type Config struct {
+	TTL       time.Duration
+	MediaBase string
+	Roles     []string
+}
+
+// LoadSettings reads Settings through getenv; an error is one line naming
+// the variable and what it accepts.
+func LoadSettings(getenv func(string) string) (Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range Settings {
+			if s.Env == name {
+				return s.Default
+			}
+		}
+		return ""
+	}
+	var c Config
+	ttl, err := time.ParseDuration(get("PLAYBACK_TTL"))
+	if err != nil || ttl < time.Second || ttl > token.MaxTTL {
+		return c, fmt.Errorf("invalid PLAYBACK_TTL %q: must be a duration from 1s to %s", get("PLAYBACK_TTL"), token.MaxTTL)
+	}
+	c.TTL = ttl
+	c.MediaBase = strings.TrimRight(get("MEDIA_BASE"), "/")
+	if !(strings.HasPrefix(c.MediaBase, "/") || strings.HasPrefix(c.MediaBase, "https://") || strings.HasPrefix(c.MediaBase, "http://")) ||
+		strings.ContainsAny(c.MediaBase, "?# ") {
+		return c, fmt.Errorf("invalid MEDIA_BASE %q: must be a path such as /media or an http(s) URL, without query", get("MEDIA_BASE"))
+	}
+	for r := range strings.SplitSeq(get("PLAYBACK_ROLES"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.Roles = append(c.Roles, r)
+		}
+	}
+	return c, nil
+}
+
+// CanView is the viewing policy: the uploader, or a caller with one of the
+// configured roles.
+func (c Config) CanView(who *auth.Claims, v *meta.Video) bool {
+	if who == nil || v == nil {
+		return false
+	}
+	if v.Uploader != "" && v.Uploader == who.Subject {
+		return true
+	}
+	return slices.ContainsFunc(c.Roles, who.HasRole)
+}
+
+// SeesAll reports whether who may view every video (a role, not ownership).
+func (c Config) SeesAll(who *auth.Claims) bool {
+	return who != nil && slices.ContainsFunc(c.Roles, who.HasRole)
+}
+
+// Playable reports whether a video in status s has something to play.
+func Playable(s meta.Status) bool { return s == meta.Ready || s == meta.Complete }
+
+// Grant is a set of signed URLs for one video.
+type Grant struct {
+	URL       string    `json:"url"`    // HLS master playlist
+	DASH      string    `json:"dash"`   // DASH manifest
+	Poster    string    `json:"poster"` // poster image
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Grant signs URLs for video id, valid for c.TTL from now.
+func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, error) {
+	exp := now.Add(c.TTL).Truncate(time.Second)
+	tok, err := ring.Sign(id, token.VideoPrefix(id), exp, now)
+	if err != nil {
+		return Grant{}, err
+	}
+	base := c.MediaBase + "/" + tok + "/" + token.VideoPrefix(id)
+	return Grant{URL: base + "hls/master.m3u8", DASH: base + "dash/manifest.mpd", Poster: base + "poster.jpg", ExpiresAt: exp.UTC()}, nil
+}
+
+// Verifier builds the API token verifier from the configuration: the OIDC
+// JWKS when JWKS_URL is set, else HS256 with the pulsevault-jwt-secret secret.
+func Verifier(cfg config.Config) (*auth.Verifier, error) {
+	o := auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: 30 * time.Second}
+	if cfg.JWKSURL == "" {
+		s, err := secrets.ReadString(JWTSecretName)
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
+			return nil, errors.New("playback: secret " + JWTSecretName + " is empty")
+		}
+		o.HS256Secret = []byte(s)
+	}
+	return auth.New(o)
+}

@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-APT_PACKAGES := ffmpeg
+APT_PACKAGES := ffmpeg nginx
 export PULSEVAULT_BIN_DIR := $(BIN)
 
 .PHONY: dev test bench deps tools build vet fmt check-fmt clean help
@@ -23,7 +23,8 @@ test: deps tools build check-fmt vet
 
 # Measurements, not checks: each figure against a baseline taken in the same run.
 bench: deps tools build
-	set -o pipefail; PULSEVAULT_BENCH=1 $(GO) test -count=1 -run 'Overhead' -v ./tests/ | grep -E '^\s+\S+\.go:[0-9]+: |^(ok|FAIL|---)'
+	set -o pipefail; PULSEVAULT_BENCH=1 $(GO) test -count=1 -run 'Overhead|AuditAppendThroughput|IngestThroughput' -v ./tests/ | grep -E '^\s+\S+\.go:[0-9]+: |^(ok|FAIL|---)'
+	set -o pipefail; PULSEVAULT_BENCH=1 $(GO) test -count=1 -run 'FanoutCost' -v ./shared/transcode/ | grep -E '^\s+\S+\.go:[0-9]+: |^(ok|FAIL|---)'
 
 # apt packages: installed only when missing (root, or sudo when available).
 deps:

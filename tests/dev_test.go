@@ -5,7 +5,6 @@ package tests
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,7 +62,7 @@ func descendants(pid int) []int {
 func TestDevStartsAndStopsCleanly(t *testing.T) {
 	bin := buildPulsevault(t)
 	data := t.TempDir()
-	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0", "--gateway-port", "0", "--stack-file", "../stack.yml")
+	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0", "--gateway-port", "0", "--public-port", "0", "--stack-file", "../stack.yml")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -111,18 +110,21 @@ wait:
 	if gateway == "" {
 		t.Fatalf("banner lacks the gateway:\n%s", strings.Join(banner, "\n"))
 	}
-	// stack.yml's functions are deployed; one not implemented yet says so clearly.
-	resp, err := http.Post(gateway+"/function/sign-url", "application/json", strings.NewReader("{}"))
+	// stack.yml's functions are deployed and reachable through the public origin, which
+	// checks the caller: sign-url without a token is refused.
+	var public string
+	for _, l := range banner {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "public" {
+			public = f[1]
+		}
+	}
+	resp, err := http.Post(public+"/api/sign-url", "application/json", strings.NewReader(`{"video":"00000000-0000-0000-0000-000000000000"}`))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("public origin %q: %v", public, err)
 	}
-	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(body), "not implemented") {
-		t.Fatalf("sign-url through the gateway: %d %s", resp.StatusCode, body)
-	}
-	if s3 == "" || !strings.Contains(strings.Join(banner, "\n"), "WORM canary   passed") {
-		t.Fatalf("banner lacks S3 endpoint or canary result:\n%s", strings.Join(banner, "\n"))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("sign-url without a token through the public origin: %d, want 401", resp.StatusCode)
 	}
 	resp, err = http.Get(s3 + "/health")
 	if err != nil || resp.StatusCode != 200 {
@@ -131,7 +133,7 @@ wait:
 	resp.Body.Close()
 
 	kids := descendants(cmd.Process.Pid)
-	if len(kids) < 7 {
+	if len(kids) < 9 {
 		t.Fatalf("dev has %d child processes; want versitygw and a replica per function", len(kids))
 	}
 	start := time.Now()

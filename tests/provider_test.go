@@ -278,7 +278,7 @@ func TestFnCommandDrainsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	bin := buildPulsevault(t)
 	if out, err := exec.Command(bin, "fn", "nope").CombinedOutput(); err == nil ||
-		!strings.Contains(string(out), "unknown function \"nope\"") || !strings.Contains(string(out), "echo, media") {
+		!strings.Contains(string(out), "unknown function \"nope\"") || !strings.Contains(string(out), "echo, events, media") {
 		t.Fatalf("unknown function: %v %s", err, out)
 	}
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/stack"
 	"github.com/mieweb/pulsevault/shared/stackfile"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -111,11 +114,18 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	pub, err := startPublic(c, gw.url, logging.New(stderr, cfg.LogLevel, "public"))
+	if err != nil {
+		return err
+	}
+	defer pub.stop()
+	go reconcileEvery(ctx, gw.url+"/function/upload-finalize/reconcile", time.Minute, logging.New(stderr, cfg.LogLevel, "reconciler"))
 	connDone := make(chan error, 1)
 	go func() { connDone <- conn.Run(ctx) }()
 	defer func() { conn.Close(); <-connDone }()
 
 	fmt.Fprintf(stdout, `PulseVault dev stack is up
+  public        %s  (API /api/*, media /media/*, Vitals)%s
   gateway       %s  (OpenFaaS API; user %s, password in %s)
   faas-cli      faas-cli login -g %s -u %s --password-stdin < %s
   functions     %s
@@ -127,7 +137,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   data dir      %s
   logs          %s
 Ready. Press Ctrl-C to stop.
-`, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
+`, pub.url, pub.note, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
 		strings.Join(deployed, ", "), loginToken, c.NATSURL, c.S3Endpoint, c.S3AccessKey,
 		c.UploadsBucket, c.MediaBucket, c.AuditBucket, rep.Canary, c.DataDir, filepath.Join(c.DataDir, "logs"))
 	select {
@@ -183,4 +193,86 @@ func list(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// reconcileEvery triggers upload-finalize's reconciler: the safety net that
+// finalizes completed uploads whose bucket notification was lost.
+func reconcileEvery(ctx context.Context, url string, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+		if err != nil {
+			log.Error("reconcile", "err", err)
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("reconcile failed", "err", err)
+			}
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			log.Warn("reconcile failed", "code", resp.StatusCode)
+		}
+	}
+}
+
+// public is the local stack's public origin: the API and media routes
+// (forwarded to the gateway) and, where built, the Vitals app.
+type public struct {
+	srv  *http.Server
+	url  string
+	note string // TLS fingerprint, when self-signed
+}
+
+func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public, error) {
+	var static http.Handler
+	if fi, err := os.Stat("vitals/out"); err == nil && fi.IsDir() {
+		static = http.FileServer(http.Dir("vitals/out"))
+	}
+	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gatewayURL, Static: static, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	srv := publicapi.Server(h, log)
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.PublicPort)))
+	if err != nil {
+		return nil, fmt.Errorf("public origin: listen on 127.0.0.1:%d: %w (set PUBLIC_PORT to another port, or 0)", c.PublicPort, err)
+	}
+	p := &public{srv: srv, url: "http://" + ln.Addr().String()}
+	cert, key := c.TLSCert, c.TLSKey
+	if c.PublicTLS == "self-signed" {
+		var fp string
+		cert, key, fp, err = publicapi.SelfSigned(filepath.Join(c.DataDir, "tls"), "127.0.0.1", "localhost")
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		p.note = "\n  TLS           self-signed, SHA-256 fingerprint " + fp
+	}
+	if c.PublicTLS != "off" {
+		if srv.TLSConfig, err = publicapi.TLSConfig(cert, key); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		p.url = "https://" + ln.Addr().String()
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { _ = srv.Serve(ln) }()
+	}
+	return p, nil
+}
+
+func (p *public) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = p.srv.Shutdown(ctx)
 }

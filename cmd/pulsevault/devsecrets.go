@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/openfaas/faas-provider/types"
+
+	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // devSecrets are the secrets `pulsevault dev` creates on first start, each
@@ -21,6 +23,8 @@ import (
 // them with `faas-cli secret create` (see README).
 var devSecrets = map[string]func() (string, error){
 	"pulsevault-jwt-secret": func() (string, error) { return randomB64(32) },
+	"pulsevault-audit-key":  func() (string, error) { return randomB64(32) }, // Ed25519 seed
+	"pulsevault-media-keys": func() (string, error) { return token.GenerateKeyLine("dev1") },
 }
 
 func randomB64(n int) (string, error) {

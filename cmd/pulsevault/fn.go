@@ -11,11 +11,13 @@ import (
 
 	"github.com/mieweb/pulsevault/functions/audit-append"
 	"github.com/mieweb/pulsevault/functions/echo"
+	"github.com/mieweb/pulsevault/functions/events"
 	"github.com/mieweb/pulsevault/functions/media"
 	"github.com/mieweb/pulsevault/functions/sign-url"
 	"github.com/mieweb/pulsevault/functions/transcode"
 	"github.com/mieweb/pulsevault/functions/upload"
 	"github.com/mieweb/pulsevault/functions/upload-finalize"
+	"github.com/mieweb/pulsevault/functions/videos"
 	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/logging"
 )
@@ -30,6 +32,15 @@ var functions = map[string]http.HandlerFunc{
 	media.Name:          media.Handle,
 	auditappend.Name:    auditappend.Handle,
 	echo.Name:           echo.Handle,
+	videos.Name:         videos.Handle,
+	events.Name:         events.Handle,
+}
+
+// starters run once in a function's process before it serves, for
+// functions with background work of their own (audit-append consumes its
+// stream directly to batch appends).
+var starters = map[string]func(context.Context) error{
+	auditappend.Name: auditappend.Start,
 }
 
 // functionNames lists the functions this binary can run, sorted.
@@ -51,13 +62,23 @@ func runFn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Usage: pulsevault fn NAME\n\nFunctions: %s\n", strings.Join(functionNames(), ", "))
 		return nil
 	}
+	// Images start `pulsevault fn` without a shell, naming the function in
+	// PULSEVAULT_FUNCTION (the template's FUNCTION build arg).
+	if len(args) == 0 && os.Getenv("PULSEVAULT_FUNCTION") != "" {
+		args = []string{os.Getenv("PULSEVAULT_FUNCTION")}
+	}
 	if len(args) != 1 {
-		return fmt.Errorf("%w: fn needs exactly one function name (one of %s)", errUsage, strings.Join(functionNames(), ", "))
+		return fmt.Errorf("%w: fn needs exactly one function name, or PULSEVAULT_FUNCTION (one of %s)", errUsage, strings.Join(functionNames(), ", "))
 	}
 	name := args[0]
 	h, ok := functions[name]
 	if !ok {
 		return fmt.Errorf("%w: unknown function %q: this binary has %s", errUsage, name, strings.Join(functionNames(), ", "))
+	}
+	if start, ok := starters[name]; ok {
+		// A failed start is logged by the function and retried on its next
+		// request; the process still serves so the gateway can report it.
+		_ = start(ctx)
 	}
 	return fnrun.Serve(ctx, fnrun.Options{
 		Name:    name,

@@ -22,6 +22,8 @@ Usage:
   pulsevault fn NAME            run one function as an HTTP server (what the provider starts)
   pulsevault provider [flags]   the OpenFaaS-compatible gateway that runs functions as child processes
   pulsevault connector [flags]  invoke functions for NATS messages, by each function's topic annotation
+  pulsevault upload FILE...     upload videos with the tus protocol (the Pulse capture app's stand-in)
+  pulsevault audit verify|prove check the audit log (auditors)
   pulsevault version            print the version
 
 Every flag also reads an environment variable; run 'pulsevault dev -h' for the list.
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProvider(ctx, rest, stdout, stderr)
 	case "connector":
 		return runConnector(ctx, rest, stdout, stderr)
+	case "upload":
+		return runUpload(ctx, rest, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pulsevault", version)
 		return nil

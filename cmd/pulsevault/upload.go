@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"mime"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -29,7 +33,10 @@ Flags (each also read from the environment variable shown):
   --state FILE       where unfinished uploads are remembered (default $XDG_STATE_HOME/pulsevault/uploads.json)
   --chunk-size N     bytes per PATCH request (default 33554432)
   --no-progress      no progress bar
-  --wait             follow the video's status until ready (not available yet: needs the videos API, issue 6)
+  --wait             follow each video's status until it is playable (ready), rejected or failed
+  --videos URL       the videos API used by --wait (default: PULSEVAULT_VIDEOS_URL, else
+                     "../videos/" next to the upload endpoint)
+  --wait-timeout D   give up waiting after D (default 10m)
 `
 
 // runUpload is the Pulse capture app's stand-in: a tus client.
@@ -42,6 +49,8 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	chunk := fs.Int64("chunk-size", tusclient.DefaultChunkSize, "")
 	noProgress := fs.Bool("no-progress", false, "")
 	wait := fs.Bool("wait", false, "")
+	videosURL := fs.String("videos", os.Getenv("PULSEVAULT_VIDEOS_URL"), "")
+	waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "")
 	// Flags may follow the files: parse, take one file, parse the rest.
 	var files []string
 	for rest := args; ; {
@@ -65,11 +74,15 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: upload needs a token: --token T or PULSEVAULT_TOKEN (pulsevault dev prints a dev token)", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: upload: --chunk-size must be at least 1", errUsage)
-	case *wait:
-		return fmt.Errorf("%w: upload: --wait is not available yet: it needs the videos API (issue 6)", errUsage)
+	case *waitTimeout <= 0:
+		return fmt.Errorf("%w: upload: --wait-timeout must be positive", errUsage)
 	}
-	if u, err := url.Parse(*endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(*endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: upload: --endpoint %q must be an http(s) URL", errUsage, *endpoint)
+	}
+	if *videosURL == "" {
+		*videosURL = u.ResolveReference(&url.URL{Path: "../videos/"}).String()
 	}
 	c := &tusclient.Client{Endpoint: *endpoint, Token: *token, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
 	for _, path := range files {
@@ -101,8 +114,70 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		id := videoid.FromUpload(loc[strings.LastIndexByte(loc, '/')+1:])
 		fmt.Fprintf(stdout, "video %s  %s\n", id, path)
+		if *wait {
+			if err := waitPlayable(ctx, *videosURL, *token, id, *waitTimeout, stdout); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// waitPlayable polls the videos API until the video is playable (ready or
+// complete), or ends rejected or failed, printing each status it sees.
+func waitPlayable(ctx context.Context, videosURL, token, id string, timeout time.Duration, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	target := strings.TrimRight(videosURL, "/") + "/" + id
+	last := ""
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			return fmt.Errorf("upload: --wait: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		var v struct {
+			Status string `json:"status"`
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			switch resp.StatusCode {
+			case http.StatusOK:
+				err = json.NewDecoder(resp.Body).Decode(&v)
+			case http.StatusNotFound: // not finalized yet
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout: // poll through
+			case http.StatusUnauthorized:
+				err = errors.New("the videos API refused the token (401)")
+			default:
+				err = fmt.Errorf("the videos API answered %d", resp.StatusCode)
+			}
+			resp.Body.Close()
+		}
+		if err != nil && ctx.Err() == nil && !isTransient(err) {
+			return fmt.Errorf("upload: --wait: %w", err)
+		}
+		if v.Status != "" && v.Status != last {
+			last = v.Status
+			fmt.Fprintf(stdout, "video %s  %s\n", id, v.Status)
+		}
+		switch v.Status {
+		case "ready", "complete":
+			return nil
+		case "rejected", "failed":
+			return fmt.Errorf("upload: video %s was %s (its meta.json has the reason)", id, v.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("upload: --wait: video %s not playable after %s (last status %q)", id, timeout, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// isTransient reports network errors worth polling through.
+func isTransient(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 func envOr(name, def string) string {

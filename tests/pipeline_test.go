@@ -1,0 +1,51 @@
+package tests
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openfaas/faas-provider/types"
+
+	"github.com/mieweb/pulsevault/shared/media"
+	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/token"
+)
+
+// The whole pipeline through the real binary: `pulsevault upload --wait` of a phone-like clip
+// → upload (tusd) → bucket event → connector → upload-finalize → transcode jobs → connector →
+// transcode → videos API reports it playable, and its master playlist is in the store.
+func TestPipelineUploadToPlayable(t *testing.T) {
+	s := startIngestStack(t)
+	keys, err := token.GenerateKeyLine("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: keys}, http.StatusCreated)
+	jobs := map[string]string{"topic": media.JobSubject}
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
+		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}}, http.StatusAccepted)
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",
+		Secrets: []string{"pulsevault-jwt-secret", token.SecretName}}, http.StatusAccepted)
+	s.startConnector()
+
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := testclip.Make(context.Background(), clip, testclip.Options{Width: 240, Height: 426, Seconds: 3}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := s.upload(s.gateway+"/function/upload/", s.token, filepath.Join(t.TempDir(), "state.json"),
+		"--wait", "--wait-timeout", "3m")(clip)
+	if err != nil {
+		t.Fatalf("pulsevault upload --wait: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	m := ingestVideoRe.FindStringSubmatch(out)
+	if m == nil || !(strings.Contains(out, "  ready") || strings.Contains(out, "  complete")) {
+		t.Fatalf("upload --wait did not report the video playable:\n%s", out)
+	}
+	if _, err := s.st.Stat(context.Background(), s.env.Config.MediaBucket, "videos/"+m[1]+"/hls/master.m3u8"); err != nil {
+		t.Fatalf("master playlist of a playable video: %v", err)
+	}
+	t.Logf("upload --wait:\n%s", out)
+}

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -130,17 +129,9 @@ func LoadMaxStream(getenv func(string) string) (time.Duration, error) {
 	return d, nil
 }
 
-var (
-	mu      sync.Mutex
-	current *Server
-)
-
-func server() (*Server, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if current != nil {
-		return current, nil
-	}
+// server builds the Server from the environment on first use; see fnrun.Lazy
+// for how a failure is retried.
+var server = fnrun.Lazy(func() (*Server, error) {
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
 		return nil, err
@@ -164,9 +155,8 @@ func server() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: connect to NATS: %w", err)
 	}
-	current = &Server{NATS: nc, Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}
-	return current, nil
-}
+	return &Server{NATS: nc, Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}, nil
+})
 
 // Handle serves one request of the events function.
 func Handle(w http.ResponseWriter, r *http.Request) {

@@ -23,7 +23,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -314,19 +314,9 @@ func NewServer(s *Server) *Server {
 	return s
 }
 
-var (
-	mu      sync.Mutex
-	current *Server
-)
-
-// server builds the Server from the environment on first use; a failure is
-// retried on the next request rather than cached.
-func server() (*Server, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if current != nil {
-		return current, nil
-	}
+// server builds the Server from the environment on first use; see fnrun.Lazy
+// for how a failure is retried.
+var server = fnrun.Lazy(func() (*Server, error) {
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
 		return nil, err
@@ -343,7 +333,7 @@ func server() (*Server, error) {
 		return nil, err
 	}
 	pub := audit.NewPublisher(b, Name)
-	current = NewServer(&Server{
+	s := NewServer(&Server{
 		Store:  st,
 		Bucket: cfg.MediaBucket,
 		Keys:   token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
@@ -351,12 +341,12 @@ func server() (*Server, error) {
 		Log:    logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
 	})
 	// Also on the default registry, which fnrun's /metrics gathers.
-	m := current.metrics
+	m := s.metrics
 	for _, c := range []prometheus.Collector{m.bytes, m.forbidden, m.playlists} {
 		_ = prometheus.DefaultRegisterer.Register(c)
 	}
-	return current, nil
-}
+	return s, nil
+})
 
 // Handle serves one request of the media function.
 func Handle(w http.ResponseWriter, r *http.Request) {

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -121,17 +120,9 @@ func (s *Server) audit(ctx context.Context, e audit.Event) {
 	}
 }
 
-var (
-	mu      sync.Mutex
-	current *Server
-)
-
-func server() (*Server, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if current != nil {
-		return current, nil
-	}
+// server builds the Server from the environment on first use; see fnrun.Lazy
+// for how a failure is retried.
+var server = fnrun.Lazy(func() (*Server, error) {
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
 		return nil, err
@@ -155,7 +146,7 @@ func server() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	current = &Server{
+	return &Server{
 		Meta:     meta.NewStore(st, cfg.MediaBucket),
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
@@ -163,9 +154,8 @@ func server() (*Server, error) {
 		Audit:    audit.NewPublisher(b, Name).Publish,
 		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
 		Now:      time.Now,
-	}
-	return current, nil
-}
+	}, nil
+})
 
 // Handle serves one request of the sign-url function.
 func Handle(w http.ResponseWriter, r *http.Request) {

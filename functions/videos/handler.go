@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -153,17 +152,9 @@ func (s *Server) item(ring *token.Keyring, v *meta.Video) Item {
 	return it
 }
 
-var (
-	mu      sync.Mutex
-	current *Server
-)
-
-func server() (*Server, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if current != nil {
-		return current, nil
-	}
+// server builds the Server from the environment on first use; see fnrun.Lazy
+// for how a failure is retried.
+var server = fnrun.Lazy(func() (*Server, error) {
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
 		return nil, err
@@ -180,7 +171,7 @@ func server() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	current = &Server{
+	return &Server{
 		Catalog:  catalog.New(st, cfg.MediaBucket),
 		Meta:     meta.NewStore(st, cfg.MediaBucket),
 		Verifier: ver,
@@ -188,9 +179,8 @@ func server() (*Server, error) {
 		Policy:   pol,
 		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
 		Now:      time.Now,
-	}
-	return current, nil
-}
+	}, nil
+})
 
 // Handle serves one request of the videos function.
 func Handle(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,6 @@ package playback
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -14,20 +13,18 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/settings"
 	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // JWTSecretName is the HS256 secret used when JWKS_URL is empty.
 const JWTSecretName = "pulsevault-jwt-secret"
 
-// Setting is one environment variable of the playback functions.
-type Setting struct{ Env, Default, Usage string }
-
 // Settings lists the variables LoadSettings reads.
-var Settings = []Setting{
-	{"PLAYBACK_TTL", "300s", "lifetime of a signed playback URL (1s–300s)"},
-	{"MEDIA_BASE", "/media", "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)"},
-	{"PLAYBACK_ROLES", "viewer,admin", "JWT roles/groups that may watch every video (comma-separated; uploaders always see their own)"},
+var Settings = []settings.Setting{
+	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)"},
+	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)"},
+	{Env: "PLAYBACK_ROLES", Default: "viewer,admin", Usage: "JWT roles/groups that may watch every video (comma-separated; uploaders always see their own)"},
 }
 
 // Config is the validated playback settings.
@@ -40,34 +37,19 @@ type Config struct {
 // LoadSettings reads Settings through getenv; an error is one line naming
 // the variable and what it accepts.
 func LoadSettings(getenv func(string) string) (Config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, s := range Settings {
-			if s.Env == name {
-				return s.Default
-			}
-		}
-		return ""
-	}
-	var c Config
-	ttl, err := time.ParseDuration(get("PLAYBACK_TTL"))
-	if err != nil || ttl < time.Second || ttl > token.MaxTTL {
-		return c, fmt.Errorf("invalid PLAYBACK_TTL %q: must be a duration from 1s to %s", get("PLAYBACK_TTL"), token.MaxTTL)
-	}
-	c.TTL = ttl
-	c.MediaBase = strings.TrimRight(get("MEDIA_BASE"), "/")
+	r := settings.New(getenv, Settings)
+	c := Config{TTL: r.Duration("PLAYBACK_TTL", time.Second, token.MaxTTL)}
+	c.MediaBase = strings.TrimRight(r.String("MEDIA_BASE"), "/")
 	if !(strings.HasPrefix(c.MediaBase, "/") || strings.HasPrefix(c.MediaBase, "https://") || strings.HasPrefix(c.MediaBase, "http://")) ||
 		strings.ContainsAny(c.MediaBase, "?# ") {
-		return c, fmt.Errorf("invalid MEDIA_BASE %q: must be a path such as /media or an http(s) URL, without query", get("MEDIA_BASE"))
+		r.Fail("MEDIA_BASE", "must be a path such as /media or an http(s) URL, without query")
 	}
-	for r := range strings.SplitSeq(get("PLAYBACK_ROLES"), ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			c.Roles = append(c.Roles, r)
+	for role := range strings.SplitSeq(r.String("PLAYBACK_ROLES"), ",") {
+		if role = strings.TrimSpace(role); role != "" {
+			c.Roles = append(c.Roles, role)
 		}
 	}
-	return c, nil
+	return c, r.Err()
 }
 
 // CanView is the viewing policy: the uploader, or a caller with one of the

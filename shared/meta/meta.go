@@ -92,6 +92,7 @@ type Rendition struct {
 	FrameRate   float64 `json:"frame_rate,omitempty"`
 	Error       string  `json:"error,omitempty"`        // machine code when failed
 	ErrorDetail string  `json:"error_detail,omitempty"` // sanitized ffmpeg stderr tail (no URLs, no PHI)
+	Group       string  `json:"group,omitempty"`        // grouped fan-out: the rendition whose job encodes this one
 }
 
 // Key is the object key of a video's meta.json.

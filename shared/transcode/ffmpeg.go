@@ -1,4 +1,5 @@
-// Package transcode produces one rendition of a video with FFmpeg — CMAF
+// Package transcode produces renditions of a video with FFmpeg (one per
+// process, or a group of video rungs from one decode) — CMAF
 // fMP4 segments plus a media playlist on a fixed 2 s grid, so every
 // rendition lines up in one master playlist and one MPD — and runs a
 // transcode job end to end: original in, segments, posters and meta.json
@@ -14,6 +15,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -84,47 +86,116 @@ func (e *Error) Unwrap() error { return e.Err }
 // which is what keeps renditions switchable.
 func Args(s Spec) ([]string, error) {
 	r := s.Rendition
-	preset := s.Preset
-	if preset == "" {
-		preset = "veryfast"
-	}
-	args := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-		// Decode errors end the run instead of being concealed, so a
-		// corrupt source fails clearly rather than yielding broken video.
-		"-xerror"}
-	if strings.HasPrefix(s.Input, "http://") || strings.HasPrefix(s.Input, "https://") {
-		args = append(args, "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4", "-rw_timeout", "30000000")
-	}
-	args = append(args, "-i", s.Input, "-map_metadata", "-1", "-map_chapters", "-1")
+	args := inputArgs(s.Input)
 	switch r.Kind {
 	case "video":
-		if r.Width <= 0 || r.Height <= 0 || r.Width%2 != 0 || r.Height%2 != 0 {
-			return nil, fmt.Errorf("transcode: rendition %s: bad size %dx%d (want even, positive)", r.Name, r.Width, r.Height)
+		out, err := videoOutput(r, s.Probe, s.Preset)
+		if err != nil {
+			return nil, err
 		}
-		if r.Bitrate <= 0 {
-			return nil, fmt.Errorf("transcode: rendition %s: no target bitrate", r.Name)
-		}
-		fps := Rate(s.Probe.FPS)
-		keyint := int(math.Round(float64(SegmentSeconds) * fps.float()))
-		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn",
-			// The decoder applies rotation (autorotate), so the rendition's
-			// displayed size is also its coded size.
-			"-vf", fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p", r.Width, r.Height),
-			"-r", fps.String(),
-			"-c:v", "libx264", "-preset", preset, "-profile:v", "high",
-			"-b:v", strconv.Itoa(r.Bitrate), "-maxrate", strconv.Itoa(r.Bitrate*3/2), "-bufsize", strconv.Itoa(r.Bitrate*2),
-			"-g", strconv.Itoa(max(keyint, 1)), "-sc_threshold", "0",
-			"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%d)", SegmentSeconds))
+		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", scaleFilter(r))
+		args = append(args, out...)
 	case "audio":
 		args = append(args, "-map", "0:a:0", "-vn", "-sn", "-dn",
 			"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000")
 	default:
 		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 	}
-	args = append(args, "-f", "hls", "-hls_time", strconv.Itoa(SegmentSeconds), "-hls_playlist_type", "vod",
-		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", InitFile, "-hls_segment_filename", segPattern,
-		"-hls_flags", "independent_segments", "-progress", "pipe:1", PlaylistFile)
-	return args, nil
+	args = append(args, hlsOutput("")...)
+	return append(args, "-progress", "pipe:1", PlaylistFile), nil
+}
+
+// GroupSpec is several video renditions encoded by one ffmpeg process from
+// one decode of the original.
+type GroupSpec struct {
+	Input      string           // URL (presigned GET) or path of the original
+	Dir        string           // existing directory; rendition r is written into Dir/<r.Name>/ (created by RunGroup)
+	Renditions []meta.Rendition // video renditions, distinct names
+	Probe      meta.Probe
+	Preset     string // x264 preset; default veryfast
+}
+
+// GroupArgs returns ffmpeg's arguments for g: the decoded video is split
+// once and each branch scaled and encoded with exactly the per-output
+// options Args uses for that rendition alone, so a rendition's segments
+// line up whichever policy produced it.
+func GroupArgs(g GroupSpec) ([]string, error) {
+	if len(g.Renditions) == 0 {
+		return nil, errors.New("transcode: empty group")
+	}
+	var fc strings.Builder
+	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(g.Renditions))
+	for i := range g.Renditions {
+		fmt.Fprintf(&fc, "[s%d]", i)
+	}
+	var outs []string
+	seen := map[string]bool{}
+	for i, r := range g.Renditions {
+		if r.Kind != "video" {
+			return nil, fmt.Errorf("transcode: rendition %s: a group holds video renditions only", r.Name)
+		}
+		if seen[r.Name] || !renditionRe.MatchString(r.Name) {
+			return nil, fmt.Errorf("transcode: rendition %q: bad or repeated name in group", r.Name)
+		}
+		seen[r.Name] = true
+		out, err := videoOutput(r, g.Probe, g.Preset)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&fc, ";[s%d]%s[v%d]", i, scaleFilter(r), i)
+		outs = append(outs, "-map", fmt.Sprintf("[v%d]", i), "-an", "-sn", "-dn")
+		outs = append(outs, out...)
+		outs = append(outs, hlsOutput(r.Name+"/")...)
+		outs = append(outs, r.Name+"/"+PlaylistFile)
+	}
+	args := append(inputArgs(g.Input), "-filter_complex", fc.String(), "-progress", "pipe:1")
+	return append(args, outs...), nil
+}
+
+func inputArgs(input string) []string {
+	args := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+		// Decode errors end the run instead of being concealed, so a
+		// corrupt source fails clearly rather than yielding broken video.
+		"-xerror"}
+	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
+		args = append(args, "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4", "-rw_timeout", "30000000")
+	}
+	return append(args, "-i", input, "-map_metadata", "-1", "-map_chapters", "-1")
+}
+
+// scaleFilter sizes a video rendition. The decoder applies rotation
+// (autorotate), so the rendition's displayed size is also its coded size.
+func scaleFilter(r meta.Rendition) string {
+	return fmt.Sprintf("scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p", r.Width, r.Height)
+}
+
+// videoOutput is the encoder half of a video rendition's options: the
+// same keyframe grid in every rendition, whichever process encodes it.
+func videoOutput(r meta.Rendition, p meta.Probe, preset string) ([]string, error) {
+	if r.Width <= 0 || r.Height <= 0 || r.Width%2 != 0 || r.Height%2 != 0 {
+		return nil, fmt.Errorf("transcode: rendition %s: bad size %dx%d (want even, positive)", r.Name, r.Width, r.Height)
+	}
+	if r.Bitrate <= 0 {
+		return nil, fmt.Errorf("transcode: rendition %s: no target bitrate", r.Name)
+	}
+	if preset == "" {
+		preset = "veryfast"
+	}
+	fps := Rate(p.FPS)
+	keyint := int(math.Round(float64(SegmentSeconds) * fps.float()))
+	return []string{"-r", fps.String(),
+		"-c:v", "libx264", "-preset", preset, "-profile:v", "high",
+		"-b:v", strconv.Itoa(r.Bitrate), "-maxrate", strconv.Itoa(r.Bitrate * 3 / 2), "-bufsize", strconv.Itoa(r.Bitrate * 2),
+		"-g", strconv.Itoa(max(keyint, 1)), "-sc_threshold", "0",
+		"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%d)", SegmentSeconds)}, nil
+}
+
+// hlsOutput is the CMAF HLS muxer's options; prefix places the segments
+// (the init segment goes beside the playlist).
+func hlsOutput(prefix string) []string {
+	return []string{"-f", "hls", "-hls_time", strconv.Itoa(SegmentSeconds), "-hls_playlist_type", "vod",
+		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", InitFile, "-hls_segment_filename", prefix + segPattern,
+		"-hls_flags", "independent_segments"}
 }
 
 // FrameRate is a frame rate as a fraction.
@@ -273,6 +344,21 @@ func Run(ctx context.Context, s Spec, progress func(Progress)) error {
 		return &Error{Code: CodeFailed, Permanent: true, Err: err}
 	}
 	return run(ctx, s.Dir, args, s.Input, progress)
+}
+
+// RunGroup encodes every rendition of g in one ffmpeg process, as Run does
+// one. A failure fails the whole group: ffmpeg stops all outputs at once.
+func RunGroup(ctx context.Context, g GroupSpec, progress func(Progress)) error {
+	args, err := GroupArgs(g)
+	if err != nil {
+		return &Error{Code: CodeFailed, Permanent: true, Err: err}
+	}
+	for _, r := range g.Renditions {
+		if err := os.Mkdir(filepath.Join(g.Dir, r.Name), 0o700); err != nil {
+			return &Error{Code: CodeFailed, Err: err}
+		}
+	}
+	return run(ctx, g.Dir, args, g.Input, progress)
 }
 
 func run(ctx context.Context, dir string, args []string, input string, progress func(Progress)) error {

@@ -11,7 +11,7 @@ import (
 // Settings lists the transcode function's own environment variables (the
 // store, bus and retention come from shared/config).
 var Settings = []settings.Setting{
-	{Env: "TRANSCODE_FANOUT", Default: "rendition", Usage: "fan-out policy: rendition (one job per rung, each decoding the source); grouped is not implemented yet"},
+	{Env: "TRANSCODE_FANOUT", Default: "grouped", Usage: "fan-out policy: grouped (the lowest rung alone for time-to-playable, the higher rungs from one shared decode: least CPU, measured by TestFanoutCost) or rendition (every rung its own job and decode: most parallel)"},
 	{Env: "TRANSCODE_MAX_DELIVER", Default: "5", Usage: "the connector's CONNECTOR_MAX_DELIVER: on that delivery (X-Nats-Delivered) a failure is final and the rendition is marked failed (1–100)"},
 	{Env: "TRANSCODE_PRESET", Default: "veryfast", Usage: "x264 preset (ultrafast … veryslow)"},
 	{Env: "TRANSCODE_PROGRESS_INTERVAL", Default: "2s", Usage: "least time between progress writes to meta.json (100ms–1m)"},
@@ -37,11 +37,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	r := settings.New(getenv, Settings)
 	var c Config
 	switch c.Fanout = r.String("TRANSCODE_FANOUT"); c.Fanout {
-	case "rendition":
-	case "grouped", "chunk":
-		r.Fail("TRANSCODE_FANOUT", "not implemented yet; use rendition")
+	case FanoutRendition, FanoutGrouped:
+	case "chunk":
+		r.Fail("TRANSCODE_FANOUT", "chunk is not implemented; use grouped or rendition")
 	default:
-		r.Fail("TRANSCODE_FANOUT", "must be rendition")
+		r.Fail("TRANSCODE_FANOUT", "must be grouped or rendition")
 	}
 	c.MaxDeliver = r.Int("TRANSCODE_MAX_DELIVER", 1, 100)
 	if c.Preset = r.String("TRANSCODE_PRESET"); !slices.Contains(presets, c.Preset) {

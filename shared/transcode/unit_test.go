@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,11 +149,11 @@ func TestRunKillsFFmpegOnCancel(t *testing.T) {
 
 func TestLoadConfig(t *testing.T) {
 	c, err := LoadConfig(func(string) string { return "" })
-	if err != nil || c.Fanout != "rendition" || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
+	if err != nil || c.Fanout != FanoutGrouped || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	for k, v := range map[string]string{
-		"TRANSCODE_FANOUT": "grouped", "TRANSCODE_MAX_DELIVER": "0", "TRANSCODE_PRESET": "fastest",
+		"TRANSCODE_FANOUT": "chunk", "TRANSCODE_MAX_DELIVER": "0", "TRANSCODE_PRESET": "fastest",
 		"TRANSCODE_PROGRESS_INTERVAL": "1ms", "TRANSCODE_UPLOAD_CONCURRENCY": "x",
 	} {
 		_, err := LoadConfig(func(name string) string {
@@ -199,5 +200,52 @@ func TestMetricsOnDefaultRegistry(t *testing.T) {
 	n, err := testutil.GatherAndCount(prometheus.DefaultGatherer, "pulsevault_transcode_failures_total")
 	if err != nil || n == 0 {
 		t.Fatalf("failures metric not on the default registry: %d %v", n, err)
+	}
+}
+
+func TestClaim(t *testing.T) {
+	ladder := func(states ...string) *meta.Video {
+		v := &meta.Video{Original: &meta.Original{Key: "k"}, Probe: &meta.Probe{}}
+		for i, n := range []string{"240p", "360p", "480p", "720p"} {
+			st, group, _ := strings.Cut(states[i], "@")
+			v.Renditions = append(v.Renditions, meta.Rendition{Name: n, Kind: "video", State: st, Group: group})
+		}
+		v.Renditions = append(v.Renditions, meta.Rendition{Name: "audio", Kind: "audio", State: "planned"})
+		return v
+	}
+	got := func(rs []meta.Rendition) string {
+		var s []string
+		for _, r := range rs {
+			s = append(s, r.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, c := range []struct {
+		v            *meta.Video
+		job, fanout  string
+		want         string
+		err          error
+		groupOfFirst string
+	}{
+		{ladder("planned", "planned", "planned", "planned"), "240p", FanoutGrouped, "240p", nil, ""},
+		{ladder("planned", "planned", "planned", "planned"), "audio", FanoutGrouped, "audio", nil, ""},
+		{ladder("planned", "planned", "planned", "planned"), "360p", FanoutGrouped, "360p,480p,720p", nil, "360p"},
+		{ladder("planned", "planned", "planned", "planned"), "360p", FanoutRendition, "360p", nil, ""},
+		{ladder("ready", "planned", "running@720p", "running@720p"), "360p", FanoutGrouped, "360p", nil, "360p"},
+		{ladder("ready", "running@360p", "running@360p", "planned"), "480p", FanoutGrouped, "", errClaimed, ""},
+		{ladder("ready", "ready@360p", "running@360p", "ready@360p"), "360p", FanoutGrouped, "480p", nil, "360p"},
+		{ladder("ready", "ready@360p", "ready@360p", "planned"), "360p", FanoutGrouped, "", errNoop, ""},
+		{ladder("ready", "failed@360p", "failed@360p", "planned"), "480p", FanoutGrouped, "480p,720p", nil, "480p"},
+		{ladder("ready", "running@360p", "planned", "planned"), "360p", FanoutGrouped, "360p,480p,720p", nil, "360p"},
+	} {
+		rs, err := Claim(c.v, c.job, c.fanout)
+		if !errors.Is(err, c.err) || got(rs) != c.want || (len(rs) > 0 && rs[0].Group != c.groupOfFirst) {
+			t.Errorf("%s %s over %+v: %s %v, want %s %v", c.fanout, c.job, c.v.Renditions, got(rs), err, c.want, c.err)
+		}
+		for _, r := range rs {
+			if rr := c.v.Renditions[slices.IndexFunc(c.v.Renditions, func(x meta.Rendition) bool { return x.Name == r.Name })]; rr.State != meta.RenditionRunning {
+				t.Errorf("%s claimed but %s", r.Name, rr.State)
+			}
+		}
 	}
 }

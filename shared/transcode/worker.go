@@ -112,32 +112,29 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 	final := delivered >= w.Config.MaxDeliver
 	start := time.Now()
 
-	var rend meta.Rendition
+	var group []meta.Rendition // what this job encodes: one rendition, or a group sharing one decode
 	var probe meta.Probe
 	var original string
 	_, err := w.Meta.Update(ctx, job.Video, func(v *meta.Video) error {
 		if v.Status == meta.Rejected {
 			return errNoop
 		}
-		i := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Name == job.Rendition })
-		switch {
-		case i < 0:
-			return errUnknownRendition
-		case v.Renditions[i].State == meta.RenditionReady:
-			return errNoop
-		case v.Original == nil || v.Original.Key == "" || v.Probe == nil:
-			return errNotFinalized
+		var err error
+		if group, err = Claim(v, job.Rendition, w.Config.Fanout); err != nil {
+			return err
 		}
-		r := &v.Renditions[i]
-		r.State, r.Progress, r.Error = meta.RenditionRunning, 0, ""
+		probe, original = *v.Probe, v.Original.Key
 		settle(v)
-		rend, probe, original = *r, *v.Probe, v.Original.Key
 		return nil
 	})
 	switch {
 	case errors.Is(err, errNoop):
 		log.Info("transcode: nothing to do")
 		return Result{Status: http.StatusOK, Outcome: OutcomeNoop}
+	case errors.Is(err, errClaimed):
+		// The group that claimed it is redelivered if its worker dies.
+		log.Info("transcode: encoded by another job's group")
+		return Result{Status: http.StatusOK, Outcome: OutcomeNoop, Code: "claimed"}
 	case errors.Is(err, meta.ErrNotFound):
 		log.Warn("transcode: no such video")
 		return Result{Status: http.StatusUnprocessableEntity, Outcome: OutcomeFailed, Code: "unknown-video"}
@@ -152,9 +149,16 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
 	}
 
-	err = w.transcode(ctx, log, job.Video, rend, probe, original)
+	if len(group) == 1 {
+		err = w.transcode(ctx, log, job.Video, group[0], probe, original)
+	} else {
+		log = log.With("group", len(group))
+		err = w.transcodeGroup(ctx, log, job.Video, group, probe, original)
+	}
 	if err == nil {
-		seconds.WithLabelValues(rend.Name).Observe(time.Since(start).Seconds())
+		for _, r := range group {
+			seconds.WithLabelValues(r.Name).Observe(time.Since(start).Seconds())
+		}
 		log.Info("transcode: rendition ready", "seconds", math.Round(time.Since(start).Seconds()*1000)/1000)
 		return Result{Status: http.StatusOK, Outcome: OutcomeDone}
 	}
@@ -162,34 +166,108 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 	if !errors.As(err, &te) {
 		te = &Error{Code: CodeStore, Err: err}
 	}
+	count := func(final string) {
+		for _, r := range group {
+			failures.WithLabelValues(r.Name, te.Code, final).Inc()
+		}
+	}
 	if te.Code == CodeCancelled {
 		// The invocation is over (timeout or the caller left): not the
 		// job's fault, and nobody reads the answer.
-		failures.WithLabelValues(rend.Name, te.Code, "false").Inc()
+		count("false")
 		log.Warn("transcode: cancelled")
 		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: te.Code}
 	}
 	if !te.Permanent && !final {
-		failures.WithLabelValues(rend.Name, te.Code, "false").Inc()
+		count("false")
 		log.Warn("transcode: attempt failed; will be retried", "code", te.Code, "err", te.Err)
 		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: te.Code}
 	}
-	failures.WithLabelValues(rend.Name, te.Code, "true").Inc()
+	count("true")
 	log.Warn("transcode: rendition failed", "code", te.Code, "permanent", te.Permanent, "err", te.Err)
 	status := http.StatusUnprocessableEntity
 	if !te.Permanent {
 		status = http.StatusInternalServerError // last delivery: the connector dead-letters it
 	}
-	if err := w.fail(ctx, job.Video, rend.Name, te); err != nil {
-		log.Error("transcode: recording the failure failed", "err", err)
-		return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
+	// Every claimed rendition not yet ready fails with the group: nobody
+	// else will encode it (their own jobs answered "claimed").
+	for _, r := range group {
+		if err := w.fail(ctx, job.Video, r.Name, te); err != nil {
+			log.Error("transcode: recording the failure failed", "err", err)
+			return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
+		}
 	}
 	return Result{Status: status, Outcome: OutcomeFailed, Code: te.Code}
+}
+
+// Fan-out policies (TRANSCODE_FANOUT).
+const (
+	FanoutRendition = "rendition" // every job encodes its own rendition
+	FanoutGrouped   = "grouped"   // the lowest video rung alone; a higher rung's job encodes every unclaimed higher rung from one decode
+)
+
+// Claim decides, inside a meta.json update, what the job for rendition
+// name encodes under fanout, and marks it running. Under grouped, the job
+// for a video rung above the lowest claims (Rendition.Group = name) its own
+// rung and every higher video rung that is neither ready nor claimed by
+// another job; a redelivered group job re-runs what it claimed that is not
+// ready. It returns an error wrapping errNoop (nothing to do) or errClaimed
+// (another job's group encodes it) to stop the update without writing.
+func Claim(v *meta.Video, name, fanout string) ([]meta.Rendition, error) {
+	i := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Name == name })
+	if i < 0 {
+		return nil, errUnknownRendition
+	}
+	self := &v.Renditions[i]
+	lowest := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Kind == "video" })
+	if fanout != FanoutGrouped || self.Kind != "video" || i == lowest {
+		if self.State == meta.RenditionReady {
+			return nil, errNoop
+		}
+		if v.Original == nil || v.Original.Key == "" || v.Probe == nil {
+			return nil, errNotFinalized
+		}
+		self.State, self.Progress, self.Error, self.Group = meta.RenditionRunning, 0, "", ""
+		return []meta.Rendition{*self}, nil
+	}
+	if self.Group != "" && self.Group != name && self.State != meta.RenditionReady && self.State != meta.RenditionFailed {
+		return nil, errClaimed
+	}
+	var idx []int
+	for j := i; j < len(v.Renditions); j++ {
+		r := v.Renditions[j]
+		switch {
+		case r.Kind != "video" || r.State == meta.RenditionReady:
+		case j == i, r.Group == name:
+			idx = append(idx, j)
+		case r.Group == "" && self.State != meta.RenditionReady:
+			// A ready leader only finishes what it claimed before; new
+			// claims are for a job that encodes its own rung too.
+			idx = append(idx, j)
+		}
+	}
+	if len(idx) == 0 {
+		if self.State == meta.RenditionReady {
+			return nil, errNoop
+		}
+		return nil, errClaimed
+	}
+	if v.Original == nil || v.Original.Key == "" || v.Probe == nil {
+		return nil, errNotFinalized
+	}
+	out := make([]meta.Rendition, 0, len(idx))
+	for _, j := range idx {
+		r := &v.Renditions[j]
+		r.State, r.Progress, r.Error, r.Group = meta.RenditionRunning, 0, "", name
+		out = append(out, *r)
+	}
+	return out, nil
 }
 
 var (
 	errUnknownRendition = errors.New("rendition not planned")
 	errNotFinalized     = errors.New("video not finalized")
+	errClaimed          = errors.New("claimed by another job's group")
 )
 
 func (w *Worker) log() *slog.Logger {
@@ -229,20 +307,81 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	if err != nil {
 		return err
 	}
+	tl, err := w.record(ctx, id, rend, probe, out)
+	if err != nil {
+		return err
+	}
+	if err := w.publishManifests(ctx, id, map[string]manifest.Timeline{rend.Name: tl}); err != nil {
+		// The rendition is recorded; a later rendition (or a redelivery,
+		// since this answers 5xx) writes the manifests again.
+		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
+	}
+	// Posters come after the rendition is playable: they must not delay it.
+	if rend.Kind == "video" {
+		w.ensurePosters(ctx, log, id, src.String(), probe, dir)
+	}
+	return nil
+}
 
+// transcodeGroup encodes several video renditions with one ffmpeg process
+// (one decode of the original), then uploads and records each, lowest
+// first, and writes the manifests once.
+func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string) error {
+	dir, err := w.scratch()
+	if err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	src, err := w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour)
+	if err != nil {
+		return &Error{Code: CodeStore, Err: err}
+	}
+	names := make([]string, len(group))
+	for i, r := range group {
+		names[i] = r.Name
+	}
+	stopProgress := w.reportProgress(ctx, log, id, names...)
+	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
+	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset}, report)
+	stopProgress.stop()
+	if err != nil {
+		return err
+	}
+	known := map[string]manifest.Timeline{}
+	for _, r := range group {
+		tl, err := w.record(ctx, id, r, probe, filepath.Join(out, r.Name))
+		if err != nil {
+			return err
+		}
+		known[r.Name] = tl
+	}
+	if err := w.publishManifests(ctx, id, known); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
+	}
+	w.ensurePosters(ctx, log, id, src.String(), probe, dir)
+	return nil
+}
+
+// record checks and uploads one rendition ffmpeg wrote into out, emits its
+// audit event and marks it ready in meta.json.
+func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, probe meta.Probe, out string) (manifest.Timeline, error) {
 	files, tl, track, err := readOutput(out)
 	if err != nil {
-		return &Error{Code: CodeBadOutput, Err: err}
+		return tl, &Error{Code: CodeBadOutput, Err: err}
 	}
 	if err := w.upload(ctx, id, rend, out, files, tl); err != nil {
-		return &Error{Code: CodeStore, Err: err}
+		return tl, &Error{Code: CodeStore, Err: err}
 	}
 	// The audit event goes out before meta.json says ready: once ready, a
 	// redelivery is a no-op and would never emit it.
 	if err := w.Audit.Publish(ctx, audit.Event{
 		ID: eventID(id, rend.Name, "done"), Action: audit.TranscodeDone, Object: id, Outcome: audit.Success,
 	}); err != nil {
-		return &Error{Code: CodeStore, Err: fmt.Errorf("audit: %w", err)}
+		return tl, &Error{Code: CodeStore, Err: fmt.Errorf("audit: %w", err)}
 	}
 	peak, avg := tl.Bandwidth()
 	_, err = w.Meta.Update(ctx, id, func(v *meta.Video) error {
@@ -261,18 +400,9 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 		return nil
 	})
 	if err != nil {
-		return &Error{Code: CodeStore, Err: err}
+		return tl, &Error{Code: CodeStore, Err: err}
 	}
-	if err := w.publishManifests(ctx, id, map[string]manifest.Timeline{rend.Name: tl}); err != nil {
-		// The rendition is recorded; a later rendition (or a redelivery,
-		// since this answers 5xx) writes the manifests again.
-		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
-	}
-	// Posters come after the rendition is playable: they must not delay it.
-	if rend.Kind == "video" {
-		w.ensurePosters(ctx, log, id, src.String(), probe, dir)
-	}
-	return nil
+	return tl, nil
 }
 
 func find(v *meta.Video, name string) *meta.Rendition {
@@ -318,6 +448,13 @@ func settle(v *meta.Video) {
 // stderr tail beside the rendition, emits the audit event and rewrites the
 // manifests (a failed audio rendition can make the video playable).
 func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
+	v, _, err := w.Meta.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r := find(v, name); r != nil && r.State == meta.RenditionReady {
+		return nil // a group member recorded before the group failed
+	}
 	if te.Tail != "" {
 		tail := []byte(te.Code + "\n" + te.Tail + "\n")
 		if _, err := w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, name, ErrorFile), tail,
@@ -331,13 +468,18 @@ func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
 		if r == nil {
 			return errUnknownRendition
 		}
+		if r.State == meta.RenditionReady {
+			return errSkip // a group member recorded before the group failed
+		}
 		r.State, r.Progress, r.Error = meta.RenditionFailed, 0, te.Code
 		if !slices.Contains(v.Errors, code) {
 			v.Errors = append(v.Errors, code)
 		}
 		settle(v)
 		return nil
-	}); err != nil {
+	}); errors.Is(err, errSkip) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if err := w.Audit.Publish(ctx, audit.Event{
@@ -375,7 +517,7 @@ func (p *progressReporter) push(pct float64) {
 
 func (p *progressReporter) stop() { close(p.done); p.wg.Wait() }
 
-func (w *Worker) reportProgress(ctx context.Context, log *slog.Logger, id, name string) *progressReporter {
+func (w *Worker) reportProgress(ctx context.Context, log *slog.Logger, id string, names ...string) *progressReporter {
 	p := &progressReporter{latest: make(chan float64, 1), done: make(chan struct{})}
 	p.wg.Go(func() {
 		var last time.Time
@@ -391,11 +533,15 @@ func (w *Worker) reportProgress(ctx context.Context, log *slog.Logger, id, name 
 				}
 				last = time.Now()
 				_, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
-					r := find(v, name)
-					if r == nil || r.State != meta.RenditionRunning || r.Progress >= pct {
+					changed := false
+					for _, name := range names {
+						if r := find(v, name); r != nil && r.State == meta.RenditionRunning && r.Progress < pct {
+							r.Progress, changed = pct, true
+						}
+					}
+					if !changed {
 						return errSkip
 					}
-					r.Progress = pct
 					return nil
 				})
 				if err != nil && !errors.Is(err, errSkip) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
@@ -234,6 +235,8 @@ type public struct {
 }
 
 func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public, error) {
+	// Go's table lacks it; browsers want it for the PWA manifest.
+	_ = mime.AddExtensionType(".webmanifest", "application/manifest+json")
 	var static http.Handler
 	if fi, err := os.Stat("vitals/out"); err == nil && fi.IsDir() {
 		static = http.FileServer(http.Dir("vitals/out"))

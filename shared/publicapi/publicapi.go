@@ -41,6 +41,7 @@ var routes = []struct{ prefix, function string }{
 	{"/api/sign-url", "sign-url"},
 	{"/api/videos", "videos"},
 	{"/api/events", "events"},
+	{"/api/upload/", "upload"},
 }
 
 // Handler returns the public router.
@@ -68,6 +69,10 @@ func Handler(o Options) (http.Handler, error) {
 			pr.Out.URL = &out
 			pr.Out.Host = gw.Host
 			pr.SetXForwarded()
+			if fn == "upload" {
+				// tusd's Location must name this origin's path, not the gateway's.
+				pr.Out.Header.Set("X-Forwarded-Prefix", "/api/upload/")
+			}
 		},
 		Transport: tr,
 		// Server-sent events are flushed by ReverseProxy as they come;

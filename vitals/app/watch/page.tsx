@@ -1,0 +1,5 @@
+import Watch from "@/components/Watch";
+
+export default function WatchPage() {
+  return <Watch />;
+}

@@ -16,7 +16,8 @@ import (
 
 // The whole pipeline through the real binary: `pulsevault upload --wait` of a phone-like clip
 // → upload (tusd) → bucket event → connector → upload-finalize → transcode jobs → connector →
-// transcode → videos API reports it playable, and its master playlist is in the store.
+// transcode (grouped fan-out: 240p alone, 360p+480p from one decode) → videos API reports it
+// playable, and its master playlist is in the store.
 func TestPipelineUploadToPlayable(t *testing.T) {
 	s := startIngestStack(t)
 	keys, err := token.GenerateKeyLine("k1")
@@ -32,7 +33,7 @@ func TestPipelineUploadToPlayable(t *testing.T) {
 	s.startConnector()
 
 	clip := filepath.Join(t.TempDir(), "clip.mp4")
-	if err := testclip.Make(context.Background(), clip, testclip.Options{Width: 240, Height: 426, Seconds: 3}); err != nil {
+	if err := testclip.Make(context.Background(), clip, testclip.Options{Width: 480, Height: 854, Seconds: 3}); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, err := s.upload(s.gateway+"/function/upload/", s.token, filepath.Join(t.TempDir(), "state.json"),

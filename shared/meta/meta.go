@@ -93,6 +93,9 @@ type Rendition struct {
 	Error       string  `json:"error,omitempty"`        // machine code when failed
 	ErrorDetail string  `json:"error_detail,omitempty"` // sanitized ffmpeg stderr tail (no URLs, no PHI)
 	Group       string  `json:"group,omitempty"`        // grouped fan-out: the rendition whose job encodes this one
+	// Listed is set once the master playlist and the MPD in the store list
+	// this (ready) rendition; the video's status counts listed renditions only.
+	Listed bool `json:"listed,omitempty"`
 }
 
 // Key is the object key of a video's meta.json.

@@ -169,7 +169,11 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestSettle(t *testing.T) {
+	// State "listed" is a ready rendition the stored manifests list.
 	r := func(name, kind, state string) meta.Rendition {
+		if state == "listed" {
+			return meta.Rendition{Name: name, Kind: kind, State: meta.RenditionReady, Listed: true}
+		}
 		return meta.Rendition{Name: name, Kind: kind, State: state}
 	}
 	for _, c := range []struct {
@@ -178,10 +182,18 @@ func TestSettle(t *testing.T) {
 	}{
 		{[]meta.Rendition{r("240p", "video", "running"), r("audio", "audio", "planned")}, meta.Processing},
 		{[]meta.Rendition{r("240p", "video", "ready"), r("audio", "audio", "running")}, meta.Processing},
-		{[]meta.Rendition{r("240p", "video", "ready"), r("360p", "video", "running"), r("audio", "audio", "ready")}, meta.Ready},
-		{[]meta.Rendition{r("240p", "video", "ready"), r("360p", "video", "failed"), r("audio", "audio", "ready")}, meta.Complete},
-		{[]meta.Rendition{r("240p", "video", "ready"), r("audio", "audio", "failed")}, meta.Complete},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("360p", "video", "running"), r("audio", "audio", "listed")}, meta.Ready},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("360p", "video", "failed"), r("audio", "audio", "listed")}, meta.Complete},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("audio", "audio", "failed")}, meta.Complete},
 		{[]meta.Rendition{r("240p", "video", "failed"), r("audio", "audio", "ready")}, meta.Failed},
+		{[]meta.Rendition{r("240p", "video", "failed"), r("audio", "audio", "failed")}, meta.Failed},
+		// Ready in meta.json but not in the manifests yet: not counted.
+		{[]meta.Rendition{r("240p", "video", "ready"), r("360p", "video", "running"), r("audio", "audio", "ready")}, meta.Processing},
+		{[]meta.Rendition{r("240p", "video", "ready"), r("audio", "audio", "failed")}, meta.Processing},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("360p", "video", "ready"), r("audio", "audio", "listed")}, meta.Ready},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("audio", "audio", "ready")}, meta.Processing},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("360p", "video", "running"), r("audio", "audio", "failed")}, meta.Ready},
+		{[]meta.Rendition{r("240p", "video", "listed"), r("360p", "video", "listed")}, meta.Complete},
 	} {
 		v := &meta.Video{Status: meta.Processing, Renditions: c.rs}
 		settle(v)
@@ -189,9 +201,13 @@ func TestSettle(t *testing.T) {
 			t.Errorf("%+v: %s, want %s", c.rs, v.Status, c.want)
 		}
 	}
-	v := &meta.Video{Status: meta.Rejected, Renditions: []meta.Rendition{r("240p", "video", "ready")}}
+	v := &meta.Video{Status: meta.Rejected, Renditions: []meta.Rendition{r("240p", "video", "listed")}}
 	if settle(v); v.Status != meta.Rejected {
 		t.Error("a rejected video changed status")
+	}
+	v = &meta.Video{Status: meta.Failed, Reason: "transcode-failed", Renditions: []meta.Rendition{r("240p", "video", "listed")}}
+	if settle(v); v.Status != meta.Complete || v.Reason != "" {
+		t.Errorf("failed video with a listed rendition: %s %q", v.Status, v.Reason)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -115,12 +116,15 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 	var group []meta.Rendition // what this job encodes: one rendition, or a group sharing one decode
 	var probe meta.Probe
 	var original string
+	var unpublished bool // nothing to encode, but the manifests or the status lag behind meta.json
 	_, err := w.Meta.Update(ctx, job.Video, func(v *meta.Video) error {
+		unpublished = false
 		if v.Status == meta.Rejected {
 			return errNoop
 		}
 		var err error
 		if group, err = Claim(v, job.Rendition, w.Config.Fanout); err != nil {
+			unpublished = errors.Is(err, errNoop) && unlisted(v)
 			return err
 		}
 		probe, original = *v.Probe, v.Original.Key
@@ -128,6 +132,16 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 		return nil
 	})
 	switch {
+	case errors.Is(err, errNoop) && unpublished:
+		// Ready but not listed: a worker died between recording a
+		// rendition and publishing the manifests. Publish (and settle) now,
+		// or the video would never become ready.
+		if err := w.publishManifests(ctx, job.Video, nil); err != nil {
+			log.Error("transcode: publishing the manifests failed", "err", err)
+			return Result{Status: http.StatusServiceUnavailable, Outcome: OutcomeRetry, Code: CodeStore}
+		}
+		log.Info("transcode: nothing to encode; manifests published")
+		return Result{Status: http.StatusOK, Outcome: OutcomeNoop, Code: "published"}
 	case errors.Is(err, errNoop):
 		log.Info("transcode: nothing to do")
 		return Result{Status: http.StatusOK, Outcome: OutcomeNoop}
@@ -227,7 +241,7 @@ func Claim(v *meta.Video, name, fanout string) ([]meta.Rendition, error) {
 		if v.Original == nil || v.Original.Key == "" || v.Probe == nil {
 			return nil, errNotFinalized
 		}
-		self.State, self.Progress, self.Error, self.Group = meta.RenditionRunning, 0, "", ""
+		self.State, self.Progress, self.Error, self.Group, self.Listed = meta.RenditionRunning, 0, "", "", false
 		return []meta.Rendition{*self}, nil
 	}
 	if self.Group != "" && self.Group != name && self.State != meta.RenditionReady && self.State != meta.RenditionFailed {
@@ -258,7 +272,7 @@ func Claim(v *meta.Video, name, fanout string) ([]meta.Rendition, error) {
 	out := make([]meta.Rendition, 0, len(idx))
 	for _, j := range idx {
 		r := &v.Renditions[j]
-		r.State, r.Progress, r.Error, r.Group = meta.RenditionRunning, 0, "", name
+		r.State, r.Progress, r.Error, r.Group, r.Listed = meta.RenditionRunning, 0, "", name, false
 		out = append(out, *r)
 	}
 	return out, nil
@@ -367,7 +381,9 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 }
 
 // record checks and uploads one rendition ffmpeg wrote into out, emits its
-// audit event and marks it ready in meta.json.
+// audit event and marks it ready in meta.json. It does not make the video
+// ready or complete: settle counts listed renditions only, and only
+// publishManifests lists them.
 func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, probe meta.Probe, out string) (manifest.Timeline, error) {
 	files, tl, track, err := readOutput(out)
 	if err != nil {
@@ -389,7 +405,7 @@ func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, pro
 		if r == nil {
 			return errUnknownRendition
 		}
-		r.State, r.Progress, r.Error = meta.RenditionReady, 100, ""
+		r.State, r.Progress, r.Error, r.Listed = meta.RenditionReady, 100, "", false
 		r.Playlist = RenditionKey(id, rend.Name, PlaylistFile)
 		r.Codecs, r.Bandwidth, r.Average = track.Codec, peak, avg
 		if track.Kind == "video" {
@@ -414,27 +430,38 @@ func find(v *meta.Video, name string) *meta.Rendition {
 	return nil
 }
 
-// settle derives the video's status from its renditions: ready once the
-// manifests can list something playable, complete when every planned
-// rendition has ended with at least one video rendition ready, failed when
-// every rendition ended and no video rendition is ready.
+// settle derives the video's status from its renditions, counting a ready
+// rendition only once the manifests in the store list it (Listed, set by
+// publishManifests): ready once a listed video rendition is there and the
+// audio rendition, if planned, is listed or failed; complete when every
+// planned rendition has ended, at least one video rendition is ready and
+// every ready rendition is listed; failed when every rendition ended and no
+// video rendition is ready (that needs no manifest). So a client never sees
+// ready or complete before the manifests say so.
 func settle(v *meta.Video) {
 	if v.Status == meta.Rejected || len(v.Renditions) == 0 {
 		return
 	}
-	ended, videoReady := true, false
+	ended, videoReady, allListed, videoListed, audioListed := true, false, true, false, true
 	for _, r := range v.Renditions {
-		ended = ended && (r.State == meta.RenditionReady || r.State == meta.RenditionFailed)
-		videoReady = videoReady || (r.Kind == "video" && r.State == meta.RenditionReady)
+		ready := r.State == meta.RenditionReady
+		listed := ready && r.Listed
+		ended = ended && (ready || r.State == meta.RenditionFailed)
+		allListed = allListed && (!ready || listed)
+		if r.Kind == "audio" {
+			audioListed = audioListed && (listed || r.State == meta.RenditionFailed)
+		} else {
+			videoReady = videoReady || ready
+			videoListed = videoListed || listed
+		}
 	}
-	_, _, playable := manifest.Playable(v)
 	prev := v.Status
 	switch {
 	case ended && !videoReady:
 		v.Status, v.Reason = meta.Failed, "transcode-failed"
-	case ended:
+	case ended && allListed:
 		v.Status = meta.Complete
-	case playable:
+	case videoListed && audioListed:
 		v.Status = meta.Ready
 	default:
 		v.Status = meta.Processing
@@ -453,7 +480,9 @@ func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
 		return err
 	}
 	if r := find(v, name); r != nil && r.State == meta.RenditionReady {
-		return nil // a group member recorded before the group failed
+		// A group member recorded before the group failed: it stays
+		// ready, and the manifests must list it (they may be what failed).
+		return w.publishManifests(ctx, id, nil)
 	}
 	if te.Tail != "" {
 		tail := []byte(te.Code + "\n" + te.Tail + "\n")
@@ -741,11 +770,20 @@ func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id, src st
 }
 
 // publishManifests writes the master playlist and the MPD from what
-// meta.json says is ready, then reads meta.json again and repeats until
-// what it wrote matches it. Whoever writes last therefore writes from a
-// view that includes every rendition recorded before its final read, and
-// renditions recorded after that read publish again themselves: concurrent
-// completions cannot leave a manifest missing a rendition.
+// meta.json says is ready, then records in meta.json (Listed) which
+// renditions the stored manifests list and settles the video's status in
+// that same conditional update: the status never runs ahead of the
+// manifests.
+//
+// Manifests only ever grow. Each write is conditional on the version of the
+// manifest read before meta.json (If-Match, or If-None-Match when there is
+// none yet), and ready renditions stay ready, so a write that lands replaces
+// a manifest built from an older (smaller) view of meta.json; a write that
+// loses the race re-reads both and tries again. Every rendition recorded
+// before this call's read of meta.json is therefore in the stored manifests
+// when it returns nil, and stays there; renditions recorded after that read
+// publish themselves: concurrent completions cannot leave a manifest missing
+// a rendition, nor a rendition marked listed that a slower writer removed.
 //
 // The manifests are written without retention, like meta.json: they are
 // rewritten as renditions land and derive entirely from locked objects.
@@ -753,20 +791,37 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 	if known == nil {
 		known = map[string]manifest.Timeline{}
 	}
-	var last []byte
-	for range 20 {
+	for attempt := range 20 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+			}
+		}
+		// The stored manifests first, then meta.json: what we write from
+		// this view replaces only what was built from an older one.
+		curMaster, err := w.current(ctx, VideoKey(id, MasterFile))
+		if err != nil {
+			return err
+		}
+		curMPD, err := w.current(ctx, VideoKey(id, MPDFile))
+		if err != nil {
+			return err
+		}
 		v, _, err := w.Meta.Get(ctx, id)
 		if err != nil {
 			return err
 		}
 		video, audio, ok := manifest.Playable(v)
 		if !ok {
-			return nil
+			return w.list(ctx, id, v, nil) // nothing to list; the status may still need settling
 		}
+		listed := append(slices.Clone(video), optionalRendition(audio)...)
 		master := manifest.HLSMaster(video, audio)
 		var reps []manifest.Rep
 		var arep *manifest.Rep
-		for _, r := range append(slices.Clone(video), optionalRendition(audio)...) {
+		for _, r := range listed {
 			tl, ok := known[r.Name]
 			if !ok {
 				if tl, err = w.timeline(ctx, id, r.Name); err != nil {
@@ -784,21 +839,104 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 		if err != nil {
 			return err
 		}
-		sig := append(slices.Clone(master), mpd...)
-		if bytes.Equal(sig, last) {
-			return nil
+		err = w.putManifest(ctx, VideoKey(id, MasterFile), master, curMaster, "application/vnd.apple.mpegurl")
+		if err == nil {
+			err = w.putManifest(ctx, VideoKey(id, MPDFile), mpd, curMPD, "application/dash+xml")
 		}
-		if _, err := w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, MasterFile), master,
-			storage.PutOptions{ContentType: "application/vnd.apple.mpegurl"}); err != nil {
+		if errors.Is(err, storage.ErrPreconditionFailed) {
+			continue // another writer got there first: rebuild from a newer view
+		}
+		if err != nil {
 			return err
 		}
-		if _, err := w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, MPDFile), mpd,
-			storage.PutOptions{ContentType: "application/dash+xml"}); err != nil {
-			return err
+		names := make([]string, len(listed))
+		for i, r := range listed {
+			names[i] = r.Name
 		}
-		last = sig
+		return w.list(ctx, id, v, names)
 	}
 	return errors.New("manifests kept changing; giving up for now")
+}
+
+// storedManifest is a manifest as read from the store; etag "" means none.
+type storedManifest struct {
+	body []byte
+	etag string
+}
+
+func (w *Worker) current(ctx context.Context, key string) (storedManifest, error) {
+	rc, info, err := w.Store.Get(ctx, w.Bucket, key, 0, -1)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storedManifest{}, nil
+	}
+	if err != nil {
+		return storedManifest{}, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return storedManifest{}, err
+	}
+	return storedManifest{body: b, etag: info.ETag}, nil
+}
+
+// putManifest replaces cur with body unless they are equal, failing with
+// storage.ErrPreconditionFailed if cur is no longer the stored version.
+func (w *Worker) putManifest(ctx context.Context, key string, body []byte, cur storedManifest, contentType string) error {
+	if cur.etag != "" && bytes.Equal(cur.body, body) {
+		return nil
+	}
+	o := storage.PutOptions{ContentType: contentType, IfMatch: cur.etag, IfNoneMatch: cur.etag == ""}
+	_, err := w.Store.PutBytes(ctx, w.Bucket, key, body, o)
+	return err
+}
+
+// list marks names listed in meta.json (they are in the stored manifests)
+// and settles the video's status, writing only if that changes something.
+// v is a recent view, used to skip the update when there is nothing to do.
+func (w *Worker) list(ctx context.Context, id string, v *meta.Video, names []string) error {
+	apply := func(v *meta.Video) bool {
+		changed := false
+		for _, name := range names {
+			if r := find(v, name); r != nil && r.State == meta.RenditionReady && !r.Listed {
+				r.Listed, changed = true, true
+			}
+		}
+		status, reason := v.Status, v.Reason
+		settle(v)
+		return changed || v.Status != status || v.Reason != reason
+	}
+	view := *v
+	view.Renditions = slices.Clone(v.Renditions)
+	if !apply(&view) {
+		return nil
+	}
+	_, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
+		if !apply(v) {
+			return errSkip
+		}
+		return nil
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	return err
+}
+
+// unlisted reports whether meta.json says more than the manifests and the
+// status do: a playable rendition not listed yet, or a stale status.
+func unlisted(v *meta.Video) bool {
+	if video, audio, ok := manifest.Playable(v); ok {
+		for _, r := range append(video, optionalRendition(audio)...) {
+			if !r.Listed {
+				return true
+			}
+		}
+	}
+	view := *v
+	view.Renditions = slices.Clone(v.Renditions)
+	settle(&view)
+	return view.Status != v.Status || view.Reason != v.Reason
 }
 
 func optionalRendition(r *meta.Rendition) []meta.Rendition {

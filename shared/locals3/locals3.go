@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mieweb/pulsevault/shared/childproc"
 )
 
 // Options configures Start.
@@ -134,7 +136,7 @@ func (s *Server) launch() (*proc, error) {
 	cmd.Stdout, cmd.Stderr = o.LogFile, o.LogFile
 	// Pdeathsig: versitygw must not outlive us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return nil, fmt.Errorf("locals3: start %s: %w", o.Binary, err)
 	}
 	s.mu.Lock()

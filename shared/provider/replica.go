@@ -8,13 +8,14 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mieweb/pulsevault/shared/childproc"
 )
 
 // replica is one child process of a function (`BIN fn NAME`), kept running
@@ -114,7 +115,7 @@ func (r *replica) runOnce(log *slog.Logger) error {
 	// (ffmpeg); SIGKILL when the provider dies, so nothing outlives it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
-	if err := startLocked(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", r.p.opts.BinPath, err)
 	}
 	pid := cmd.Process.Pid
@@ -233,34 +234,6 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// startLocked starts cmd from one OS thread that lives as long as the
-// process: Pdeathsig fires when the *thread* that forked the child exits,
-// and Go may retire the thread behind an ordinary goroutine.
-func startLocked(cmd *exec.Cmd) error {
-	starter.once.Do(func() {
-		starter.ch = make(chan startReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread never exits
-			for req := range starter.ch {
-				req.done <- req.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	starter.ch <- startReq{cmd, done}
-	return <-done
-}
-
-type startReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-var starter struct {
-	once sync.Once
-	ch   chan startReq
 }
 
 // waitDead blocks until the process has exited, without reaping it.

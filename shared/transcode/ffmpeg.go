@@ -17,13 +17,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mieweb/pulsevault/shared/childproc"
 	"github.com/mieweb/pulsevault/shared/meta"
 )
 
@@ -372,7 +372,7 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 	if err != nil {
 		return &Error{Code: CodeFailed, Err: err}
 	}
-	if err := startLocked(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return &Error{Code: CodeFailed, Err: fmt.Errorf("start ffmpeg: %w", err)}
 	}
 	if progress == nil {
@@ -453,31 +453,3 @@ func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
 }
 
 func even(n int) int { return max(2, n-n%2) }
-
-// startLocked starts cmd from an OS thread that never exits: Pdeathsig
-// fires when the thread that forked the child exits, and Go may retire the
-// thread behind an ordinary goroutine, which would kill ffmpeg early.
-func startLocked(cmd *exec.Cmd) error {
-	starter.once.Do(func() {
-		starter.ch = make(chan startReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for req := range starter.ch {
-				req.done <- req.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	starter.ch <- startReq{cmd, done}
-	return <-done
-}
-
-type startReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-var starter struct {
-	once sync.Once
-	ch   chan startReq
-}

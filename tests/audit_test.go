@@ -60,7 +60,7 @@ func startAuditRig(t *testing.T, replicas int, fnEnv map[string]string) *auditRi
 	}
 	p := startProviderCmd(t, bin)
 	c.NATSURL = p.natsURL
-	st, err := storage.New(storage.Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
+	st, err := storage.FromConfig(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func startIngestStack(t *testing.T) *ingestStack {
 		stderr: &testenv.Buffer{}, connErr: &testenv.Buffer{}, captured: make(chan []byte, 256)}
 	cfg := s.env.Config
 	var err error
-	if s.st, err = storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region}); err != nil {
+	if s.st, err = storage.FromConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if s.bus, err = bus.Connect(cfg.NATSURL, "ingest-e2e"); err != nil {

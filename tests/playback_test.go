@@ -150,7 +150,7 @@ func startPlayback(t *testing.T, ttl string) *playbackStack {
 	ctx := context.Background()
 	env := testenv.Start(t)
 	cfg := env.Config
-	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	st, err := storage.FromConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func startTranscodeStack(t *testing.T) *tcStack {
 	bin := buildPulsevault(t)
 	env := testenv.Start(t)
 	cfg := env.Config
-	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	st, err := storage.FromConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

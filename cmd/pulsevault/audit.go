@@ -134,7 +134,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.LocalS3() {
 			return fmt.Errorf("%w: audit %s needs S3_ENDPOINT (or --from-dir DIR)", errUsage, sub)
 		}
-		st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+		st, err := storage.FromConfig(cfg)
 		if err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // bootstrapWith connects to the store and the bus in cfg and bootstraps them.
 func bootstrapWith(ctx context.Context, cfg config.Config, log *slog.Logger) (bootstrap.Report, error) {
-	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	st, err := storage.FromConfig(cfg)
 	if err != nil {
 		return bootstrap.Report{}, err
 	}

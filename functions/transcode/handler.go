@@ -65,7 +65,7 @@ func worker() (*transcode.Worker, *slog.Logger, error) {
 	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
 		return nil, state.log, fmt.Errorf("transcode needs S3_ENDPOINT and NATS_URL")
 	}
-	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	st, err := storage.FromConfig(cfg)
 	if err != nil {
 		return nil, state.log, err
 	}

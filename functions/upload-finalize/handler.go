@@ -96,7 +96,7 @@ func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := storage.New(storage.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region})
+	st, err := storage.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

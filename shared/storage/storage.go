@@ -33,6 +33,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/mieweb/pulsevault/shared/config"
 )
 
 // Options says where the store is and how to sign requests.
@@ -544,4 +546,9 @@ func classify(resp minio.ErrorResponse) error {
 		return ErrPreconditionFailed
 	}
 	return nil
+}
+
+// FromConfig connects to the store that c names (S3_ENDPOINT and its keys).
+func FromConfig(c config.Config) (*Store, error) {
+	return New(Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
 }

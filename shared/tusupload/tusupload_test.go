@@ -56,7 +56,7 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	env := testenv.Start(t)
 	c := env.Config
-	st, err := storage.New(storage.Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
+	st, err := storage.FromConfig(c)
 	if err != nil {
 		t.Fatal(err)
 	}

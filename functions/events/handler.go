@@ -57,10 +57,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
 		return
 	}
-	who, err := s.Verifier.FromRequest(r)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
-		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+	who, ok := playback.Authenticate(s.Verifier, w, r)
+	if !ok {
 		return
 	}
 	rc := http.NewResponseController(w)

@@ -58,10 +58,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	who, err := s.Verifier.FromRequest(r)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
-		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+	who, ok := playback.Authenticate(s.Verifier, w, r)
+	if !ok {
 		return
 	}
 	var req struct {

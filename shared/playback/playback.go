@@ -5,12 +5,14 @@ package playback
 
 import (
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/secrets"
 	"github.com/mieweb/pulsevault/shared/settings"
@@ -106,4 +108,16 @@ func Verifier(cfg config.Config) (*auth.Verifier, error) {
 		o.HS256Secret = []byte(s)
 	}
 	return auth.New(o)
+}
+
+// Authenticate verifies the request's bearer token, answering 401 (JSON,
+// no detail) when it is missing or invalid; ok reports whether to go on.
+func Authenticate(v *auth.Verifier, w http.ResponseWriter, r *http.Request) (who *auth.Claims, ok bool) {
+	who, err := v.FromRequest(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pulsevault"`)
+		fnrun.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		return nil, false
+	}
+	return who, true
 }

@@ -302,10 +302,13 @@ func num(v float64) string {
 const userHZ = 100
 
 // Usage is a process's CPU seconds so far (user + system, plus reaped
-// children such as ffmpeg runs) and its peak resident set (VmHWM).
+// children such as ffmpeg runs), its peak resident set (VmHWM) and its
+// resident set now (VmRSS: a peak never falls, so growth over a run needs
+// samples of this).
 type Usage struct {
 	CPU     float64
 	PeakRSS int64
+	RSS     int64
 }
 
 // ReadUsage reads pid's usage from /proc.
@@ -336,12 +339,14 @@ func ReadUsage(pid int) (Usage, error) {
 		return u, err
 	}
 	for l := range strings.Lines(string(st)) {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return u, fmt.Errorf("bench: /proc/%d/status VmHWM: %w", pid, err)
+		for field, dst := range map[string]*int64{"VmHWM:": &u.PeakRSS, "VmRSS:": &u.RSS} {
+			if v, ok := strings.CutPrefix(l, field); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return u, fmt.Errorf("bench: /proc/%d/status %s %w", pid, field, err)
+				}
+				*dst = kb << 10
 			}
-			u.PeakRSS = kb << 10
 		}
 	}
 	return u, nil

@@ -116,7 +116,7 @@ func TestReadUsage(t *testing.T) {
 		x += math.Sqrt(float64(i))
 	}
 	u, err := ReadUsage(os.Getpid())
-	if err != nil || u.CPU <= 0 || u.PeakRSS < 1<<20 || x == 0 {
+	if err != nil || u.CPU <= 0 || u.PeakRSS < 1<<20 || u.RSS < 1<<20 || u.RSS > u.PeakRSS || x == 0 {
 		t.Fatalf("%+v %v", u, err)
 	}
 	if _, err := ReadUsage(-1); err == nil {

@@ -527,7 +527,7 @@ func rawFFmpeg(ctx context.Context, clip string, v *meta.Video) (time.Duration, 
 		return 0, 0, err
 	}
 	raw := time.Since(start)
-	all, err := ladderArgs(clip, v)
+	all, err := transcode.LadderArgs(clip, v.Renditions, *v.Probe, "")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -556,46 +556,4 @@ func runFFmpeg(ctx context.Context, args []string) (float64, error) {
 	}
 	st := cmd.ProcessState
 	return (st.UserTime() + st.SystemTime()).Seconds(), nil
-}
-
-// ladderArgs is one ffmpeg producing every rendition from one decode: each
-// rendition's own output options from transcode.Args (so the encoder
-// settings are the function's), its -vf moved into one split filter graph.
-func ladderArgs(clip string, v *meta.Video) ([]string, error) {
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-i", clip}
-	var graph, outs []string
-	for i, r := range v.Renditions {
-		one, err := transcode.Args(transcode.Spec{Input: clip, Rendition: r, Probe: *v.Probe})
-		if err != nil {
-			return nil, err
-		}
-		var o []string
-		for k := 0; k < len(one); k++ {
-			switch a := one[k]; {
-			case a == "-i" || a == "-progress" || a == "-loglevel":
-				k++
-			case a == "-map" && r.Kind == "video":
-				o = append(o, a, fmt.Sprintf("[v%d]", i))
-				k++
-			case a == "-vf":
-				graph = append(graph, fmt.Sprintf("[s%d]%s[v%d]", i, one[k+1], i))
-				k++
-			case a == "-hide_banner" || a == "-nostdin" || a == "-nostats" || a == "-xerror":
-			case a == "-hls_segment_filename": // the init file goes beside the playlist by itself
-				o = append(o, a, r.Name+"/"+one[k+1])
-				k++
-			case a == transcode.PlaylistFile && k == len(one)-1:
-				o = append(o, r.Name+"/"+a)
-			default:
-				o = append(o, a)
-			}
-		}
-		outs = append(outs, o...)
-	}
-	split := fmt.Sprintf("[0:v:0]split=%d", len(graph))
-	for _, g := range graph {
-		split += g[:strings.IndexByte(g, ']')+1]
-	}
-	args = append(args, "-filter_complex", strings.Join(append([]string{split}, graph...), ";"))
-	return append(args, outs...), nil
 }

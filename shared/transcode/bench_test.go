@@ -97,7 +97,15 @@ func TestFanoutCost(t *testing.T) {
 	// Baseline 2: one ffmpeg, one decode, every rung + audio.
 	v2 := v
 	base := t.TempDir()
-	args = ladderArgs(t, base, src, v2.Renditions, probe)
+	for _, r := range v2.Renditions {
+		if err := os.Mkdir(filepath.Join(base, r.Name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args, err := transcode.LadderArgs(src, v2.Renditions, probe, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cpu0, wall0 := childCPU(), time.Now()
 	ffmpeg(t, base, args)
 	oneProc, oneWall := childCPU()-cpu0, time.Since(wall0)
@@ -130,58 +138,37 @@ func ffmpeg(t *testing.T, dir string, args []string) {
 	}
 }
 
-// ladderArgs is one ffmpeg command producing every rendition from one
-// decode, with the same encoder settings as the per-rendition jobs.
-func ladderArgs(t *testing.T, base, src string, rs []meta.Rendition, p meta.Probe) []string {
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-i", src}
-	var videos []meta.Rendition
+// TestLadderArgs runs the yardstick the fan-out benchmarks use: one ffmpeg
+// must write every rendition's playlist, init and segments.
+func TestLadderArgs(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.mp4")
+	if err := testclip.Make(context.Background(), src, testclip.Options{Width: 360, Height: 640, Seconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	rs := []meta.Rendition{
+		{Name: "240p", Kind: "video", Width: 136, Height: 240, Bitrate: 300_000},
+		{Name: "360p", Kind: "video", Width: 204, Height: 360, Bitrate: 600_000},
+		{Name: "audio", Kind: "audio", Bitrate: 64_000},
+	}
+	dir := t.TempDir()
 	for _, r := range rs {
-		if r.Kind == "video" {
-			videos = append(videos, r)
-		}
-	}
-	fc := fmt.Sprintf("[0:v:0]split=%d", len(videos))
-	for i := range videos {
-		fc += fmt.Sprintf("[s%d]", i)
-	}
-	for i, r := range videos {
-		fc += fmt.Sprintf(";[s%d]scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p[v%d]", i, r.Width, r.Height, i)
-	}
-	args = append(args, "-filter_complex", fc)
-	for i, r := range rs {
-		one, err := transcode.Args(transcode.Spec{Input: src, Rendition: r, Probe: p})
-		if err != nil {
+		if err := os.Mkdir(filepath.Join(dir, r.Name), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		// Reuse the per-rendition output options, minus input, mapping,
-		// filter and progress, with a directory per rendition.
-		var outOpts []string
-		for k := 0; k < len(one); k++ {
-			switch one[k] {
-			case "-i", "-map", "-vf", "-progress", "-map_metadata", "-map_chapters", "-loglevel":
-				k++
-				continue
-			case "-hide_banner", "-nostdin", "-nostats", "-xerror":
-				continue
-			}
-			outOpts = append(outOpts, one[k])
-		}
-		dir := filepath.Join(base, r.Name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		outOpts[len(outOpts)-1] = filepath.Join(dir, transcode.PlaylistFile)
-		for k := range outOpts {
-			if outOpts[k] == "seg_%d.m4s" {
-				outOpts[k] = filepath.Join(dir, "seg_%d.m4s")
-			}
-		}
-		if r.Kind == "video" {
-			args = append(args, "-map", fmt.Sprintf("[v%d]", i))
-		} else {
-			args = append(args, "-map", "0:a:0")
-		}
-		args = append(args, outOpts...)
 	}
-	return args
+	args, err := transcode.LadderArgs(src, rs, meta.Probe{Width: 360, Height: 640, FPS: 30, HasAudio: true}, "ultrafast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffmpeg(t, dir, args)
+	for _, r := range rs {
+		for _, f := range []string{transcode.PlaylistFile, transcode.InitFile, transcode.SegmentFile(0)} {
+			if st, err := os.Stat(filepath.Join(dir, r.Name, f)); err != nil || st.Size() == 0 {
+				t.Errorf("%s/%s: %v", r.Name, f, err)
+			}
+		}
+	}
+	if _, err := transcode.LadderArgs(src, []meta.Rendition{rs[0], rs[0]}, meta.Probe{FPS: 30}, ""); err == nil {
+		t.Error("a repeated rendition name was accepted")
+	}
 }

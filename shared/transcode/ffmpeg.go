@@ -96,8 +96,7 @@ func Args(s Spec) ([]string, error) {
 		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", scaleFilter(r))
 		args = append(args, out...)
 	case "audio":
-		args = append(args, "-map", "0:a:0", "-vn", "-sn", "-dn",
-			"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000")
+		args = append(args, audioOutput(r)...)
 	default:
 		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 	}
@@ -123,24 +122,65 @@ func GroupArgs(g GroupSpec) ([]string, error) {
 	if len(g.Renditions) == 0 {
 		return nil, errors.New("transcode: empty group")
 	}
+	fc, outs, err := splitOutputs(g.Renditions, g.Probe, g.Preset)
+	if err != nil {
+		return nil, err
+	}
+	args := append(inputArgs(g.Input), "-filter_complex", fc, "-progress", "pipe:1")
+	return append(args, outs...), nil
+}
+
+// LadderArgs returns the arguments of one ffmpeg encoding the whole ladder
+// rs (video rungs and audio) from one decode of input, each rendition with
+// the options its own job would use, into <name>/ under the working
+// directory (the directories must exist). It is the yardstick the
+// per-rendition and grouped fan-outs are measured against.
+func LadderArgs(input string, rs []meta.Rendition, p meta.Probe, preset string) ([]string, error) {
+	var videos, audios []meta.Rendition
+	for _, r := range rs {
+		if r.Kind == "audio" {
+			audios = append(audios, r)
+		} else {
+			videos = append(videos, r)
+		}
+	}
+	args := inputArgs(input)
+	if len(videos) > 0 {
+		fc, outs, err := splitOutputs(videos, p, preset)
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(args, "-filter_complex", fc), outs...)
+	}
+	for _, r := range audios {
+		args = append(args, audioOutput(r)...)
+		args = append(args, hlsOutput(r.Name+"/")...)
+		args = append(args, r.Name+"/"+PlaylistFile)
+	}
+	return args, nil
+}
+
+// splitOutputs is the filter graph splitting one decode into the video
+// renditions rs and each rendition's output options, written into <name>/.
+func splitOutputs(rs []meta.Rendition, p meta.Probe, preset string) (string, []string, error) {
 	var fc strings.Builder
-	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(g.Renditions))
-	for i := range g.Renditions {
+	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(rs))
+	for i := range rs {
 		fmt.Fprintf(&fc, "[s%d]", i)
 	}
 	var outs []string
 	seen := map[string]bool{}
-	for i, r := range g.Renditions {
+	for i, r := range rs {
 		if r.Kind != "video" {
-			return nil, fmt.Errorf("transcode: rendition %s: a group holds video renditions only", r.Name)
+			return "", nil, fmt.Errorf("transcode: rendition %s: a group holds video renditions only", r.Name)
 		}
 		if seen[r.Name] || !renditionRe.MatchString(r.Name) {
-			return nil, fmt.Errorf("transcode: rendition %q: bad or repeated name in group", r.Name)
+			return "", nil, fmt.Errorf("transcode: rendition %q: bad or repeated name in group", r.Name)
 		}
 		seen[r.Name] = true
-		out, err := videoOutput(r, g.Probe, g.Preset)
+		out, err := videoOutput(r, p, preset)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		fmt.Fprintf(&fc, ";[s%d]%s[v%d]", i, scaleFilter(r), i)
 		outs = append(outs, "-map", fmt.Sprintf("[v%d]", i), "-an", "-sn", "-dn")
@@ -148,8 +188,7 @@ func GroupArgs(g GroupSpec) ([]string, error) {
 		outs = append(outs, hlsOutput(r.Name+"/")...)
 		outs = append(outs, r.Name+"/"+PlaylistFile)
 	}
-	args := append(inputArgs(g.Input), "-filter_complex", fc.String(), "-progress", "pipe:1")
-	return append(args, outs...), nil
+	return fc.String(), outs, nil
 }
 
 func inputArgs(input string) []string {
@@ -161,6 +200,12 @@ func inputArgs(input string) []string {
 		args = append(args, "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4", "-rw_timeout", "30000000")
 	}
 	return append(args, "-i", input, "-map_metadata", "-1", "-map_chapters", "-1")
+}
+
+// audioOutput is the audio rendition's stream selection and encoder options.
+func audioOutput(r meta.Rendition) []string {
+	return []string{"-map", "0:a:0", "-vn", "-sn", "-dn",
+		"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000"}
 }
 
 // scaleFilter sizes a video rendition. The decoder applies rotation

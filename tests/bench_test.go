@@ -347,7 +347,7 @@ func benchFeed(t *testing.T, m benchMode, rep *bench.Report, s *playbackStack, c
 		return bench.Quantile(ms, 0.99), nil
 	}, nil)
 	addFigure(t, rep, bench.Figure{Section: "playback", Name: figFeed, Unit: "ms", Rounds: pairs, Goal: bench.Goal{AtMost: true, Value: 50},
-		Notes: fmt.Sprintf("%d videos (50 uploaders), %d sequential requests per round after one cold request (%.0f ms)",
+		Notes: fmt.Sprintf("%d videos (50 uploaders), %d sequential requests per round after one cold request (%.0f ms: the replica's first full scan fills its index)",
 			m.feedN, m.feedReqs, cold.Seconds()*1000)}, err)
 	return nil
 }

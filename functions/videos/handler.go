@@ -4,13 +4,15 @@
 //	GET /<id>               one video (404 when unknown or not visible: the same answer)
 //
 // Each item carries id, status, created, duration, width, height and, when
-// playable, a signed poster path (valid PLAYBACK_TTL). Listing scans the
-// store's meta.json objects with an ETag cache (shared/catalog). Never any
-// client metadata: that is where PHI lives.
+// playable, a signed poster path (valid PLAYBACK_TTL). Listing reads an
+// in-memory index of the store's meta.json objects kept current from the
+// live status subject and rescanned every VIDEOS_RESCAN (shared/catalog).
+// Never any client metadata: that is where PHI lives.
 package videos
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/catalog"
@@ -29,6 +32,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/settings"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/token"
 )
@@ -41,6 +45,18 @@ const (
 	DefaultLimit = 20
 	MaxLimit     = 100
 )
+
+// Settings are the function's own environment variables.
+var Settings = []settings.Setting{
+	{Env: "VIDEOS_RESCAN", Default: "2m", Usage: "how often the feed index is rebuilt from a full scan of the store, to repair changes nobody announced (10s–24h)"},
+}
+
+// LoadRescan reads VIDEOS_RESCAN.
+func LoadRescan(getenv func(string) string) (time.Duration, error) {
+	r := settings.New(getenv, Settings)
+	d := r.Duration("VIDEOS_RESCAN", 10*time.Second, 24*time.Hour)
+	return d, r.Err()
+}
 
 // Item is one video as the API shows it.
 type Item struct {
@@ -169,13 +185,31 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	rescan, err := LoadRescan(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)
+	cat := catalog.New(st, cfg.MediaBucket)
+	if cfg.NATSURL != "" {
+		// Without NATS the catalog scans the store on every listing:
+		// correct, but seconds per request at 10,000 videos.
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("pulsevault-fn-"+Name), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("videos: connect to NATS: %w", err)
+		}
+		if err := cat.Follow(nc, rescan, log); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	return &Server{
-		Catalog:  catalog.New(st, cfg.MediaBucket),
+		Catalog:  cat,
 		Meta:     meta.NewStore(st, cfg.MediaBucket),
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
 		Policy:   pol,
-		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
+		Log:      log,
 		Now:      time.Now,
 	}, nil
 })

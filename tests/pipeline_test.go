@@ -20,17 +20,7 @@ import (
 // playable, and its master playlist is in the store.
 func TestPipelineUploadToPlayable(t *testing.T) {
 	s := startIngestStack(t)
-	keys, err := token.GenerateKeyLine("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: keys}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
-	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
-		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}}, http.StatusAccepted)
-	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",
-		Secrets: []string{"pulsevault-jwt-secret", token.SecretName}}, http.StatusAccepted)
-	s.startConnector()
+	s.deployPipeline()
 
 	clip := filepath.Join(t.TempDir(), "clip.mp4")
 	if err := testclip.Make(context.Background(), clip, testclip.Options{Width: 480, Height: 854, Seconds: 3}); err != nil {
@@ -49,4 +39,22 @@ func TestPipelineUploadToPlayable(t *testing.T) {
 		t.Fatalf("master playlist of a playable video: %v", err)
 	}
 	t.Logf("upload --wait:\n%s", out)
+}
+
+// deployPipeline completes an ingest stack to the whole pipeline: media
+// keys, transcode on the job stream, the videos API, and the connector that
+// delivers bucket events and jobs.
+func (s *ingestStack) deployPipeline() {
+	s.t.Helper()
+	keys, err := token.GenerateKeyLine("k1")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: keys}, http.StatusCreated)
+	jobs := map[string]string{"topic": media.JobSubject}
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
+		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}}, http.StatusAccepted)
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",
+		Secrets: []string{"pulsevault-jwt-secret", token.SecretName}}, http.StatusAccepted)
+	s.startConnector()
 }

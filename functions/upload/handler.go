@@ -14,6 +14,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/staging"
+	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/tusupload"
 )
 
@@ -61,9 +63,13 @@ func handler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := storage.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	h, err = tusupload.New(tusupload.Options{
 		S3Endpoint: cfg.S3Endpoint, S3Region: cfg.S3Region, S3AccessKey: cfg.S3AccessKey, S3SecretKey: cfg.S3SecretKey,
-		Bucket: cfg.UploadsBucket, Limits: lim, Verifier: v, LogWriter: os.Stderr,
+		Bucket: cfg.UploadsBucket, Staged: staging.New(st, cfg.UploadsBucket), Limits: lim, Verifier: v, LogWriter: os.Stderr,
 	})
 	return h, err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/probe"
+	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -73,7 +74,7 @@ func newRig(t *testing.T, lim Limits) *rig {
 		t.Fatal(err)
 	}
 	h, err := tusupload.New(tusupload.Options{S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AccessKey: c.S3AccessKey,
-		S3SecretKey: c.S3SecretKey, Bucket: c.UploadsBucket, Verifier: v, LogWriter: logs,
+		S3SecretKey: c.S3SecretKey, Bucket: c.UploadsBucket, Staged: staging.New(st, c.UploadsBucket), Verifier: v, LogWriter: logs,
 		Limits: tusupload.Limits{MaxBytes: 1 << 30, BasePath: "/files/", Expiry: time.Hour}})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@
 //   - Every request but a CORS preflight needs a bearer JWT; creation checks
 //     it in tusd's pre-create hook and records the token's subject in the
 //     upload's metadata (.info), beside the client's own metadata.
+//   - An upload belongs to the subject that created it: another subject's
+//     HEAD, PATCH or DELETE gets the same 404 as an unknown upload.
 //   - The client's metadata never leaves the .info: tusd would copy it into
 //     the staged object's S3 metadata, and from there it would follow the
 //     original into the media bucket, so it is dropped on the way to S3.
@@ -20,8 +22,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,6 +47,9 @@ type Options struct {
 	Bucket                                         string // the uploads bucket (no lock, no versioning)
 	Limits                                         Limits
 	Verifier                                       *auth.Verifier
+	// Staged reads the .info tusd writes, to find who owns an upload;
+	// it must be over Bucket.
+	Staged *staging.Store
 	// LogWriter receives tusd's own log (warnings and errors, redacted as
 	// shared/logging does); default: discarded.
 	LogWriter io.Writer
@@ -57,6 +64,9 @@ type Options struct {
 func New(o Options) (http.Handler, error) {
 	if o.Verifier == nil {
 		return nil, errors.New("tusupload: a token verifier is required")
+	}
+	if o.Staged == nil || o.Staged.Bucket() != o.Bucket {
+		return nil, errors.New("tusupload: a staging store over the uploads bucket is required")
 	}
 	if o.LogWriter == nil {
 		o.LogWriter = io.Discard
@@ -84,7 +94,7 @@ func New(o Options) (http.Handler, error) {
 	cors := handler.DefaultCorsConfig
 	cors.AllowOrigin = originRegexp(o.Limits.CORSOrigins)
 	cors.ExposeHeaders += ", Upload-Expires"
-	h := &tusHandler{o: o}
+	h := &tusHandler{o: o, owners: map[string]string{}}
 	th, err := handler.NewHandler(handler.Config{
 		StoreComposer:           composer,
 		MaxSize:                 o.Limits.MaxBytes,
@@ -119,7 +129,14 @@ type tusHandler struct {
 	o    Options
 	tus  http.Handler
 	cors *regexp.Regexp
+
+	mu     sync.Mutex
+	owners map[string]string // object id → subject; an owner never changes
 }
+
+// maxOwners bounds the owner cache; when full it starts over, which costs
+// one .info read per live upload.
+const maxOwners = 10000
 
 // prefixRe is what X-Forwarded-Prefix may hold: a plain absolute path.
 var prefixRe = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)
@@ -128,8 +145,12 @@ func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Creation is authorised in the pre-create hook; everything else
 	// (offset, data, termination) here, as a preflight carries no token.
 	if r.Method != http.MethodOptions && r.Method != http.MethodPost {
-		if _, err := h.o.Verifier.FromRequest(r); err != nil {
+		claims, err := h.o.Verifier.FromRequest(r)
+		if err != nil {
 			h.unauthorized(w, r)
+			return
+		}
+		if !h.owns(w, r, claims.Subject) {
 			return
 		}
 	}
@@ -152,6 +173,53 @@ func (h *tusHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = w.Write([]byte("unauthorized\n"))
+}
+
+// owns answers for r unless subject created the upload r names. Another
+// subject's upload is reported as not found, exactly like an unknown one
+// (which tusd's s3store would otherwise let DELETE "succeed"), so ids
+// cannot be probed.
+func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string) bool {
+	id := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
+	if i := strings.IndexByte(id, '+'); i >= 0 {
+		id = id[:i] // the object id, as s3store names the .info
+	}
+	if id == "" || id == "/" || id == "." || strings.ContainsAny(id, "/\\") {
+		return true // no upload named: tusd answers (405, 404)
+	}
+	h.mu.Lock()
+	owner, ok := h.owners[id]
+	h.mu.Unlock()
+	if !ok {
+		info, err := h.o.Staged.Info(r.Context(), id)
+		switch {
+		case errors.Is(err, staging.ErrNotFound):
+			notFound(w)
+			return false
+		case err != nil:
+			w.Header().Set("Tus-Resumable", "1.0.0")
+			http.Error(w, "upload state unavailable, retry", http.StatusServiceUnavailable)
+			return false
+		}
+		owner = info.Subject()
+		h.mu.Lock()
+		if len(h.owners) >= maxOwners {
+			clear(h.owners)
+		}
+		h.owners[id] = owner
+		h.mu.Unlock()
+	}
+	if owner != subject {
+		notFound(w)
+		return false
+	}
+	return true
+}
+
+// notFound answers as tusd does for an unknown upload.
+func notFound(w http.ResponseWriter) {
+	w.Header().Set("Tus-Resumable", "1.0.0")
+	http.Error(w, "ERR_UPLOAD_NOT_FOUND: upload not found", http.StatusNotFound)
 }
 
 // preCreate authorises a new upload and records who made it.

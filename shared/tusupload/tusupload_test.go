@@ -73,7 +73,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	h, err := New(Options{S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
-		Bucket: c.UploadsBucket, Verifier: v,
+		Bucket: c.UploadsBucket, Staged: staging.New(st, c.UploadsBucket), Verifier: v,
 		Limits: Limits{MaxBytes: 1 << 20, BasePath: "/function/upload/", CORSOrigins: []string{"http://vitals.test"}, Expiry: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +181,24 @@ func TestUploadEndpoint(t *testing.T) {
 	res = r.do(t, http.MethodOptions, "/", nil, "Origin", "http://evil.test", "Access-Control-Request-Method", "POST")
 	if res.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("preflight from another origin allowed: %v", res.Header)
+	}
+
+	// Another subject's valid token cannot see, extend or end the upload: the
+	// same 404 as an id that does not exist, so ids cannot be probed.
+	other, _ := auth.SignHS256(secret, c.JWTIssuer, c.JWTAudience, "nurse-2", nil, time.Hour)
+	for _, m := range []string{http.MethodHead, http.MethodPatch, http.MethodDelete} {
+		var body io.Reader
+		if m == http.MethodPatch {
+			body = strings.NewReader("x")
+		}
+		res := r.do(t, m, "/"+id, body, "Upload-Offset", "5", "Content-Type", "application/offset+octet-stream", "Authorization", "Bearer "+other)
+		unknown := r.do(t, m, "/0123456789abcdef+x", body, "Upload-Offset", "5", "Content-Type", "application/offset+octet-stream", "Authorization", "Bearer "+other)
+		if res.StatusCode != http.StatusNotFound || unknown.StatusCode != http.StatusNotFound {
+			t.Errorf("%s by another subject: %d (unknown id: %d), want 404 for both", m, res.StatusCode, unknown.StatusCode)
+		}
+	}
+	if res := r.do(t, http.MethodHead, "/"+id, nil, "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusOK || res.Header.Get("Upload-Offset") != "5" {
+		t.Fatalf("HEAD by the owner after the others' attempts: %d offset %q", res.StatusCode, res.Header.Get("Upload-Offset"))
 	}
 
 	// Termination removes everything the upload staged.

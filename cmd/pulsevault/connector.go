@@ -20,6 +20,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // runConnector invokes functions for NATS messages by their topic
@@ -44,6 +45,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	log := logging.New(stderr, cfg.LogLevel, "connector")
 	slog.SetDefault(log) // shared/bus logs through the default logger
+	defer tracing.Init(ctx, "pulsevault-connector", log)()
 
 	b, err := bus.Connect(cfg.NATSURL, "pulsevault-connector")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/provider"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // runProvider serves the OpenFaaS gateway API on 127.0.0.1:GATEWAY_PORT and
@@ -35,6 +36,7 @@ func runProvider(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	log := logging.New(stderr, cfg.LogLevel, "provider")
 	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
+	defer tracing.Init(ctx, "pulsevault-provider", log)()
 	b, err := bus.Connect(cfg.NATSURL, "pulsevault-provider")
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -21,6 +22,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // DefaultDuplicates is the dedup window used when StreamConfig.Duplicates is
@@ -239,15 +245,24 @@ func sameSet(a, b []string) bool {
 // no deadline); a publish whose outcome is unknown (lost connection, no reply)
 // is only retried when msgID makes that safe. "No responders", which past a
 // restart means no stream captures subject, fails after about two seconds.
+//
+// The request id and trace context of ctx travel in the message's headers
+// (see shared/tracing), so the consumer's work joins the publisher's trace.
 func (b *Bus) Publish(ctx context.Context, subject string, data []byte, msgID string) error {
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
+	ctx, span := tracing.Start(ctx, "bus publish", trace.SpanKindProducer,
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
+	defer span.End()
+	h := nats.Header{}
+	tracing.Inject(ctx, http.Header(h))
 	err := b.publish(ctx, func() *nats.Msg {
-		return &nats.Msg{Subject: subject, Data: data}
+		return &nats.Msg{Subject: subject, Data: data, Header: cloneHeader(h)}
 	}, msgID != "", opts...)
 	if err != nil {
+		span.SetStatus(codes.Error, "publish failed")
 		return fmt.Errorf("bus: publish to %s: %w", subject, err)
 	}
 	return nil

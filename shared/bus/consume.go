@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // ErrPermanent marks a failure that retrying cannot fix, such as malformed
@@ -53,7 +56,8 @@ type Msg struct {
 
 // Handler processes one message. Returning nil acks it; an error schedules a
 // redelivery or, when retries are exhausted or the error wraps ErrPermanent,
-// dead-letters it. ctx is cancelled when the consumer stops.
+// dead-letters it. ctx is cancelled when the consumer stops; it carries the
+// request id and trace context the publisher sent (see shared/tracing).
 type Handler func(ctx context.Context, m Msg) error
 
 // ConsumeOptions configures Consume. Stream and Durable are required.
@@ -338,7 +342,7 @@ func (c *Consumer) call(m Msg, log *slog.Logger) (err error) {
 			err = fmt.Errorf("handler panic: %v", r)
 		}
 	}()
-	return c.h(c.ctx, m)
+	return c.h(tracing.Extract(c.ctx, http.Header(m.Header)), m)
 }
 
 // deadLetterOrRetry terminates the message once it is safely dead-lettered.

@@ -14,7 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // Headers the connector sets on every invocation.
@@ -60,6 +65,15 @@ func permanent(code int) bool {
 func (c *Connector) handler(k pairKey) bus.Handler {
 	fn, topic := k.function, k.topic
 	return func(ctx context.Context, m bus.Msg) error {
+		// A message from outside PulseVault (a bucket notification) starts
+		// its own request here, so its whole chain of work shares one id.
+		if tracing.RequestID(ctx) == "" {
+			ctx = tracing.WithRequestID(ctx, tracing.NewRequestID())
+		}
+		ctx, span := tracing.Start(ctx, "connector deliver "+fn, trace.SpanKindConsumer, trace.WithAttributes(
+			attribute.String("faas.name", fn), attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.consumer.group.name", topic), attribute.Int64("messaging.nats.delivered", int64(m.NumDelivered))))
+		defer span.End()
 		if m.NumDelivered > 1 {
 			c.m.redeliveries.WithLabelValues(fn).Inc()
 		}
@@ -79,12 +93,13 @@ func (c *Connector) handler(k pairKey) bus.Handler {
 			return nil
 		}
 		c.m.failures.WithLabelValues(fn).Inc()
+		span.SetStatus(codes.Error, "invocation failed")
 		// This mirrors bus's verdict: a permanent error, or the last allowed
 		// delivery, is dead-lettered.
 		if errors.Is(err, bus.ErrPermanent) || m.NumDelivered >= uint64(c.o.MaxDeliver) {
 			c.m.deadLetters.WithLabelValues(fn).Inc()
 		}
-		c.log.Warn("connector: invocation failed", "function", fn, "topic", topic, "stream", m.Stream,
+		c.log.WarnContext(ctx, "connector: invocation failed", "function", fn, "topic", topic, "stream", m.Stream,
 			"seq", m.Sequence, "deliveries", m.NumDelivered, "code", codeLabel, "err", err)
 		return err
 	}
@@ -113,6 +128,7 @@ func (c *Connector) invoke(ctx context.Context, fn string, m bus.Msg) (int, erro
 			req.Header.Add(ck, v)
 		}
 	}
+	tracing.Inject(ctx, req.Header)
 	req.Header.Set(HeaderTopic, m.Subject)
 	req.Header.Set(HeaderConnector, ConnectorName)
 	req.Header.Set(HeaderStream, m.Stream)

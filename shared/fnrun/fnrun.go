@@ -26,7 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // Paths the runtime answers itself; every other path reaches the handler.
@@ -94,6 +99,8 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 	defer ln.Close()
+
+	defer tracing.Init(ctx, o.Name, log)()
 
 	rt := newRuntime(o)
 	srv := &http.Server{
@@ -279,6 +286,21 @@ func (rt *runtimeHandler) serveFunction(w http.ResponseWriter, r *http.Request) 
 	rt.inFlight.Add(1)
 	start := time.Now()
 	rw := &responseWriter{ResponseWriter: w}
+	// The gateway assigns the request id; a direct call gets one here, so
+	// every request's log lines can be told apart.
+	tracing.EnsureRequestID(r.Header)
+	ctx, span := tracing.Start(tracing.Extract(r.Context(), r.Header), "function "+rt.o.Name, trace.SpanKindServer,
+		trace.WithAttributes(attribute.String("faas.name", rt.o.Name), attribute.String("http.request.method", r.Method)))
+	r = r.WithContext(ctx)
+	defer func() {
+		// Runs last, after a panic has become a 500.
+		code := rw.code()
+		span.SetAttributes(attribute.Int("http.response.status_code", code))
+		if code >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(code))
+		}
+		span.End()
+	}()
 	defer func() {
 		rt.inFlight.Add(-1)
 		p := recover()
@@ -287,7 +309,7 @@ func (rt *runtimeHandler) serveFunction(w http.ResponseWriter, r *http.Request) 
 				rt.observe(rw, start, r)
 				panic(p)
 			}
-			rt.logPanic(p)
+			rt.logPanic(r.Context(), p)
 			if !rw.wrote {
 				WriteJSON(rw, http.StatusInternalServerError, map[string]string{
 					"error": "internal error", "function": rt.o.Name,
@@ -319,17 +341,17 @@ func (rt *runtimeHandler) observe(rw *responseWriter, start time.Time, r *http.R
 	rt.requests.WithLabelValues(code).Inc()
 	rt.duration.WithLabelValues(code).Observe(d.Seconds())
 	// Never the path or query: they can carry tokens and ids.
-	rt.log.Debug("request", "method", r.Method, "code", rw.code(), "duration_ms", d.Milliseconds(), "bytes", rw.bytes)
+	rt.log.DebugContext(r.Context(), "request", "method", r.Method, "code", rw.code(), "duration_ms", d.Milliseconds(), "bytes", rw.bytes)
 }
 
 // logPanic logs where the handler panicked. Runtime errors are logged in
 // full; other panic values only by type, since they may quote input.
-func (rt *runtimeHandler) logPanic(p any) {
+func (rt *runtimeHandler) logPanic(ctx context.Context, p any) {
 	val := fmt.Sprintf("%T", p)
 	if re, ok := p.(runtime.Error); ok {
 		val = re.Error()
 	}
-	rt.log.Error("function handler panicked", "panic", val, "stack", string(debug.Stack()))
+	rt.log.ErrorContext(ctx, "function handler panicked", "panic", val, "stack", string(debug.Stack()))
 }
 
 // responseWriter records the status and size of a response. It forwards

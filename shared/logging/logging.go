@@ -4,9 +4,12 @@
 package logging
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // Redacted replaces the value of a sensitive attribute.
@@ -61,8 +64,66 @@ func ParseLevel(s string) slog.Level {
 }
 
 // New returns a JSON logger writing to w at the given level, with redaction,
-// tagged with the component name (e.g. "dev", "fn/upload").
+// tagged with the component name (e.g. "dev", "fn/upload"). A record logged
+// with a context (InfoContext, ...) carries that context's request_id and
+// trace_id.
 func New(w io.Writer, level, component string) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: ParseLevel(level), ReplaceAttr: ReplaceAttr})
-	return slog.New(h).With("component", component)
+	return slog.New(contextHandler{Handler: h}).With("component", component)
+}
+
+// Keys of the request attributes.
+const (
+	KeyRequestID = "request_id"
+	KeyTraceID   = "trace_id"
+)
+
+// With returns log tagged with ctx's request id and trace id, for code that
+// logs without passing a context. Its records are not tagged a second time
+// when they are logged with a context.
+func With(ctx context.Context, log *slog.Logger) *slog.Logger {
+	attrs := requestAttrs(ctx)
+	if len(attrs) == 0 {
+		return log
+	}
+	if h, ok := log.Handler().(contextHandler); ok {
+		return slog.New(contextHandler{Handler: h.Handler.WithAttrs(attrs), tagged: true})
+	}
+	return slog.New(log.Handler().WithAttrs(attrs))
+}
+
+func requestAttrs(ctx context.Context) []slog.Attr {
+	if ctx == nil {
+		return nil
+	}
+	var out []slog.Attr
+	if id := tracing.RequestID(ctx); id != "" {
+		out = append(out, slog.String(KeyRequestID, id))
+	}
+	if id := tracing.TraceID(ctx); id != "" {
+		out = append(out, slog.String(KeyTraceID, id))
+	}
+	return out
+}
+
+// contextHandler adds the request attributes of a record's context, unless
+// the logger was already tagged by With.
+type contextHandler struct {
+	slog.Handler
+	tagged bool
+}
+
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.tagged {
+		r.AddAttrs(requestAttrs(ctx)...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return contextHandler{h.Handler.WithAttrs(as), h.tagged}
+}
+
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{h.Handler.WithGroup(name), h.tagged}
 }

@@ -2,9 +2,12 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 func TestRedactsSensitiveAttributes(t *testing.T) {
@@ -36,5 +39,28 @@ func TestRedactsSensitiveAttributes(t *testing.T) {
 func TestParseLevel(t *testing.T) {
 	if ParseLevel("warn").String() != "WARN" || ParseLevel("bogus").String() != "INFO" {
 		t.Fatal("ParseLevel")
+	}
+}
+
+func TestRequestAttributesFromContext(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, "info", "test")
+	ctx := tracing.WithRequestID(context.Background(), "req-123")
+	log.InfoContext(ctx, "with context")
+	log.Info("without context")
+	tagged := With(ctx, log).With("k", "v")
+	tagged.Info("tagged")
+	tagged.InfoContext(ctx, "tagged with context")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want 4 lines, got:\n%s", buf.String())
+	}
+	for i, want := range []int{1, 0, 1, 1} {
+		if n := strings.Count(lines[i], `"request_id":"req-123"`); n != want {
+			t.Errorf("line %d has request_id %d times, want %d: %s", i, n, want, lines[i])
+		}
+	}
+	if With(context.Background(), log) != log {
+		t.Error("With without request attributes should return the logger itself")
 	}
 }

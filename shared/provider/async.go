@@ -19,6 +19,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // Asynchronous invocations: /async-function/NAME answers 202 with an
@@ -118,6 +119,7 @@ func (p *Provider) invokeAsync(w http.ResponseWriter, r *http.Request, rest stri
 		httpError(w, http.StatusBadRequest, "could not read the request body")
 		return
 	}
+	w.Header().Set(tracing.HeaderRequestID, tracing.EnsureRequestID(r.Header))
 	h := r.Header.Clone()
 	h.Set("X-Call-Id", callID)
 	h.Set("X-Start-Time", strconv.FormatInt(time.Now().UnixNano(), 10))

@@ -15,6 +15,10 @@ import (
 	"github.com/openfaas/faas-provider/auth"
 	fhttputil "github.com/openfaas/faas-provider/httputil"
 	"github.com/openfaas/faas-provider/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // maxSystemBody caps the JSON bodies of /system/* requests.
@@ -119,9 +123,17 @@ func (p *Provider) invoke(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	p.metrics.start(name)
 	start := time.Now()
+	// The request id and trace context travel to the replica in the headers
+	// faas-provider's proxy copies.
+	w.Header().Set(tracing.HeaderRequestID, tracing.EnsureRequestID(r.Header))
+	ctx, span := tracing.Start(tracing.Extract(r.Context(), r.Header), "gateway proxy "+name, trace.SpanKindServer,
+		trace.WithAttributes(attribute.String("faas.name", name)))
+	defer span.End()
+	tracing.Inject(ctx, r.Header)
 	iw := fhttputil.NewHttpWriteInterceptor(w)
-	p.proxy(iw, mux.SetURLVars(r, map[string]string{"name": name, "params": params}))
+	p.proxy(iw, mux.SetURLVars(r.WithContext(ctx), map[string]string{"name": name, "params": params}))
 	p.metrics.done(name, iw.Status(), time.Since(start))
+	span.SetAttributes(attribute.Int("http.response.status_code", iw.Status()))
 	f.invocations.Add(1)
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/stack"
 	"github.com/mieweb/pulsevault/shared/stackfile"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // loadConfig parses flags over the environment; -h prints the settings.
@@ -56,6 +57,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := logging.New(stderr, cfg.LogLevel, "dev")
 	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
+	defer tracing.Init(ctx, "pulsevault-dev", log)()
 	// Read the stack file first: a typo should fail before anything starts.
 	sf, err := stackfile.ReadFile(cfg.StackFile, os.Getenv)
 	if err != nil {
@@ -85,7 +87,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer gw.stop()
-	if err := ensureDevSecrets(ctx, gw); err != nil {
+	if err := ensureDevSecrets(ctx, gw, c); err != nil {
 		return err
 	}
 	jwtSecret, err := devSecret(c.DataDir, "pulsevault-jwt-secret")

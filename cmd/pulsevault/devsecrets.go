@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/token"
 )
 
@@ -37,8 +39,10 @@ func randomB64(n int) (string, error) {
 
 // ensureDevSecrets creates, through the gateway's own secrets API, each dev
 // secret that does not exist yet; existing ones are kept, so tokens and
-// signatures stay valid across restarts.
-func ensureDevSecrets(ctx context.Context, gw *gateway) error {
+// signatures stay valid across restarts. The S3 credential secrets that
+// stack.yml lists get the stack's own credentials (the provider's
+// environment still wins over them in its children).
+func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error {
 	password, err := os.ReadFile(gw.p.PasswordFile())
 	if err != nil {
 		return err
@@ -80,7 +84,15 @@ func ensureDevSecrets(ctx context.Context, gw *gateway) error {
 	for _, s := range have {
 		names = append(names, s.Name)
 	}
-	for name, gen := range devSecrets {
+	gens := maps.Clone(devSecrets)
+	for env, name := range config.SecretFiles {
+		v := cfg.S3AccessKey
+		if env == "S3_SECRET_KEY" {
+			v = cfg.S3SecretKey
+		}
+		gens[name] = func() (string, error) { return v, nil }
+	}
+	for name, gen := range gens {
 		if slices.Contains(names, name) {
 			continue
 		}

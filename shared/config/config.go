@@ -8,12 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mieweb/pulsevault/shared/secrets"
 )
 
 // Config is the validated configuration shared by every command.
@@ -96,8 +99,8 @@ var Vars = []Var{
 	}},
 	{"S3_PORT", "9000", "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.S3Port = n })},
 	{"S3_REGION", "us-east-1", "S3 region", nonEmpty(func(c *Config, v string) { c.S3Region = v })},
-	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it)", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
-	{"S3_SECRET_KEY", "pulsevault-dev-secret", "S3 secret key; set it from a secret in production", func(c *Config, v string) error {
+	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it); unset, read from SECRETS_DIR/pulsevault-s3-access-key when that file exists", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
+	{"S3_SECRET_KEY", "pulsevault-dev-secret", "S3 secret key; unset, read from SECRETS_DIR/pulsevault-s3-secret-key when that file exists (how functions get it in production)", func(c *Config, v string) error {
 		if len(v) < 8 {
 			return errors.New("must be at least 8 characters")
 		}
@@ -138,6 +141,28 @@ var Vars = []Var{
 	{"LOG_LEVEL", "info", "log level: debug, info, warn or error", oneOf([]string{"debug", "info", "warn", "error"}, func(c *Config, v string) { c.LogLevel = v })},
 }
 
+// SecretFiles names the secret each credential falls back to when its
+// variable is unset, so a deployment can keep credentials out of its
+// environment (stack.yml lists the secrets instead).
+var SecretFiles = map[string]string{
+	"S3_ACCESS_KEY": "pulsevault-s3-access-key",
+	"S3_SECRET_KEY": "pulsevault-s3-secret-key",
+}
+
+// fromSecret reads secret name from $SECRETS_DIR (OpenFaaS's mount point by
+// default); a missing file is no error, just no value.
+func fromSecret(getenv func(string) string, name string) (string, error) {
+	dir := getenv(secrets.EnvDir)
+	if dir == "" {
+		dir = secrets.DefaultDir
+	}
+	if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	b, err := secrets.ReadFrom(dir, name)
+	return strings.TrimSpace(string(b)), err
+}
+
 // Load reads the configuration from the environment (via getenv) and then
 // from args, which override it. The returned error is one line naming the
 // offending variable and what it accepts.
@@ -149,6 +174,14 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 		def := v.Default
 		if e := getenv(v.Env); e != "" {
 			def = e
+		} else if name, ok := SecretFiles[v.Env]; ok {
+			s, err := fromSecret(getenv, name)
+			if err != nil {
+				return Config{}, fmt.Errorf("invalid %s: %v", v.Env, err)
+			}
+			if s != "" {
+				def = s
+			}
 		}
 		vals[i] = fs.String(v.Flag(), def, v.Usage+" (env "+v.Env+")")
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -76,5 +77,33 @@ func TestREADMEListsEveryVar(t *testing.T) {
 		if !strings.Contains(string(b), "`"+v.Env+"`") {
 			t.Errorf("README.md does not document %s", v.Env)
 		}
+	}
+}
+
+// Unset S3 credentials come from the function's secrets, as stack.yml
+// provides them; the environment still wins.
+func TestS3CredentialsFromSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"pulsevault-s3-access-key": "from-secret\n", "pulsevault-s3-secret-key": "secret-from-file\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{"SECRETS_DIR": dir}
+	getenv := func(k string) string { return env[k] }
+	c, err := Load("t", nil, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3AccessKey != "from-secret" || c.S3SecretKey != "secret-from-file" {
+		t.Fatalf("credentials %q / %q, want the secrets' values", c.S3AccessKey, c.S3SecretKey)
+	}
+	env["S3_SECRET_KEY"] = "env-wins-here"
+	if c, err = Load("t", nil, getenv); err != nil || c.S3SecretKey != "env-wins-here" {
+		t.Fatalf("env should win over the secret: %q, %v", c.S3SecretKey, err)
+	}
+	env = map[string]string{"SECRETS_DIR": t.TempDir()}
+	if c, err = Load("t", nil, getenv); err != nil || c.S3AccessKey != "pulsevault" {
+		t.Fatalf("no secret: want the default, got %q, %v", c.S3AccessKey, err)
 	}
 }

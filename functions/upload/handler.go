@@ -4,15 +4,19 @@
 package upload
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/lease"
 	"github.com/mieweb/pulsevault/shared/secrets"
 	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -67,12 +71,44 @@ func handler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err = tusupload.New(tusupload.Options{
+	locks, err := lockBucket(cfg)
+	if err != nil {
+		return nil, err
+	}
+	th, err := tusupload.New(tusupload.Options{
 		S3Endpoint: cfg.S3Endpoint, S3Region: cfg.S3Region, S3AccessKey: cfg.S3AccessKey, S3SecretKey: cfg.S3SecretKey,
-		Bucket: cfg.UploadsBucket, Staged: staging.New(st, cfg.UploadsBucket), Limits: lim, Verifier: v, LogWriter: os.Stderr,
+		Bucket: cfg.UploadsBucket, Staged: staging.New(st, cfg.UploadsBucket), Locks: locks,
+		Limits: lim, Verifier: v, LogWriter: os.Stderr,
 	})
-	return h, err
+	if err != nil {
+		return nil, err
+	}
+	h = th
+	return h, nil
 }
+
+// lockBucket shares tus locks between replicas through NATS; without
+// NATS_URL they stay in this process, which is safe for one replica only.
+func lockBucket(cfg config.Config) (*lease.Bucket, error) {
+	if cfg.NATSURL == "" {
+		return nil, nil
+	}
+	b, err := bus.Connect(cfg.NATSURL, Name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	locks, err := lease.Open(ctx, b.JetStream(), tusupload.LockBucket, "tus upload locks shared by the upload function's replicas", lockTTL)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return locks, nil
+}
+
+// lockTTL is how long a killed replica keeps an upload locked.
+const lockTTL = 30 * time.Second
 
 // verifier checks tokens against the OIDC provider's JWKS when configured,
 // else with the HS256 secret.

@@ -37,6 +37,7 @@ import (
 	expslog "golang.org/x/exp/slog"
 
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/lease"
 	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/staging"
 )
@@ -50,6 +51,9 @@ type Options struct {
 	// Staged reads the .info tusd writes, to find who owns an upload;
 	// it must be over Bucket.
 	Staged *staging.Store
+	// Locks serialises requests on one upload across replicas. Nil keeps
+	// locks in this process: then run one replica only.
+	Locks *lease.Bucket
 	// LogWriter receives tusd's own log (warnings and errors, redacted as
 	// shared/logging does); default: discarded.
 	LogWriter io.Writer
@@ -89,7 +93,11 @@ func New(o Options) (http.Handler, error) {
 	store.TemporaryDirectory = o.TempDir
 	composer := handler.NewStoreComposer()
 	store.UseIn(composer)
-	memorylocker.New().UseIn(composer)
+	if o.Locks != nil {
+		composer.UseLocker(leaseLocker{o.Locks})
+	} else {
+		memorylocker.New().UseIn(composer)
+	}
 
 	cors := handler.DefaultCorsConfig
 	cors.AllowOrigin = originRegexp(o.Limits.CORSOrigins)

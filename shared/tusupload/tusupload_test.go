@@ -16,6 +16,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/lease"
 	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -68,16 +70,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := bootstrap.Run(context.Background(), c, st, b, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.New(auth.Options{HS256Secret: secret, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Options{S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
-		Bucket: c.UploadsBucket, Staged: staging.New(st, c.UploadsBucket), Verifier: v,
-		Limits: Limits{MaxBytes: 1 << 20, BasePath: "/function/upload/", CORSOrigins: []string{"http://vitals.test"}, Expiry: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHandler(t, c, st, nil)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	tok, err := auth.SignHS256(secret, c.JWTIssuer, c.JWTAudience, "nurse-1", nil, time.Hour)
@@ -85,6 +78,23 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	return &rig{url: srv.URL, st: st, env: env, token: tok}
+}
+
+// newHandler is one replica of the endpoint; locks nil keeps its tus locks
+// in process.
+func newHandler(t *testing.T, c config.Config, st *storage.Store, locks *lease.Bucket) http.Handler {
+	t.Helper()
+	v, err := auth.New(auth.Options{HS256Secret: secret, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Options{S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AccessKey: c.S3AccessKey, S3SecretKey: c.S3SecretKey,
+		Bucket: c.UploadsBucket, Staged: staging.New(st, c.UploadsBucket), Verifier: v, Locks: locks,
+		Limits: Limits{MaxBytes: 1 << 20, BasePath: "/function/upload/", CORSOrigins: []string{"http://vitals.test"}, Expiry: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func (r *rig) do(t *testing.T, method, path string, body io.Reader, hdr ...string) *http.Response {
@@ -219,4 +229,79 @@ func countObjects(t *testing.T, r *rig) int {
 		n++
 	}
 	return n
+}
+
+// Two replicas share upload locks through NATS: a client that reconnects to
+// replica B while its old PATCH still hangs on replica A gets the offset A
+// saved — B asks A to let go and waits — not a stale one read beside it.
+func TestReplicasShareUploadLocks(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	c := r.env.Config
+	b, err := bus.Connect(c.NATSURL, "tusupload-locks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	var urls [2]string
+	for i := range urls {
+		locks, err := lease.Open(t.Context(), b.JetStream(), LockBucket, "test", 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(newHandler(t, c, r.st, locks))
+		t.Cleanup(srv.Close)
+		urls[i] = srv.URL
+	}
+	replicaA, replicaB := &rig{url: urls[0], token: r.token}, &rig{url: urls[1], token: r.token}
+	auth := "Bearer " + r.token
+
+	res := replicaA.do(t, http.MethodPost, "/", nil, "Upload-Length", "10", "Authorization", auth)
+	loc := res.Header.Get("Location")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d", res.StatusCode)
+	}
+	id := loc[strings.LastIndexByte(loc, '/')+1:]
+
+	// A PATCH on A that sends 3 bytes and then stalls, holding the lock.
+	pr, pw := io.Pipe()
+	patched := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPatch, urls[0]+"/"+id, pr)
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Offset", "0")
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set("Authorization", auth)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			patched <- -1
+			return
+		}
+		res.Body.Close()
+		patched <- res.StatusCode
+	}()
+	if _, err := pw.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let A read and buffer them
+
+	res = replicaB.do(t, http.MethodHead, "/"+id, nil, "Authorization", auth)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Upload-Offset") != "3" {
+		t.Fatalf("HEAD on B while A holds the upload: %d offset %q, want 200 offset 3", res.StatusCode, res.Header.Get("Upload-Offset"))
+	}
+	t.Logf("stalled PATCH on A ended with %d", <-patched)
+	pw.Close()
+
+	if res := replicaB.do(t, http.MethodPatch, "/"+id, strings.NewReader("defghijklm"[:7]), "Upload-Offset", "3",
+		"Content-Type", "application/offset+octet-stream", "Authorization", auth); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("resume on B: %d", res.StatusCode)
+	}
+	rc, _, err := r.st.Get(t.Context(), c.UploadsBucket, strings.SplitN(id, "+", 2)[0], 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); string(got) != "abcdefghij" {
+		t.Fatalf("stored %q, want abcdefghij", got)
+	}
 }

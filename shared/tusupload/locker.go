@@ -1,0 +1,46 @@
+package tusupload
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/mieweb/pulsevault/shared/lease"
+)
+
+// LockBucket is the JetStream key-value bucket of upload locks shared by
+// the upload function's replicas.
+const LockBucket = "PULSE_UPLOAD_LOCKS"
+
+// leaseLocker is tusd's Locker over shared/lease: a request for an upload
+// that another replica is serving asks that replica to let go (tusd then
+// ends its PATCH cleanly, as it does within one process).
+type leaseLocker struct{ b *lease.Bucket }
+
+func (k leaseLocker) NewLock(id string) (handler.Lock, error) { return &leaseLock{b: k.b, id: id}, nil }
+
+type leaseLock struct {
+	b  *lease.Bucket
+	id string
+	l  *lease.Lease
+}
+
+func (k *leaseLock) Lock(ctx context.Context, requestUnlock func()) error {
+	l, err := k.b.Acquire(ctx, k.id, requestUnlock)
+	if errors.Is(err, lease.ErrTimeout) {
+		return handler.ErrLockTimeout
+	}
+	if err != nil {
+		return err
+	}
+	k.l = l
+	return nil
+}
+
+func (k *leaseLock) Unlock() error {
+	if k.l == nil {
+		return nil
+	}
+	return k.l.Release()
+}

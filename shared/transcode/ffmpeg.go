@@ -112,6 +112,11 @@ type GroupSpec struct {
 	Renditions []meta.Rendition // video renditions, distinct names
 	Probe      meta.Probe
 	Preset     string // x264 preset; default veryfast
+	// Nice is added to ffmpeg's nice value (0–19; 0 keeps ours). The
+	// group encodes the higher rungs: niced, it leaves the CPU to the
+	// lowest rung's job running beside it, which is what makes a video
+	// playable, and takes the CPU back once that job is done.
+	Nice int
 }
 
 // GroupArgs returns ffmpeg's arguments for g: the decoded video is split
@@ -388,7 +393,7 @@ func Run(ctx context.Context, s Spec, progress func(Progress)) error {
 	if err != nil {
 		return &Error{Code: CodeFailed, Permanent: true, Err: err}
 	}
-	return run(ctx, s.Dir, args, s.Input, progress)
+	return run(ctx, s.Dir, args, s.Input, progress, 0)
 }
 
 // RunGroup encodes every rendition of g in one ffmpeg process, as Run does
@@ -403,10 +408,10 @@ func RunGroup(ctx context.Context, g GroupSpec, progress func(Progress)) error {
 			return &Error{Code: CodeFailed, Err: err}
 		}
 	}
-	return run(ctx, g.Dir, args, g.Input, progress)
+	return run(ctx, g.Dir, args, g.Input, progress, g.Nice)
 }
 
-func run(ctx context.Context, dir string, args []string, input string, progress func(Progress)) error {
+func run(ctx context.Context, dir string, args []string, input string, progress func(Progress), nice int) error {
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -419,6 +424,9 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 	}
 	if err := childproc.Start(cmd); err != nil {
 		return &Error{Code: CodeFailed, Err: fmt.Errorf("start ffmpeg: %w", err)}
+	}
+	if nice > 0 {
+		renice(cmd.Process.Pid, nice)
 	}
 	if progress == nil {
 		progress = func(Progress) {}
@@ -445,6 +453,29 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 		}
 	}
 	return e
+}
+
+// renice adds n to the nice value of every thread of process pid (Linux
+// keeps a nice value per thread; threads started later inherit it from
+// the thread that starts them). Best effort: lowering the priority of our
+// own child is always allowed, and failing to only costs time to playable.
+func renice(pid, n int) {
+	// The raw getpriority answers 20 - nice.
+	own, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return
+	}
+	target := min(20-own+n, 19)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, pid, target)
+		return
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, target)
+		}
+	}
 }
 
 var (
@@ -486,7 +517,7 @@ func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
 		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]" + scale(720) + ",setsar=1[p];[b]" + scale(180) + ",setsar=1[t]",
 		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
 		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg"}
-	if err := run(ctx, dir, args, input, nil); err != nil {
+	if err := run(ctx, dir, args, input, nil, 0); err != nil {
 		return err
 	}
 	for _, f := range []string{"poster.jpg", "thumb.jpg"} {

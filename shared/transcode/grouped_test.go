@@ -292,3 +292,56 @@ func TestGroupedFinalFailureMarksEveryClaimedRung(t *testing.T) {
 		t.Errorf("240p (not in the group) is %s", got.Renditions[0].State)
 	}
 }
+
+// TestGroupNice: the group's ffmpeg runs with the nice value asked for on
+// top of ours, so the lowest rung's job beside it gets the CPU first.
+func TestGroupNice(t *testing.T) {
+	real, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "nice.log")
+	// The wrapper waits (polling, bounded) for the renice that follows its
+	// start, records its nice value (field 19 of /proc/self/stat) and
+	// becomes the real ffmpeg, which keeps that value for all its threads.
+	st, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
+	own, _ := strconv.Atoi(f[16]) // field 19 counted from the state (field 3)
+	script := fmt.Sprintf(`#!/bin/sh
+for i in $(seq 600); do
+	n=$(cut -d' ' -f19 /proc/$$/stat)
+	[ "$n" != %d ] && break
+	sleep 0.05
+done
+echo "$n" >> %q
+exec %q "$@"
+`, own, log, real)
+	if err := os.WriteFile(filepath.Join(dir, "ffmpeg"), []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src.mp4")
+	if err := testclip.Make(context.Background(), src, testclip.Options{Width: 360, Height: 640, Seconds: 1, NoAudio: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out := t.TempDir()
+	err = transcode.RunGroup(context.Background(), transcode.GroupSpec{Input: src, Dir: out, Probe: meta.Probe{Width: 360, Height: 640, FPS: 30},
+		Renditions: []meta.Rendition{{Name: "240p", Kind: "video", Width: 136, Height: 240, Bitrate: 300_000}}, Preset: "ultrafast", Nice: 7}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.Itoa(min(own+7, 19)); strings.TrimSpace(string(got)) != want {
+		t.Fatalf("group ffmpeg nice %q, want %s (ours %d)", strings.TrimSpace(string(got)), want, own)
+	}
+	if _, err := os.Stat(filepath.Join(out, "240p", transcode.PlaylistFile)); err != nil {
+		t.Fatal(err)
+	}
+}

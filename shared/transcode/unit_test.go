@@ -149,11 +149,11 @@ func TestRunKillsFFmpegOnCancel(t *testing.T) {
 
 func TestLoadConfig(t *testing.T) {
 	c, err := LoadConfig(func(string) string { return "" })
-	if err != nil || c.Fanout != FanoutGrouped || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
+	if err != nil || c.Fanout != FanoutGrouped || c.GroupNice != 10 || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	for k, v := range map[string]string{
-		"TRANSCODE_FANOUT": "chunk", "TRANSCODE_MAX_DELIVER": "0", "TRANSCODE_PRESET": "fastest",
+		"TRANSCODE_FANOUT": "chunk", "TRANSCODE_GROUP_NICE": "20", "TRANSCODE_MAX_DELIVER": "0", "TRANSCODE_PRESET": "fastest",
 		"TRANSCODE_PROGRESS_INTERVAL": "1ms", "TRANSCODE_UPLOAD_CONCURRENCY": "x",
 	} {
 		_, err := LoadConfig(func(name string) string {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/manifest"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
@@ -61,9 +62,16 @@ var (
 		Name: "pulsevault_transcode_failures_total",
 		Help: "Failed transcode attempts by rendition, reason code and whether the failure was final (rendition marked failed).",
 	}, []string{"rendition", "reason", "final"})
+	timeToPlayable = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pulsevault_time_to_playable_seconds",
+		Help:    "From meta.json's creation (upload finalized) to the video's first playable status (ready or complete).",
+		Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+	})
 )
 
-func init() { prometheus.MustRegister(seconds, failures) }
+func init() { prometheus.MustRegister(seconds, failures, timeToPlayable) }
+
+func playable(s meta.Status) bool { return s == meta.Ready || s == meta.Complete }
 
 // Worker runs transcode jobs. Its fields are required except Log.
 type Worker struct {
@@ -104,9 +112,9 @@ var (
 // Do runs job; delivered is the delivery count (1 on the first), so the
 // last allowed delivery marks the rendition failed instead of retrying.
 func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
-	log := w.log().With("video", job.Video, "rendition", job.Rendition, "delivery", delivered)
+	log := logging.With(ctx, w.log()).With("video", job.Video, "rendition", job.Rendition, "delivery", delivered)
 	if uuid.Validate(job.Video) != nil || !renditionRe.MatchString(job.Rendition) {
-		log = w.log().With("delivery", delivered) // the job's fields may be anything: keep them out of the log
+		log = logging.With(ctx, w.log()).With("delivery", delivered) // the job's fields may be anything: keep them out of the log
 		log.Warn("transcode: malformed job")
 		return Result{Status: http.StatusBadRequest, Outcome: OutcomeFailed, Code: "bad-job"}
 	}
@@ -360,7 +368,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	}
 	stopProgress := w.reportProgress(ctx, log, id, names...)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
-	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset}, report)
+	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: w.Config.GroupNice}, report)
 	stopProgress.stop()
 	if err != nil {
 		return err
@@ -911,14 +919,21 @@ func (w *Worker) list(ctx context.Context, id string, v *meta.Video, names []str
 	if !apply(&view) {
 		return nil
 	}
+	var became bool
+	var created time.Time
 	_, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
+		was := v.Status
 		if !apply(v) {
 			return errSkip
 		}
+		became, created = !playable(was) && playable(v.Status), v.Created
 		return nil
 	})
 	if errors.Is(err, errSkip) {
 		return nil
+	}
+	if err == nil && became && !created.IsZero() {
+		timeToPlayable.Observe(time.Since(created).Seconds())
 	}
 	return err
 }

@@ -127,7 +127,11 @@ type proc struct {
 
 func (s *Server) launch() (*proc, error) {
 	o := s.opts
-	cmd := exec.Command(o.Binary,
+	// --keep-alive: versitygw closes every connection after one request by
+	// default, so each S3 call (a meta.json read per sign-url, a segment
+	// per media GET) paid a TCP handshake and left a TIME_WAIT socket;
+	// a few hundred calls a second ran the ephemeral ports out.
+	cmd := exec.Command(o.Binary, "--keep-alive",
 		"--port", "127.0.0.1:"+strconv.Itoa(o.Port),
 		"--access", o.AccessKey, "--secret", o.SecretKey, "--region", o.Region,
 		"--event-nats-url", o.NATSURL, "--event-nats-topic", o.EventSubject,

@@ -2,7 +2,9 @@ package locals3_test
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -66,6 +68,50 @@ func TestRestartAndStop(t *testing.T) {
 	}
 	if healthy(s.Endpoint()) {
 		t.Fatal("endpoint still answers after Stop")
+	}
+}
+
+// Connections to the store are reused: without keep-alive every S3 call
+// costs a handshake and a TIME_WAIT socket, and a few hundred calls a
+// second exhaust the ephemeral ports.
+func TestKeepsConnectionsAlive(t *testing.T) {
+	bin, err := binpath.Find("versitygw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ns, err := localnats.Start(localnats.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	s, err := locals3.Start(context.Background(), locals3.Options{
+		Binary: bin, DataDir: filepath.Join(dir, "s3"), AccessKey: "test", SecretKey: "testsecret",
+		Region: "us-east-1", NATSURL: ns.URL(), EventSubject: "t.events",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(3 * time.Second)
+	client := &http.Client{Transport: &http.Transport{}}
+	reused := 0
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			if i.Reused {
+				reused++
+			}
+		}})
+	for range 5 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint()+"/health", nil)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	if reused != 4 {
+		t.Fatalf("5 sequential requests reused a connection %d times, want 4", reused)
 	}
 }
 

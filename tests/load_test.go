@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path"
@@ -21,11 +23,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	signurl "github.com/mieweb/pulsevault/functions/sign-url"
+	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bench"
+	"github.com/mieweb/pulsevault/shared/bootstrap"
+	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/token"
 	"github.com/mieweb/pulsevault/shared/transcode"
 	"github.com/mieweb/pulsevault/shared/tusclient"
 	"github.com/mieweb/pulsevault/shared/videoid"
@@ -86,6 +98,21 @@ func subcommandPIDs(sub string) []int {
 	return out
 }
 
+// versitygwPIDs are the store processes started under this test.
+func versitygwPIDs() []int {
+	var out []int
+	for _, pid := range descendants(os.Getpid()) {
+		if comm(pid) == "versitygw" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// selfPID is this test process: the load's clients and (with testenv and
+// startProviderCmd) the embedded NATS server run in it.
+func selfPID() []int { return []int{os.Getpid()} }
+
 // millis is d in milliseconds, for percentiles.
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -93,6 +120,7 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 // for each one's peak and to see whether it keeps growing.
 type rssWatch struct {
 	procs   map[string]func() []int
+	bounded map[string]bool // whose growth is a violation; the rest are context
 	start   time.Time
 	stop    chan struct{}
 	done    chan struct{}
@@ -107,10 +135,16 @@ type rssSample struct {
 	rss int64 // summed over the replicas
 }
 
-// watchRSS samples every 250 ms until finish.
-func watchRSS(procs map[string]func() []int) *rssWatch {
-	w := &rssWatch{procs: procs, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
+// watchRSS samples every 250 ms until finish: the processes in bounded
+// and, for context only, those in others.
+func watchRSS(bounded, others map[string]func() []int) *rssWatch {
+	procs := maps.Clone(others)
+	maps.Copy(procs, bounded)
+	w := &rssWatch{procs: procs, bounded: map[string]bool{}, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
 		samples: map[string][]rssSample{}, peak: map[string]int64{}, cpu: map[string][2]float64{}}
+	for name := range bounded {
+		w.bounded[name] = true
+	}
 	go func() {
 		defer close(w.done)
 		tick := time.NewTicker(250 * time.Millisecond)
@@ -158,7 +192,7 @@ func (w *rssWatch) sample() {
 
 // finish stops sampling. It returns one line per process (CPU seconds
 // while watched, peak RSS, and the largest resident set in the first and
-// the second half of its sampled life) and the processes that grew: more than 2× and by more than
+// the second half of its sampled life) and the bounded processes that grew: more than 2× and by more than
 // 16 MiB from the first half to the second (the slack keeps a small
 // process's warm-up from counting as growth).
 func (w *rssWatch) finish() (lines, grew []string) {
@@ -170,7 +204,9 @@ func (w *rssWatch) finish() (lines, grew []string) {
 		ss := w.samples[name]
 		if len(ss) == 0 {
 			lines = append(lines, name+": never running")
-			grew = append(grew, name+": never running during the load")
+			if w.bounded[name] {
+				grew = append(grew, name+": never running during the load")
+			}
 			continue
 		}
 		mid := ss[0].at + (ss[len(ss)-1].at-ss[0].at)/2
@@ -184,7 +220,7 @@ func (w *rssWatch) finish() (lines, grew []string) {
 		}
 		lines = append(lines, fmt.Sprintf("%s: CPU %.1f s; peak RSS %.1f MiB; largest RSS first half %.1f MiB, second half %.1f MiB (%d samples)",
 			name, w.cpu[name][1]-w.cpu[name][0], inMiB(w.peak[name]), inMiB(first), inMiB(second), len(ss)))
-		if second > 2*first && second-first > 16<<20 {
+		if w.bounded[name] && second > 2*first && second-first > 16<<20 {
 			grew = append(grew, fmt.Sprintf("%s: resident set grew from %.1f MiB to %.1f MiB", name, inMiB(first), inMiB(second)))
 		}
 	}
@@ -277,7 +313,7 @@ func TestLoadUploads(t *testing.T) {
 		"connector": func() []int { return subcommandPIDs("connector") },
 		"upload":    fnProc("upload"), "upload-finalize": fnProc("upload-finalize"),
 		"transcode": fnProc("transcode"), "videos": fnProc("videos"),
-	})
+	}, map[string]func() []int{"versitygw": versitygwPIDs, "test process (clients, NATS)": selfPID})
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * z.uploads}}
 	runs := make([]uploadRun, z.uploads)
 	start := time.Now()
@@ -461,6 +497,34 @@ func openLoop(rps int, d time.Duration, do func() error) openLoopResult {
 	return r
 }
 
+// fnHandled is how many requests a function replica at base handled and
+// the seconds it spent in its handler, from its own metrics: set against
+// the latency a client saw, it tells the function's share from the rest
+// (provider, queueing, the machine).
+func fnHandled(base string) (n, seconds float64, err error) {
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		switch {
+		case err != nil:
+		case strings.HasPrefix(f[0], "function_request_duration_seconds_count{"):
+			n += v
+		case strings.HasPrefix(f[0], "function_request_duration_seconds_sum{"):
+			seconds += v
+		}
+	}
+	return n, seconds, sc.Err()
+}
+
 // noURL drops the URL from a client error: a media URL carries its token.
 func noURL(err error) error {
 	if ue, ok := err.(*url.Error); ok {
@@ -520,7 +584,13 @@ func TestLoadSignURL(t *testing.T) {
 	watch := watchRSS(map[string]func() []int{
 		"provider": func() []int { return []int{s.p.cmd.Process.Pid} },
 		"sign-url": fnProc("sign-url"), "media": fnProc("media"),
-	})
+	}, map[string]func() []int{"versitygw": versitygwPIDs, "test process (clients, NATS)": selfPID})
+
+	signChild := childURL(t, s.p, "sign-url")
+	n0, sec0, err := fnHandled(signChild)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Players: closed loop, one playback after another until the sign-url
 	// load is over.
@@ -611,6 +681,10 @@ func TestLoadSignURL(t *testing.T) {
 	players.Wait()
 	mediaWall := time.Since(mediaStart)
 	rss, grew := watch.finish()
+	n1, sec1, err := fnHandled(signChild)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var violations []string
 	if r.errors > 0 {
@@ -629,6 +703,12 @@ func TestLoadSignURL(t *testing.T) {
 	achieved := float64(len(r.latency)-r.errors) / r.wall.Seconds()
 	t.Logf("sign-url open loop %d req/s for %d s: %d requests, achieved %.0f req/s, latency ms p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max %.1f, %d errors (loadavg %s)",
 		z.rps, z.seconds, len(r.latency), achieved, q(r.latency, .5), q(r.latency, .9), q(r.latency, .99), q(r.latency, .999), q(r.latency, 1), r.errors, loadAvg())
+	var sum float64
+	for _, l := range r.latency {
+		sum += l
+	}
+	t.Logf("sign-url's own handler time (its metrics): %.0f requests, mean %.1f ms of the %.1f ms mean latency; the rest is the provider, queueing and the machine",
+		n1-n0, 1000*(sec1-sec0)/(n1-n0), sum/float64(len(r.latency)))
 	mediaMu.Lock()
 	t.Logf("media, 8 players alongside: %d GETs, %.1f MB/s, latency ms p50 %.1f p99 %.1f max %.1f, %d failed playbacks",
 		mediaGets.Load(), float64(mediaBytes.Load())/mediaWall.Seconds()/1e6, q(mediaLat, .5), q(mediaLat, .99), q(mediaLat, 1), mediaErrs.Load())
@@ -642,4 +722,70 @@ func TestLoadSignURL(t *testing.T) {
 	fmt.Printf("SUMMARY family=load-sign-url requests=%d violations=%d target=%d rate=%.0f p50=%.1fms p90=%.1fms p99=%.1fms p99.9=%.1fms max=%.1fms errors=%d media_gets=%d media_MBps=%.1f loadavg=%s\n",
 		len(r.latency), len(violations), z.rps, achieved, q(r.latency, .5), q(r.latency, .9), q(r.latency, .99), q(r.latency, .999), q(r.latency, 1),
 		r.errors, mediaGets.Load(), float64(mediaBytes.Load())/mediaWall.Seconds()/1e6, loadAvg())
+}
+
+// BenchmarkSignURLHandler is sign-url's handler in this process against the
+// real store and NATS (testenv), so that a profile shows where its CPU
+// goes per request:
+//
+//	go test -run '^$' -bench SignURLHandler -cpuprofile /tmp/sign.cpu ./tests/
+//	go tool pprof -top -cum /tmp/sign.cpu
+func BenchmarkSignURLHandler(b *testing.B) {
+	ctx := context.Background()
+	env := testenv.Start(b)
+	cfg := env.Config
+	st, err := storage.FromConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eb, err := bus.Connect(cfg.NATSURL, "bench-sign-url")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eb.Close)
+	if _, err := bootstrap.Run(ctx, cfg, st, eb, slog.New(slog.DiscardHandler)); err != nil {
+		b.Fatal(err)
+	}
+	id := uuid.NewString()
+	metas := meta.NewStore(st, cfg.MediaBucket)
+	if err := metas.Create(ctx, &meta.Video{ID: id, Status: meta.Ready, Uploader: "uploader-1", UploadID: "upload-" + id[:8]}); err != nil {
+		b.Fatal(err)
+	}
+	secret := []byte("bench-jwt-secret-0123456789abcdefghijklmnop")
+	ver, err := auth.New(auth.Options{HS256Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, err := token.GenerateKeyLine("k1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring, err := token.ParseKeys([]byte(line + "\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pol, err := playback.LoadSettings(func(string) string { return "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &signurl.Server{Meta: metas, Verifier: ver, Keys: func() (*token.Keyring, error) { return ring, nil }, Policy: pol,
+		Audit: audit.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+	jwt, err := auth.SignHS256(secret, cfg.JWTIssuer, cfg.JWTAudience, "uploader-1", nil, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"video":%q}`, id)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+jwt)
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("sign-url: %d %s", w.Code, w.Body)
+			}
+		}
+	})
 }

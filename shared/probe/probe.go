@@ -34,6 +34,20 @@ const (
 // formats are the demuxers ffprobe may use: what phones and cameras write.
 const formats = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts"
 
+// InputOptions are the ffprobe/ffmpeg input options that confine reading
+// input to that one input: an http(s) URL may only use HTTP(S) (no file:,
+// no concat:, nothing a playlist could point at), a local path only the
+// file protocol; and only the demuxers of formats, so a file that is really
+// an HLS playlist or a concat script is refused instead of followed. Every
+// ffmpeg that reads an original passes them.
+func InputOptions(input string) []string {
+	protocols := "file"
+	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
+		protocols = "http,https,tcp,tls"
+	}
+	return []string{"-protocol_whitelist", protocols, "-format_whitelist", formats}
+}
+
 // Rejected means the input is not an acceptable video. Reason is a machine
 // code; the message never quotes the URL.
 type Rejected struct {
@@ -72,10 +86,8 @@ func (p Prober) Probe(ctx context.Context, url string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-v", "error", "-hide_banner",
-		"-protocol_whitelist", "http,https,tcp,tls",
-		"-format_whitelist", formats,
-		"-print_format", "json", "-show_format", "-show_streams", url)
+	args := append([]string{"-v", "error", "-hide_banner"}, InputOptions(url)...)
+	cmd := exec.CommandContext(ctx, bin, append(args, "-print_format", "json", "-show_format", "-show_streams", url)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), url, "<input>"))

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/childproc"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/probe"
 )
 
 // SegmentSeconds is the segment and keyframe grid of every rendition.
@@ -204,6 +205,7 @@ func inputArgs(input string) []string {
 	if strings.HasPrefix(input, "http://") || strings.HasPrefix(input, "https://") {
 		args = append(args, "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4", "-rw_timeout", "30000000")
 	}
+	args = append(args, probe.InputOptions(input)...)
 	return append(args, "-i", input, "-map_metadata", "-1", "-map_chapters", "-1")
 }
 
@@ -512,11 +514,11 @@ func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
 		}
 		return fmt.Sprintf("scale=-2:%d", even(min(short, p.Height)))
 	}
-	args := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-		"-ss", strconv.FormatFloat(at, 'f', 3, 64), "-i", input,
-		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]" + scale(720) + ",setsar=1[p];[b]" + scale(180) + ",setsar=1[t]",
+	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"}, probe.InputOptions(input)...)
+	args = append(args, "-ss", strconv.FormatFloat(at, 'f', 3, 64), "-i", input,
+		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]"+scale(720)+",setsar=1[p];[b]"+scale(180)+",setsar=1[t]",
 		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
-		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg"}
+		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg")
 	if err := run(ctx, dir, args, input, nil, 0); err != nil {
 		return err
 	}

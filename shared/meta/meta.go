@@ -5,10 +5,12 @@
 package meta
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -141,11 +143,35 @@ func (s *Store) Get(ctx context.Context, id string) (*Video, string, error) {
 		return nil, "", err
 	}
 	defer rc.Close()
-	var v Video
-	if err := json.NewDecoder(rc).Decode(&v); err != nil {
+	b, err := io.ReadAll(io.LimitReader(rc, MaxSize+1))
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := Decode(b)
+	if err != nil {
 		return nil, "", fmt.Errorf("meta: %s: %w", Key(id), err)
 	}
-	return &v, info.ETag, nil
+	return v, info.ETag, nil
+}
+
+// MaxSize bounds a meta.json read from the store (ours are a few KiB): a
+// corrupt or hostile object cannot make a reader hold an unbounded body.
+const MaxSize = 1 << 20
+
+// Decode parses one meta.json document. Unknown fields are ignored, so a
+// reader survives a newer writer; anything but one JSON object is an error.
+func Decode(b []byte) (*Video, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("meta.json larger than %d bytes", MaxSize)
+	}
+	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
+		return nil, errors.New("meta.json is not a JSON object")
+	}
+	var v Video
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
 }
 
 // Create writes v if the video has no meta.json yet. It returns

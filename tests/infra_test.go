@@ -508,7 +508,7 @@ func TestFunctionDockerfile(t *testing.T) {
 
 // metricNameRe finds metric names in PromQL; label matchers and grouping are removed first.
 var (
-	metricNameRe   = regexp.MustCompile(`\b((?:gateway|connector|function|process|go)_[a-z0-9_]+)\b`)
+	metricNameRe   = regexp.MustCompile(`\b((?:gateway|connector|function|process|go|pulsevault|media)_[a-z0-9_]+)\b`)
 	promqlLabelsRe = regexp.MustCompile(`\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)`)
 	goMetricNameRe = regexp.MustCompile(`Name:\s*"([a-z_:][a-z0-9_:]*)"`)
 )

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
@@ -38,6 +40,11 @@ const Name = "sign-url"
 
 // maxBody bounds the request body: it is one small JSON object.
 const maxBody = 4 << 10
+
+// signedURLs counts grants, on the default registry fnrun serves.
+var signedURLs = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "pulsevault_signed_urls_total", Help: "Playback URLs signed (each audited).",
+})
 
 // Server is the sign-url function over its dependencies.
 type Server struct {
@@ -109,6 +116,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit unavailable, try again"})
 		return
 	}
+	signedURLs.Inc()
 	fnrun.WriteJSON(w, http.StatusOK, g)
 }
 

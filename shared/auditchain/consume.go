@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // Where the writer consumes from.
@@ -102,7 +105,8 @@ func (c *Chain) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if len(chunk) == 0 {
 			return
 		}
-		if _, err := c.Append(ctx, evs, false); err != nil {
+		start := time.Now()
+		if res, err := c.Append(ctx, evs, false); err != nil {
 			if ctx.Err() == nil {
 				c.fail(err)
 			}
@@ -111,8 +115,15 @@ func (c *Chain) handle(ctx context.Context, msgs []jetstream.Msg) {
 			}
 			sleep(ctx, retryDelay)
 		} else {
+			observeAppend(res, time.Since(start))
 			for _, m := range chunk {
 				_ = m.Ack()
+			}
+			if res.Appended > 0 {
+				// The publishers' request ids let one request be followed
+				// into the chain.
+				c.log.Info("audit: batch appended", "events", res.Appended, "first_seq", res.FirstSeq,
+					"last_seq", res.LastSeq, "request_ids", requestIDs(chunk, 32))
 			}
 		}
 		chunk, evs, size = chunk[:0], evs[:0], 0
@@ -202,4 +213,16 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// requestIDs lists the distinct request ids the messages carry, at most n.
+func requestIDs(msgs []jetstream.Msg, n int) []string {
+	var out []string
+	for _, m := range msgs {
+		id := tracing.Extract(context.Background(), http.Header(m.Headers()))
+		if rid := tracing.RequestID(id); rid != "" && !slices.Contains(out, rid) && len(out) < n {
+			out = append(out, rid)
+		}
+	}
+	return out
 }

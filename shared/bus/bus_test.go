@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 func startServer(t *testing.T, dir string, port int) *localnats.Server {
@@ -621,5 +623,32 @@ func TestServerRestart(t *testing.T) {
 	info := consumerInfo(t, b, "JOBS", "w")
 	if info.Delivered.Stream != 3 {
 		t.Fatalf("consumer delivered up to stream seq %d, want 3", info.Delivered.Stream)
+	}
+}
+
+// The publisher's request id and trace context reach the consumer's handler
+// through the message headers.
+func TestPublishCarriesRequestContext(t *testing.T) {
+	b, _ := setup(t)
+	ensureStream(t, b, "JOBS", "jobs.>")
+	type seen struct{ rid, trace string }
+	got := make(chan seen, 1)
+	consume(t, b, ConsumeOptions{Stream: "JOBS", Durable: "w"}, func(ctx context.Context, m Msg) error {
+		got <- seen{tracing.RequestID(ctx), tracing.TraceID(ctx)}
+		return nil
+	})
+	in := http.Header{}
+	in.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	in.Set(tracing.HeaderRequestID, "req-9")
+	if err := b.Publish(tracing.Extract(t.Context(), in), "jobs.a", []byte("x"), "1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-got:
+		if g.rid != "req-9" || g.trace != "4bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Fatalf("handler saw request id %q, trace %q", g.rid, g.trace)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery")
 	}
 }

@@ -129,12 +129,13 @@ func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, err
 
 // Finalize runs the steps for the staged upload whose object id is upload.
 // An error means a step failed and the whole call is worth retrying.
-func (f *Finalizer) Finalize(ctx context.Context, upload string) (Outcome, error) {
+func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, err error) {
 	if !staging.IsUploadKey(upload) {
 		return Outcome{}, fmt.Errorf("%w: %q is not an upload id", ErrBadEvent, upload)
 	}
+	defer func(start time.Time) { observe(out, err, start) }(time.Now())
 	id := videoid.FromUpload(upload)
-	out := Outcome{Upload: upload, Video: id}
+	out = Outcome{Upload: upload, Video: id}
 	release, err := f.leases.acquire(ctx, upload)
 	if err != nil {
 		return out, err
@@ -206,6 +207,9 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (Outcome, error
 		}
 	} else if err != nil {
 		return out, err
+	} else {
+		uploadsCompleted.Inc()
+		uploadBytes.Add(float64(obj.Size))
 	}
 	return f.resume(ctx, out, v)
 }
@@ -248,7 +252,7 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 	if err := f.staged.Remove(ctx, out.Upload); err != nil {
 		return out, err
 	}
-	f.log.Info("upload finalized", "video", v.ID, "upload", out.Upload, "renditions", len(v.Renditions), "jobs", out.Jobs)
+	f.log.InfoContext(ctx, "upload finalized", "video", v.ID, "upload", out.Upload, "renditions", len(v.Renditions), "jobs", out.Jobs)
 	return out, nil
 }
 
@@ -262,6 +266,8 @@ func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reas
 		}
 	} else if err != nil {
 		return out, err
+	} else {
+		uploadsRejected.WithLabelValues(reason).Inc()
 	}
 	out.Status, out.Reason = v.Status, v.Reason
 	return out, f.finishRejected(ctx, out, v)
@@ -274,7 +280,7 @@ func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Vid
 	if err := f.staged.Remove(ctx, out.Upload); err != nil {
 		return err
 	}
-	f.log.Info("upload rejected", "video", v.ID, "upload", out.Upload, "reason", v.Reason)
+	f.log.InfoContext(ctx, "upload rejected", "video", v.ID, "upload", out.Upload, "reason", v.Reason)
 	return nil
 }
 

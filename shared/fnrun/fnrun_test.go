@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/fnrun"
+	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 type server struct {
@@ -284,5 +286,35 @@ func TestAddrFromPortEnv(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The handler's context carries the request id (assigned when the caller
+// sent none or an unsafe one) and the caller's trace, and the runtime's own
+// log line of the request carries both.
+func TestRequestIDAndTraceInContext(t *testing.T) {
+	type seen struct{ rid, trace, hdr string }
+	got := make(chan seen, 3)
+	logs := &testenv.Buffer{}
+	s := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{tracing.RequestID(r.Context()), tracing.TraceID(r.Context()), r.Header.Get(tracing.HeaderRequestID)}
+	}, func(o *fnrun.Options) {
+		o.Logger = logging.New(logs, "debug", "fn/test")
+	})
+	get(t, s.url+"/", tracing.HeaderRequestID, "req-7",
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if g := <-got; g.rid != "req-7" || g.trace != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("handler saw request id %q, trace %q", g.rid, g.trace)
+	}
+	for _, bad := range []string{"", "jane doe wound.mp4"} {
+		get(t, s.url+"/", tracing.HeaderRequestID, bad)
+		g := <-got
+		if !tracing.ValidRequestID(g.rid) || g.rid != g.hdr || strings.Contains(g.rid, "jane") {
+			t.Fatalf("sent %q: handler saw request id %q (header %q)", bad, g.rid, g.hdr)
+		}
+	}
+	// The request's log line is written before the response completes.
+	if l := logs.String(); !strings.Contains(l, `"request_id":"req-7"`) || !strings.Contains(l, `"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"`) {
+		t.Fatalf("the request's log line lacks its ids:\n%s", l)
 	}
 }

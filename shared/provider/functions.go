@@ -340,12 +340,19 @@ func (f *function) rollout(ctx context.Context, dep types.FunctionDeployment, n 
 }
 
 // childEnv is a replica's environment but port: a few basics of the
-// provider's own, the deployment's variables, Options.Env over them, then
+// provider's own and its OTEL_* variables, the deployment's variables, Options.Env over them, then
 // SECRETS_DIR.
 func (p *Provider) childEnv(dep types.FunctionDeployment, secretsDir string) []string {
 	vars := map[string]string{}
 	for _, k := range []string{"PATH", "HOME", "USER", "TMPDIR", "TZ", "LANG", "LC_ALL"} {
 		if v, ok := os.LookupEnv(k); ok {
+			vars[k] = v
+		}
+	}
+	// OpenTelemetry settings (OTEL_EXPORTER_OTLP_ENDPOINT, ...): a traced
+	// provider traces its functions too, unless a deployment says otherwise.
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
 			vars[k] = v
 		}
 	}

@@ -395,7 +395,7 @@ func Run(ctx context.Context, s Spec, progress func(Progress)) error {
 	if err != nil {
 		return &Error{Code: CodeFailed, Permanent: true, Err: err}
 	}
-	return run(ctx, s.Dir, args, s.Input, progress, 0)
+	return run(ctx, s.Dir, args, s.Input, progress, 0, s.Rendition.Name)
 }
 
 // RunGroup encodes every rendition of g in one ffmpeg process, as Run does
@@ -410,10 +410,15 @@ func RunGroup(ctx context.Context, g GroupSpec, progress func(Progress)) error {
 			return &Error{Code: CodeFailed, Err: err}
 		}
 	}
-	return run(ctx, g.Dir, args, g.Input, progress, g.Nice)
+	names := make([]string, len(g.Renditions))
+	for i, r := range g.Renditions {
+		names[i] = r.Name
+	}
+	return run(ctx, g.Dir, args, g.Input, progress, g.Nice, strings.Join(names, "+"))
 }
 
-func run(ctx context.Context, dir string, args []string, input string, progress func(Progress), nice int) error {
+// run runs one ffmpeg; renditions names what it encodes, for the CPU metric.
+func run(ctx context.Context, dir string, args []string, input string, progress func(Progress), nice int, renditions string) error {
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -438,6 +443,9 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 	err = cmd.Wait()
 	if err == nil {
 		return nil
+	}
+	if ps := cmd.ProcessState; ps != nil {
+		cpuSeconds.WithLabelValues(renditions).Add((ps.UserTime() + ps.SystemTime()).Seconds())
 	}
 	raw := errTail.String()
 	e := &Error{Tail: Sanitize(raw, input, dir), Err: errors.New("ffmpeg failed")}
@@ -519,7 +527,7 @@ func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
 		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]"+scale(720)+",setsar=1[p];[b]"+scale(180)+",setsar=1[t]",
 		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
 		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg")
-	if err := run(ctx, dir, args, input, nil, 0); err != nil {
+	if err := run(ctx, dir, args, input, nil, 0, "poster"); err != nil {
 		return err
 	}
 	for _, f := range []string{"poster.jpg", "thumb.jpg"} {

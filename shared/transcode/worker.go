@@ -67,9 +67,14 @@ var (
 		Help:    "From meta.json's creation (upload finalized) to the video's first playable status (ready or complete).",
 		Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600},
 	})
+
+	cpuSeconds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pulsevault_transcode_cpu_seconds_total",
+		Help: "CPU seconds (user + system) of ffmpeg runs, by the renditions one run encodes (\"240p\", or \"360p+480p\" for a group).",
+	}, []string{"renditions"})
 )
 
-func init() { prometheus.MustRegister(seconds, failures, timeToPlayable) }
+func init() { prometheus.MustRegister(seconds, failures, timeToPlayable, cpuSeconds) }
 
 func playable(s meta.Status) bool { return s == meta.Ready || s == meta.Complete }
 

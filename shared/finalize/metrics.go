@@ -1,0 +1,44 @@
+package finalize
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics, on the default registry (fnrun serves it). Rejection reasons are
+// the package's fixed codes, so labels stay bounded and carry no ids.
+var (
+	uploadsCompleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulsevault_uploads_completed_total",
+		Help: "Uploads that became videos: probed, original locked, meta.json written.",
+	})
+	uploadBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulsevault_upload_bytes_total",
+		Help: "Bytes of the originals of completed uploads.",
+	})
+	uploadsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pulsevault_uploads_rejected_total",
+		Help: "Uploads rejected by finalize, by reason code.",
+	}, []string{"reason"})
+	finalizeSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pulsevault_finalize_seconds",
+		Help:    "Time to finalize one upload (probe, copy, meta.json, jobs, audit), by outcome: finalized or rejected.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+	}, []string{"outcome"})
+)
+
+func init() { prometheus.MustRegister(uploadsCompleted, uploadBytes, uploadsRejected, finalizeSeconds) }
+
+// observe records a Finalize call that did its work; skips and failures
+// (retried later) are not latencies of a finalize.
+func observe(out Outcome, err error, start time.Time) {
+	if err != nil || out.Skipped != "" {
+		return
+	}
+	outcome := "finalized"
+	if out.Reason != "" {
+		outcome = "rejected"
+	}
+	finalizeSeconds.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+}

@@ -81,7 +81,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	if o.Prober.Timeout == 0 {
 		o.Prober.Timeout = o.Limits.ProbeTimeout
 	}
-	l, err := newLeases(ctx, o.Bus.JetStream())
+	l, err := newLeases(ctx, o.Bus.JetStream(), lockTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	defer func(start time.Time) { observe(out, err, start) }(time.Now())
 	id := videoid.FromUpload(upload)
 	out = Outcome{Upload: upload, Video: id}
-	release, err := f.leases.acquire(ctx, upload)
+	ctx, release, err := f.leases.acquire(ctx, upload)
 	if err != nil {
 		return out, err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/copybuf"
 	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/logging"
 	"github.com/mieweb/pulsevault/shared/secrets"
@@ -301,6 +302,12 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// ReadFrom is what http.ServeContent's copy of the body calls: 256 KiB
+// reads from the store and writes to the client instead of io.Copy's 32 KiB.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	return copybuf.Copy(copybuf.WriterOnly{Writer: c}, r)
+}
 
 // NewServer fills in defaults and the metrics.
 func NewServer(s *Server) *Server {

@@ -258,12 +258,27 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 			return mb, nil
 		}
 	}
+	// The media child's own port splits the gateway's cost from the
+	// function's (reported in the notes, not a figure).
+	mediaChild := childURL(t, s.p, "media")
+	var direct []string
+	for _, u := range viaMedia {
+		direct = append(direct, mediaChild+strings.TrimPrefix(u, s.p.url+"/function/media"))
+	}
 	getEach(presigned)() // warm connections and caches on both sides
 	getEach(viaMedia)()
+	getEach(direct)()
 	pairs, err := bench.Alternate(m.rounds, getEach(viaMedia), getEach(presigned))
+	childPairs, cerr := bench.Alternate(m.rounds, getEach(direct), getEach(presigned))
+	var childRatios []float64
+	for _, p := range childPairs {
+		childRatios = append(childRatios, p.Result/p.Baseline)
+	}
+	t.Logf("media child called directly ÷ presigned: %+v", childPairs)
 	addFigure(t, rep, bench.Figure{Section: "playback", Name: figMedia, Unit: "MB/s", BaselineName: "presigned S3 GET, same objects",
 		Rounds: pairs, Goal: bench.Goal{Value: 0.9},
-		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments of a 5 s 360p rendition", m.requests, len(viaMedia))}, err)
+		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments of a 5 s 360p rendition; the media child called directly (no gateway): %.2f× of presigned (median of %d rounds)",
+			m.requests, len(viaMedia), bench.Median(childRatios), len(childPairs))}, errors.Join(err, cerr))
 
 	signDirect := childURL(t, s.p, "sign-url") + "/"
 	sign := func(url string) func() (float64, error) {

@@ -608,6 +608,9 @@ func (w *Worker) scratch() (string, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return "", err
 	}
+	if err := privateDir(root); err != nil {
+		return "", err
+	}
 	if ents, err := os.ReadDir(root); err == nil {
 		for _, e := range ents {
 			pid, _, ok := strings.Cut(e.Name(), "-")

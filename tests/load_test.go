@@ -132,7 +132,8 @@ type rssWatch struct {
 
 type rssSample struct {
 	at  time.Duration
-	rss int64 // summed over the replicas
+	rss int64 // of the largest replica: a replica added by scaling is not growth
+	n   int   // replicas running
 }
 
 // watchRSS samples every 250 ms until finish: the processes in bounded
@@ -165,20 +166,20 @@ func watchRSS(bounded, others map[string]func() []int) *rssWatch {
 func (w *rssWatch) sample() {
 	at := time.Since(w.start)
 	for name, pids := range w.procs {
-		var sum, peak int64
+		var largest, peak int64
 		var cpu float64
 		n := 0
 		for _, pid := range pids() {
 			// A replica may exit between listing and reading: skip it.
 			if u, err := bench.ReadUsage(pid); err == nil {
-				sum, peak, cpu, n = sum+u.RSS, max(peak, u.PeakRSS), cpu+u.CPU, n+1
+				largest, peak, cpu, n = max(largest, u.RSS), max(peak, u.PeakRSS), cpu+u.CPU, n+1
 			}
 		}
 		if n == 0 {
 			continue // not started yet (transcode waits for its first job)
 		}
 		w.mu.Lock()
-		w.samples[name] = append(w.samples[name], rssSample{at, sum})
+		w.samples[name] = append(w.samples[name], rssSample{at, largest, n})
 		w.peak[name] = max(w.peak[name], peak)
 		c, ok := w.cpu[name]
 		if !ok {
@@ -191,10 +192,10 @@ func (w *rssWatch) sample() {
 }
 
 // finish stops sampling. It returns one line per process (CPU seconds
-// while watched, peak RSS, and the largest resident set in the first and
-// the second half of its sampled life) and the bounded processes that grew: more than 2× and by more than
-// 16 MiB from the first half to the second (the slack keeps a small
-// process's warm-up from counting as growth).
+// while watched, peak RSS, and the largest replica's resident set in the
+// first and the second half of its sampled life) and the bounded processes
+// that grew: more than 2× and by more than 16 MiB from the first half to
+// the second (the slack keeps a small process's warm-up from counting).
 func (w *rssWatch) finish() (lines, grew []string) {
 	close(w.stop)
 	<-w.done
@@ -211,15 +212,17 @@ func (w *rssWatch) finish() (lines, grew []string) {
 		}
 		mid := ss[0].at + (ss[len(ss)-1].at-ss[0].at)/2
 		var first, second int64
+		replicas := 0
 		for _, s := range ss {
+			replicas = max(replicas, s.n)
 			if s.at <= mid {
 				first = max(first, s.rss)
 			} else {
 				second = max(second, s.rss)
 			}
 		}
-		lines = append(lines, fmt.Sprintf("%s: CPU %.1f s; peak RSS %.1f MiB; largest RSS first half %.1f MiB, second half %.1f MiB (%d samples)",
-			name, w.cpu[name][1]-w.cpu[name][0], inMiB(w.peak[name]), inMiB(first), inMiB(second), len(ss)))
+		lines = append(lines, fmt.Sprintf("%s: CPU %.1f s; peak RSS %.1f MiB; largest RSS first half %.1f MiB, second half %.1f MiB (%d samples, up to %d replicas)",
+			name, w.cpu[name][1]-w.cpu[name][0], inMiB(w.peak[name]), inMiB(first), inMiB(second), len(ss), replicas))
 		if w.bounded[name] && second > 2*first && second-first > 16<<20 {
 			grew = append(grew, fmt.Sprintf("%s: resident set grew from %.1f MiB to %.1f MiB", name, inMiB(first), inMiB(second)))
 		}

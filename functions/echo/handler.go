@@ -32,7 +32,7 @@ const Name = "echo"
 const MaxSleep = 10 * time.Second
 
 // echoedHeaders are the request headers the response repeats.
-var echoedHeaders = []string{"X-Topic", "X-Call-Id", "Content-Type", "X-Callback-Url"}
+var echoedHeaders = []string{"X-Topic", "X-Call-Id", "Content-Type", "X-Callback-Url", "X-Request-Id", "Traceparent"}
 
 // peek is how much of the body is kept to look for {"status": NNN}.
 const peek = 64 << 10

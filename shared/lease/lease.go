@@ -3,8 +3,10 @@
 //
 // A lease is a key created with Create (which fails when the key exists) and
 // renewed while held, so a holder that dies frees its keys within the
-// bucket's TTL. A waiter can ask the holder to let go early: the holder's
-// onRequest callback runs on every such request, over core NATS.
+// bucket's TTL. A holder that cannot renew in time, or finds the key taken,
+// is told through Lost and must stop. A waiter can ask the holder to let go
+// early: the holder's onRequest callback runs on every such request, over
+// core NATS.
 //
 // Keys are hashed before use, so callers may pass any string (an upload id,
 // say) and nothing they pass appears in the bucket.
@@ -56,6 +58,7 @@ type Lease struct {
 	sub  *nats.Subscription
 	stop chan struct{}
 	done chan struct{}
+	lost chan struct{}
 
 	mu  sync.Mutex
 	rev uint64
@@ -91,7 +94,7 @@ func (b *Bucket) Acquire(ctx context.Context, key string, onRequest func()) (*Le
 }
 
 func (b *Bucket) hold(k string, rev uint64, onRequest func()) (*Lease, error) {
-	l := &Lease{b: b, key: k, rev: rev, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Lease{b: b, key: k, rev: rev, stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
 	go l.renew()
 	if onRequest != nil {
 		sub, err := b.nc.Subscribe(b.requestSubject(k), func(*nats.Msg) { onRequest() })
@@ -104,11 +107,17 @@ func (b *Bucket) hold(k string, rev uint64, onRequest func()) (*Lease, error) {
 	return l, nil
 }
 
-// renew rewrites the key every ttl/3 so it does not expire while held.
+// Lost is closed when the lease is no longer certainly held: the key moved
+// to another revision, or renewal failed for a whole TTL (NATS away).
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// renew rewrites the key every ttl/3 so it does not expire while held; a
+// failed renewal is retried until the key would have expired.
 func (l *Lease) renew() {
 	defer close(l.done)
 	t := time.NewTicker(l.b.ttl / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-l.stop:
@@ -119,10 +128,15 @@ func (l *Lease) renew() {
 		l.mu.Lock()
 		rev, err := l.b.kv.Update(ctx, l.key, []byte(time.Now().UTC().Format(time.RFC3339Nano)), l.rev)
 		if err == nil {
-			l.rev = rev
+			l.rev, renewed = rev, time.Now()
 		}
 		l.mu.Unlock()
 		cancel()
+		if err != nil && (errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) ||
+			time.Since(renewed) >= l.b.ttl) {
+			close(l.lost)
+			return
+		}
 	}
 }
 

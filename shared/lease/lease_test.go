@@ -164,3 +164,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A holder whose key was taken over (it expired while the holder was cut
+// off, say) learns it through Lost at its next renewal.
+func TestLeaseLostWhenTakenOver(t *testing.T) {
+	ttl := 1500 * time.Millisecond
+	a, b, kv := open(t, ttl)
+	held, err := a.Acquire(t.Context(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(t.Context(), hashKey("k")); err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.Acquire(t.Context(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Lost():
+	case <-time.After(5 * ttl):
+		t.Fatal("holder not told its lease was taken")
+	}
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-other.Lost():
+		t.Fatal("the new holder lost its lease to the old holder's release")
+	case <-time.After(ttl):
+	}
+	_ = other.Release()
+}

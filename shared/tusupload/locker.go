@@ -21,9 +21,10 @@ type leaseLocker struct{ b *lease.Bucket }
 func (k leaseLocker) NewLock(id string) (handler.Lock, error) { return &leaseLock{b: k.b, id: id}, nil }
 
 type leaseLock struct {
-	b  *lease.Bucket
-	id string
-	l  *lease.Lease
+	b        *lease.Bucket
+	id       string
+	l        *lease.Lease
+	released chan struct{}
 }
 
 func (k *leaseLock) Lock(ctx context.Context, requestUnlock func()) error {
@@ -34,7 +35,15 @@ func (k *leaseLock) Lock(ctx context.Context, requestUnlock func()) error {
 	if err != nil {
 		return err
 	}
-	k.l = l
+	k.l, k.released = l, make(chan struct{})
+	go func() {
+		// A lease lost mid-PATCH: stop as if another request asked.
+		select {
+		case <-l.Lost():
+			requestUnlock()
+		case <-k.released:
+		}
+	}()
 	return nil
 }
 
@@ -42,5 +51,6 @@ func (k *leaseLock) Unlock() error {
 	if k.l == nil {
 		return nil
 	}
+	close(k.released)
 	return k.l.Release()
 }

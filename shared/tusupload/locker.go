@@ -52,5 +52,7 @@ func (k *leaseLock) Unlock() error {
 		return nil
 	}
 	close(k.released)
-	return k.l.Release()
+	l := k.l
+	k.l = nil
+	return l.Release()
 }

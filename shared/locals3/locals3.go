@@ -133,10 +133,13 @@ func (s *Server) launch() (*proc, error) {
 	// a few hundred calls a second ran the ephemeral ports out.
 	cmd := exec.Command(o.Binary, "--keep-alive",
 		"--port", "127.0.0.1:"+strconv.Itoa(o.Port),
-		"--access", o.AccessKey, "--secret", o.SecretKey, "--region", o.Region,
+		"--access", o.AccessKey, "--region", o.Region,
 		"--event-nats-url", o.NATSURL, "--event-nats-topic", o.EventSubject,
 		"--health", "/health",
 		"posix", "--versioning-dir", o.versions(), o.root())
+	// The secret goes by environment: every local user can read a
+	// process's argv (ps, /proc/PID/cmdline), only its owner its environment.
+	cmd.Env = append(os.Environ(), "ROOT_SECRET_ACCESS_KEY="+o.SecretKey)
 	cmd.Stdout, cmd.Stderr = o.LogFile, o.LogFile
 	// Pdeathsig: versitygw must not outlive us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

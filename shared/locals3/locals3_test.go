@@ -1,10 +1,13 @@
 package locals3_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -48,6 +51,9 @@ func TestRestartAndStop(t *testing.T) {
 	first := s.PID()
 	if !healthy(s.Endpoint()) {
 		t.Fatal("not healthy after Start")
+	}
+	if argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", first)); err != nil || bytes.Contains(argv, []byte("testsecret")) {
+		t.Fatalf("the S3 secret is on versitygw's command line (readable by every local user): %q %v", argv, err)
 	}
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,16 +106,17 @@ func Args(s Spec) ([]string, error) {
 	return append(args, "-progress", "pipe:1", PlaylistFile), nil
 }
 
-// GroupSpec is several video renditions encoded by one ffmpeg process from
-// one decode of the original.
+// GroupSpec is several renditions encoded by one ffmpeg process from one
+// decode of the original: higher video rungs, or the lowest rung and the
+// audio.
 type GroupSpec struct {
 	Input      string           // URL (presigned GET) or path of the original
 	Dir        string           // existing directory; rendition r is written into Dir/<r.Name>/ (created by RunGroup)
-	Renditions []meta.Rendition // video renditions, distinct names
+	Renditions []meta.Rendition // distinct names
 	Probe      meta.Probe
 	Preset     string // x264 preset; default veryfast
 	// Nice is added to ffmpeg's nice value (0–19; 0 keeps ours). The
-	// group encodes the higher rungs: niced, it leaves the CPU to the
+	// group encoding the higher rungs runs niced: it leaves the CPU to the
 	// lowest rung's job running beside it, which is what makes a video
 	// playable, and takes the CPU back once that job is done.
 	Nice int
@@ -122,32 +124,41 @@ type GroupSpec struct {
 
 // GroupArgs returns ffmpeg's arguments for g: the decoded video is split
 // once and each branch scaled and encoded with exactly the per-output
-// options Args uses for that rendition alone, so a rendition's segments
-// line up whichever policy produced it.
+// options Args uses for that rendition alone (audio too), so a rendition's
+// segments line up whichever policy produced it.
 func GroupArgs(g GroupSpec) ([]string, error) {
 	if len(g.Renditions) == 0 {
 		return nil, errors.New("transcode: empty group")
 	}
-	fc, outs, err := splitOutputs(g.Renditions, g.Probe, g.Preset)
+	args, err := LadderArgs(g.Input, g.Renditions, g.Probe, g.Preset)
 	if err != nil {
 		return nil, err
 	}
-	args := append(inputArgs(g.Input), "-filter_complex", fc, "-progress", "pipe:1")
-	return append(args, outs...), nil
+	// Progress goes before the outputs: after them it would be an output option.
+	i := slices.Index(args, "-i") + 2
+	return slices.Concat(args[:i], []string{"-progress", "pipe:1"}, args[i:]), nil
 }
 
-// LadderArgs returns the arguments of one ffmpeg encoding the whole ladder
-// rs (video rungs and audio) from one decode of input, each rendition with
-// the options its own job would use, into <name>/ under the working
-// directory (the directories must exist). It is the yardstick the
-// per-rendition and grouped fan-outs are measured against.
+// LadderArgs returns the arguments of one ffmpeg encoding the renditions
+// rs (video rungs and audio) from one decode of input, each with the
+// options its own job would use, into <name>/ under the working directory
+// (the directories must exist). For the whole ladder it is the yardstick
+// the fan-out policies are measured against.
 func LadderArgs(input string, rs []meta.Rendition, p meta.Probe, preset string) ([]string, error) {
 	var videos, audios []meta.Rendition
+	seen := map[string]bool{}
 	for _, r := range rs {
-		if r.Kind == "audio" {
-			audios = append(audios, r)
-		} else {
+		if seen[r.Name] || !renditionRe.MatchString(r.Name) {
+			return nil, fmt.Errorf("transcode: rendition %q: bad or repeated name in group", r.Name)
+		}
+		seen[r.Name] = true
+		switch r.Kind {
+		case "video":
 			videos = append(videos, r)
+		case "audio":
+			audios = append(audios, r)
+		default:
+			return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 		}
 	}
 	args := inputArgs(input)
@@ -175,15 +186,7 @@ func splitOutputs(rs []meta.Rendition, p meta.Probe, preset string) (string, []s
 		fmt.Fprintf(&fc, "[s%d]", i)
 	}
 	var outs []string
-	seen := map[string]bool{}
 	for i, r := range rs {
-		if r.Kind != "video" {
-			return "", nil, fmt.Errorf("transcode: rendition %s: a group holds video renditions only", r.Name)
-		}
-		if seen[r.Name] || !renditionRe.MatchString(r.Name) {
-			return "", nil, fmt.Errorf("transcode: rendition %q: bad or repeated name in group", r.Name)
-		}
-		seen[r.Name] = true
 		out, err := videoOutput(r, p, preset)
 		if err != nil {
 			return "", nil, err
@@ -441,11 +444,11 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 	_ = ParseProgress(stdout, progress)
 	_, _ = io.Copy(io.Discard, stdout)
 	err = cmd.Wait()
-	if err == nil {
-		return nil
-	}
 	if ps := cmd.ProcessState; ps != nil {
 		cpuSeconds.WithLabelValues(renditions).Add((ps.UserTime() + ps.SystemTime()).Seconds())
+	}
+	if err == nil {
+		return nil
 	}
 	raw := errTail.String()
 	e := &Error{Tail: Sanitize(raw, input, dir), Err: errors.New("ffmpeg failed")}

@@ -197,8 +197,10 @@ func TestRedeliveryPublishesUnlistedRendition(t *testing.T) {
 			t.Fatalf("%s: %+v", name, res)
 		}
 	}
-	run("240p")
-	run("audio")
+	run("240p") // encodes the audio too
+	if res := w.Do(ctx, media.Job{Video: id, Rendition: "audio"}, 1); res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop {
+		t.Fatalf("audio after 240p: %+v", res)
+	}
 	if got := r.get(id); got.Status != meta.Ready {
 		t.Fatalf("status %s after 240p and audio, want ready", got.Status)
 	}

@@ -226,7 +226,12 @@ func TestClaim(t *testing.T) {
 			st, group, _ := strings.Cut(states[i], "@")
 			v.Renditions = append(v.Renditions, meta.Rendition{Name: n, Kind: "video", State: st, Group: group})
 		}
-		v.Renditions = append(v.Renditions, meta.Rendition{Name: "audio", Kind: "audio", State: "planned"})
+		audio := "planned"
+		if len(states) > 4 {
+			audio = states[4]
+		}
+		st, group, _ := strings.Cut(audio, "@")
+		v.Renditions = append(v.Renditions, meta.Rendition{Name: "audio", Kind: "audio", State: st, Group: group})
 		return v
 	}
 	got := func(rs []meta.Rendition) string {
@@ -243,8 +248,18 @@ func TestClaim(t *testing.T) {
 		err          error
 		groupOfFirst string
 	}{
-		{ladder("planned", "planned", "planned", "planned"), "240p", FanoutGrouped, "240p", nil, ""},
+		// The lowest rung's job takes the audio along unless its own job started it.
+		{ladder("planned", "planned", "planned", "planned"), "240p", FanoutGrouped, "240p,audio", nil, ""},
+		{ladder("planned", "planned", "planned", "planned", "running"), "240p", FanoutGrouped, "240p", nil, ""},
+		{ladder("planned", "planned", "planned", "planned", "failed"), "240p", FanoutGrouped, "240p", nil, ""},
+		{ladder("planned", "planned", "planned", "planned"), "240p", FanoutRendition, "240p", nil, ""},
 		{ladder("planned", "planned", "planned", "planned"), "audio", FanoutGrouped, "audio", nil, ""},
+		{ladder("running", "planned", "planned", "planned", "running@240p"), "audio", FanoutGrouped, "", errClaimed, ""},
+		{ladder("ready", "planned", "planned", "planned", "ready@240p"), "audio", FanoutGrouped, "", errNoop, ""},
+		{ladder("ready", "planned", "planned", "planned", "failed@240p"), "audio", FanoutGrouped, "audio", nil, ""},
+		// Redelivered after 240p was recorded: only the audio is left.
+		{ladder("ready", "planned", "planned", "planned", "running@240p"), "240p", FanoutGrouped, "audio", nil, "240p"},
+		{ladder("ready", "planned", "planned", "planned", "ready@240p"), "240p", FanoutGrouped, "", errNoop, ""},
 		{ladder("planned", "planned", "planned", "planned"), "360p", FanoutGrouped, "360p,480p,720p", nil, "360p"},
 		{ladder("planned", "planned", "planned", "planned"), "360p", FanoutRendition, "360p", nil, ""},
 		{ladder("ready", "planned", "running@720p", "running@720p"), "360p", FanoutGrouped, "360p", nil, "360p"},

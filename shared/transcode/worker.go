@@ -179,8 +179,14 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 	if len(group) == 1 {
 		err = w.transcode(ctx, log, job.Video, group[0], probe, original)
 	} else {
+		// A group with the audio is the lowest rung's: it runs at full
+		// priority. The higher rungs' group yields to it.
+		nice := w.Config.GroupNice
+		if slices.ContainsFunc(group, func(r meta.Rendition) bool { return r.Kind == "audio" }) {
+			nice = 0
+		}
 		log = log.With("group", len(group))
-		err = w.transcodeGroup(ctx, log, job.Video, group, probe, original)
+		err = w.transcodeGroup(ctx, log, job.Video, group, probe, original, nice)
 	}
 	if err == nil {
 		for _, r := range group {
@@ -230,16 +236,20 @@ func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
 // Fan-out policies (TRANSCODE_FANOUT).
 const (
 	FanoutRendition = "rendition" // every job encodes its own rendition
-	FanoutGrouped   = "grouped"   // the lowest video rung alone; a higher rung's job encodes every unclaimed higher rung from one decode
+	FanoutGrouped   = "grouped"   // the lowest video rung with the audio; a higher rung's job encodes every unclaimed higher rung from one decode
 )
 
 // Claim decides, inside a meta.json update, what the job for rendition
 // name encodes under fanout, and marks it running. Under grouped, the job
-// for a video rung above the lowest claims (Rendition.Group = name) its own
-// rung and every higher video rung that is neither ready nor claimed by
-// another job; a redelivered group job re-runs what it claimed that is not
-// ready. It returns an error wrapping errNoop (nothing to do) or errClaimed
-// (another job's group encodes it) to stop the update without writing.
+// for the lowest video rung also claims (Rendition.Group = name) the audio
+// rendition when no job has started it: a video is playable only with its
+// audio settled, and the jobs run in plan order (audio last) when the
+// connector delivers one at a time. The job for a video rung above the
+// lowest claims its own rung and every higher video rung that is neither
+// ready nor claimed by another job. A redelivered job re-runs what it
+// claimed that is not ready. It returns an error wrapping errNoop (nothing
+// to do) or errClaimed (another job's group encodes it) to stop the update
+// without writing.
 func Claim(v *meta.Video, name, fanout string) ([]meta.Rendition, error) {
 	i := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Name == name })
 	if i < 0 {
@@ -247,15 +257,33 @@ func Claim(v *meta.Video, name, fanout string) ([]meta.Rendition, error) {
 	}
 	self := &v.Renditions[i]
 	lowest := slices.IndexFunc(v.Renditions, func(r meta.Rendition) bool { return r.Kind == "video" })
+	if fanout == FanoutGrouped && self.Kind == "audio" && self.Group != "" && self.Group != name &&
+		self.State != meta.RenditionReady && self.State != meta.RenditionFailed {
+		return nil, errClaimed
+	}
 	if fanout != FanoutGrouped || self.Kind != "video" || i == lowest {
-		if self.State == meta.RenditionReady {
+		var out []meta.Rendition
+		if self.State != meta.RenditionReady {
+			self.State, self.Progress, self.Error, self.Group, self.Listed = meta.RenditionRunning, 0, "", "", false
+			out = append(out, *self)
+		}
+		if fanout == FanoutGrouped && i == lowest {
+			for j := range v.Renditions {
+				a := &v.Renditions[j]
+				if a.Kind == "audio" && a.State != meta.RenditionReady && a.State != meta.RenditionFailed &&
+					(a.Group == name || a.Group == "" && a.State == meta.RenditionPlanned) {
+					a.State, a.Progress, a.Error, a.Group, a.Listed = meta.RenditionRunning, 0, "", name, false
+					out = append(out, *a)
+				}
+			}
+		}
+		if len(out) == 0 {
 			return nil, errNoop
 		}
 		if v.Original == nil || v.Original.Key == "" || v.Probe == nil {
 			return nil, errNotFinalized
 		}
-		self.State, self.Progress, self.Error, self.Group, self.Listed = meta.RenditionRunning, 0, "", "", false
-		return []meta.Rendition{*self}, nil
+		return out, nil
 	}
 	if self.Group != "" && self.Group != name && self.State != meta.RenditionReady && self.State != meta.RenditionFailed {
 		return nil, errClaimed
@@ -350,10 +378,10 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	return nil
 }
 
-// transcodeGroup encodes several video renditions with one ffmpeg process
-// (one decode of the original), then uploads and records each, lowest
-// first, and writes the manifests once.
-func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string) error {
+// transcodeGroup encodes several renditions with one ffmpeg process (one
+// decode of the original) at the given nice value, then uploads and
+// records each, in group order, and writes the manifests once.
+func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string, nice int) error {
 	dir, err := w.scratch()
 	if err != nil {
 		return &Error{Code: CodeFailed, Err: err}
@@ -373,7 +401,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	}
 	stopProgress := w.reportProgress(ctx, log, id, names...)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
-	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: w.Config.GroupNice}, report)
+	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice}, report)
 	stopProgress.stop()
 	if err != nil {
 		return err

@@ -66,6 +66,7 @@ type ingestStack struct {
 	connErr  *testenv.Buffer
 	token    string
 	captured chan []byte // real bucket notifications, as versitygw published them
+	provider *os.Process // for fault tests: its children are the function replicas
 }
 
 func startIngestStack(t *testing.T) *ingestStack {
@@ -107,6 +108,7 @@ func startIngestStack(t *testing.T) *ingestStack {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.provider = cmd.Process
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -173,8 +175,9 @@ func (s *ingestStack) system(method, path string, body any, want int) {
 	}
 }
 
-// startConnector runs the real `pulsevault connector` against the gateway.
-func (s *ingestStack) startConnector() {
+// startConnector runs the real `pulsevault connector` against the gateway;
+// fault tests kill the returned process and start another.
+func (s *ingestStack) startConnector() *exec.Cmd {
 	s.t.Helper()
 	cmd := exec.Command(s.bin, "connector", "--nats-url", s.env.Config.NATSURL)
 	cmd.Env = append(os.Environ(), "GATEWAY_URL="+s.gateway, "GATEWAY_USER="+s.user, "GATEWAY_PASSWORD="+s.pass,
@@ -187,6 +190,7 @@ func (s *ingestStack) startConnector() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	})
+	return cmd
 }
 
 // upload runs `pulsevault upload`; it returns stdout, stderr and the error.

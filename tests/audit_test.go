@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +26,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auditchain"
 	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -60,18 +58,7 @@ func startAuditRig(t *testing.T, replicas int, fnEnv map[string]string) *auditRi
 	}
 	p := startProviderCmd(t, bin)
 	c.NATSURL = p.natsURL
-	st, err := storage.FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.Connect(c.NATSURL, "audit-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if _, err := bootstrap.Run(context.Background(), c, st, b, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
+	st, b := bootstrapped(t, c, "audit-test")
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {
 		seed[i] = byte(i * 7)

@@ -29,12 +29,9 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bench"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
-	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/status"
-	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
 	"github.com/mieweb/pulsevault/shared/token"
@@ -737,18 +734,7 @@ func BenchmarkSignURLHandler(b *testing.B) {
 	ctx := context.Background()
 	env := testenv.Start(b)
 	cfg := env.Config
-	st, err := storage.FromConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eb, err := bus.Connect(cfg.NATSURL, "bench-sign-url")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(eb.Close)
-	if _, err := bootstrap.Run(ctx, cfg, st, eb, slog.New(slog.DiscardHandler)); err != nil {
-		b.Fatal(err)
-	}
+	st, eb := bootstrapped(b, cfg, "bench-sign-url")
 	id := uuid.NewString()
 	metas := meta.NewStore(st, cfg.MediaBucket)
 	if err := metas.Create(ctx, &meta.Video{ID: id, Status: meta.Ready, Uploader: "uploader-1", UploadID: "upload-" + id[:8]}); err != nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -150,18 +149,7 @@ func startPlayback(t *testing.T, ttl string) *playbackStack {
 	ctx := context.Background()
 	env := testenv.Start(t)
 	cfg := env.Config
-	st, err := storage.FromConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eb, err := bus.Connect(cfg.NATSURL, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eb.Close)
-	if _, err := bootstrap.Run(ctx, cfg, st, eb, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := bootstrapped(t, cfg, "test")
 
 	// The provider (and so its children) use this store; it runs its own NATS.
 	t.Setenv("S3_ENDPOINT", cfg.S3Endpoint)

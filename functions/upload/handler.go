@@ -107,8 +107,10 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 	return locks, nil
 }
 
-// lockTTL is how long a killed replica keeps an upload locked.
-const lockTTL = 30 * time.Second
+// lockTTL is how long a killed replica keeps an upload locked: under
+// tusupload's lock wait (20 s), so a client's first request after the
+// crash waits and succeeds. A live holder renews every lockTTL/3.
+const lockTTL = 10 * time.Second
 
 // verifier checks tokens against the OIDC provider's JWKS when configured,
 // else with the HS256 secret.

@@ -16,6 +16,7 @@ var Settings = []settings.Setting{
 	{Env: "UPLOAD_BASE_PATH", Default: "/function/upload/", Usage: "public path of the tus endpoint, used in Location headers; a request's X-Forwarded-Prefix overrides it"},
 	{Env: "UPLOAD_CORS_ORIGINS", Default: "http://127.0.0.1:4000,http://localhost:4000", Usage: "comma-separated browser origins (Vitals) allowed to upload; none allows no browser origin"},
 	{Env: "UPLOAD_EXPIRY", Default: "24h", Usage: "incomplete uploads older than this are removed by upload-finalize's reconciler; announced as Upload-Expires (1m–720h)"},
+	{Env: "UPLOAD_IDLE_TIMEOUT", Default: "60s", Usage: "a PATCH whose body sends nothing for this long is ended and its bytes so far kept, so a stalled client frees the upload for its resume (1s–10m)"},
 }
 
 // Limits is the upload function's validated settings.
@@ -24,6 +25,7 @@ type Limits struct {
 	BasePath    string
 	CORSOrigins []string
 	Expiry      time.Duration
+	IdleTimeout time.Duration // tusd's NetworkTimeout
 }
 
 // maxObject is S3's largest object.
@@ -51,5 +53,6 @@ func LoadSettings(getenv func(string) string) (Limits, error) {
 		}
 	}
 	l.Expiry = r.Duration("UPLOAD_EXPIRY", time.Minute, 720*time.Hour)
+	l.IdleTimeout = r.Duration("UPLOAD_IDLE_TIMEOUT", time.Second, 10*time.Minute)
 	return l, r.Err()
 }

@@ -112,6 +112,10 @@ func New(o Options) (http.Handler, error) {
 		Cors:                    &cors,
 		Logger:                  tusdLogger(o.LogWriter),
 		PreUploadCreateCallback: h.preCreate,
+		NetworkTimeout:          o.Limits.IdleTimeout,
+		// Longer than a dead replica's lease lives (see functions/upload), so
+		// a request after a crash waits for the lock instead of failing.
+		AcquireLockTimeout: 20 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tusupload: %w", err)

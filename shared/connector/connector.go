@@ -11,9 +11,19 @@
 // so a restarted connector, or another replica, resumes where the last one
 // stopped: a message that was being handled when the connector stopped is
 // delivered again, and messages published while it was down wait for it.
+//
+// It also runs timers, which OpenFaaS lacks: a function's
+// "com.pulsevault.schedule" annotation ("/reconcile@1m, /dead-letters@1m")
+// makes the connector POST to /function/<name>/<path> every interval, the
+// first call after a random part of one interval, never two calls of one
+// entry at once. A failed call is logged and counted
+// (connector_scheduled_failures_total) and the next tick tries again.
+// Schedules follow the annotations at every refresh, like topics. Every
+// connector replica runs every schedule, so the targets must be idempotent.
 package connector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,14 +117,15 @@ type Connector struct {
 	runMu   sync.Mutex
 	running bool
 
-	mu       sync.Mutex // guards everything below; held for a whole Refresh
-	closed   bool
-	bindings map[pairKey]*binding
-	reported map[string]string // problem key → message, so each is logged once
-	gwErr    error             // last /system/functions error, nil when fine
-	gwErrAt  time.Time         // when gwErr was last logged
-	lastOK   time.Time         // last successful refresh
-	lagSeen  map[string]bool   // functions with a connector_lag_messages series
+	mu        sync.Mutex // guards everything below; held for a whole Refresh
+	closed    bool
+	bindings  map[pairKey]*binding
+	scheduled map[scheduleKey]func() // running schedule entries → stop (waits for the call in flight)
+	reported  map[string]string      // problem key → message, so each is logged once
+	gwErr     error                  // last /system/functions error, nil when fine
+	gwErrAt   time.Time              // when gwErr was last logged
+	lastOK    time.Time              // last successful refresh
+	lagSeen   map[string]bool        // functions with a connector_lag_messages series
 
 	statusMu sync.Mutex
 	status   Status // snapshot taken at the end of each Refresh
@@ -129,6 +140,8 @@ type Status struct {
 	// LastRefresh is when the function list was last read and applied.
 	LastRefresh time.Time `json:"last_refresh"`
 	Bindings    []Binding `json:"bindings"`
+	// Schedules are the running schedule entries, sorted.
+	Schedules []Scheduled `json:"schedules,omitempty"`
 }
 
 // Binding is one (function, topic) pair and the streams it consumes from;
@@ -147,6 +160,7 @@ func (c *Connector) Status() Status {
 	defer c.statusMu.Unlock()
 	s := c.status
 	s.Bindings = slices.Clone(s.Bindings)
+	s.Schedules = slices.Clone(s.Schedules)
 	return s
 }
 
@@ -163,6 +177,12 @@ func (c *Connector) snapshot() {
 			Streams: slices.Sorted(maps.Keys(b.consumers)),
 		})
 	}
+	for k := range c.scheduled {
+		s.Schedules = append(s.Schedules, Scheduled{Function: k.function, Path: k.Path, Every: k.Every.String()})
+	}
+	slices.SortFunc(s.Schedules, func(a, b Scheduled) int {
+		return cmp.Or(strings.Compare(a.Function, b.Function), strings.Compare(a.Path, b.Path), strings.Compare(a.Every, b.Every))
+	})
 	c.statusMu.Lock()
 	c.status = s
 	c.statusMu.Unlock()
@@ -246,14 +266,15 @@ func New(o Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
 	c := &Connector{
-		o:        o,
-		gateway:  strings.TrimRight(u.String(), "/"),
-		log:      o.Logger,
-		m:        m,
-		client:   o.Client,
-		bindings: map[pairKey]*binding{},
-		reported: map[string]string{},
-		lagSeen:  map[string]bool{},
+		o:         o,
+		gateway:   strings.TrimRight(u.String(), "/"),
+		log:       o.Logger,
+		m:         m,
+		client:    o.Client,
+		bindings:  map[pairKey]*binding{},
+		scheduled: map[scheduleKey]func(){},
+		reported:  map[string]string{},
+		lagSeen:   map[string]bool{},
 	}
 	c.base, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -303,6 +324,10 @@ func (c *Connector) Close() {
 		c.stopBinding(b)
 		delete(c.bindings, k)
 	}
+	for k, stop := range c.scheduled {
+		stop()
+		delete(c.scheduled, k)
+	}
 	c.snapshot()
 }
 
@@ -344,6 +369,7 @@ func (c *Connector) Refresh(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	c.applySchedules(c.schedules(fns))
 	c.sampleLag(ctx)
 	c.lastOK = time.Now()
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -102,25 +103,49 @@ func newGateway(t *testing.T) *gateway {
 			json.NewEncoder(w).Encode(fns)
 		}
 	})
+	// Scheduled calls to /function/<name>/<path> are recorded as "<name>/<path>".
+	mux.HandleFunc("POST /function/{name}/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		g.record(r.PathValue("name")+"/"+r.PathValue("path"), w, r)
+	})
 	mux.HandleFunc("POST /function/{name}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		g.mu.Lock()
-		g.calls[name] = append(g.calls[name], call{at: time.Now(), header: r.Header.Clone(), body: body})
-		h := g.behave[name]
-		g.mu.Unlock()
-		select {
-		case g.more <- struct{}{}:
-		default:
-		}
-		if h != nil {
-			h(w, r)
-		}
+		g.record(r.PathValue("name"), w, r)
 	})
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// record keeps the call and answers it with name's behaviour.
+func (g *gateway) record(name string, w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	g.mu.Lock()
+	g.calls[name] = append(g.calls[name], call{at: time.Now(), header: r.Header.Clone(), body: body})
+	h := g.behave[name]
+	g.mu.Unlock()
+	select {
+	case g.more <- struct{}{}:
+	default:
+	}
+	if h != nil {
+		h(w, r)
+	}
+}
+
+// annotate adds (or, with "", clears) annotations of the deployed function fn.
+func (g *gateway) annotate(fn string, ann map[string]string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.fns {
+		if g.fns[i].Name == fn {
+			// A new map: /system/functions may be encoding the old one.
+			m := maps.Clone(*g.fns[i].Annotations)
+			maps.Copy(m, ann)
+			g.fns[i].Annotations = &m
+			return
+		}
+	}
+	g.t.Fatalf("no function %s", fn)
 }
 
 // setFunctions replaces the deployed functions: name → topic annotation;

@@ -7,7 +7,8 @@ import (
 )
 
 // metrics are labelled only by function name, topic pattern (as written in
-// the annotation, never the concrete subject) and HTTP status code, so their
+// the annotation, never the concrete subject), scheduled path (as written in
+// the annotation) and HTTP status code, so their
 // cardinality is bounded by what is deployed. No ids, no message contents.
 type metrics struct {
 	delivered    *prometheus.CounterVec // function, topic
@@ -16,6 +17,9 @@ type metrics struct {
 	redeliveries *prometheus.CounterVec // function
 	deadLetters  *prometheus.CounterVec // function
 	lag          *prometheus.GaugeVec   // function
+
+	scheduleCalls    *prometheus.CounterVec // function, path, code
+	scheduleFailures *prometheus.CounterVec // function, path
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,13 +48,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "connector_lag_messages",
 			Help: "Messages waiting for the function in its durable consumers (NumPending), sampled at each refresh.",
 		}, []string{"function"}),
+		scheduleCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_scheduled_calls_total",
+			Help: `Scheduled calls (schedule annotation) by function, path as annotated and HTTP status code ("error" when no answer came).`,
+		}, []string{"function", "path", "code"}),
+		scheduleFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_scheduled_failures_total",
+			Help: "Scheduled calls that failed (non-2xx or no answer); the next tick tries again.",
+		}, []string{"function", "path"}),
 	}
 	var err error
 	m.delivered, err = register(reg, m.delivered)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range []**prometheus.CounterVec{&m.invocations, &m.failures, &m.redeliveries, &m.deadLetters} {
+	for _, c := range []**prometheus.CounterVec{&m.invocations, &m.failures, &m.redeliveries, &m.deadLetters, &m.scheduleCalls, &m.scheduleFailures} {
 		if *c, err = register(reg, *c); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,10 @@
 // POSTs a media.Job from pulse.jobs.transcode; the answer tells it what to
 // do with the message: 200 ack, 5xx redeliver (dead-letter after the last
 // try, on which the rendition is marked failed), 400/422 dead-letter now.
+//
+// POST /dead-letters (the connector's schedule, every minute) settles the
+// jobs dead-lettered without an outcome — their worker killed on every
+// delivery — by marking what they claimed failed (worker-lost).
 package transcode
 
 import (
@@ -18,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/connector"
@@ -33,18 +38,23 @@ import (
 // Name is the function's name in stack.yml.
 const Name = "transcode"
 
+// DeadLetterSubject is where the connector dead-letters this function's
+// jobs (its DeadLetterPrefix and the function's name).
+const DeadLetterSubject = bootstrap.SubjectDLQ + "." + Name
+
 // maxBody bounds a job message; a real one is under 100 bytes.
 const maxBody = 64 << 10
 
 var state struct {
 	mu     sync.Mutex
 	worker *transcode.Worker
+	bus    *bus.Bus
 	log    *slog.Logger
 }
 
 // worker builds the worker on first use and keeps it once it works, so a
 // store or NATS that is down at start only fails the requests meanwhile.
-func worker() (*transcode.Worker, *slog.Logger, error) {
+func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	if state.log == nil {
@@ -52,45 +62,64 @@ func worker() (*transcode.Worker, *slog.Logger, error) {
 		slog.SetDefault(state.log) // shared/bus logs through the default logger
 	}
 	if state.worker != nil {
-		return state.worker, state.log, nil
+		return state.worker, state.bus, state.log, nil
 	}
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
-		return nil, state.log, err
+		return nil, nil, state.log, err
 	}
 	tc, err := transcode.LoadConfig(os.Getenv)
 	if err != nil {
-		return nil, state.log, err
+		return nil, nil, state.log, err
 	}
 	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
-		return nil, state.log, fmt.Errorf("transcode needs S3_ENDPOINT and NATS_URL")
+		return nil, nil, state.log, fmt.Errorf("transcode needs S3_ENDPOINT and NATS_URL")
 	}
 	st, err := storage.FromConfig(cfg)
 	if err != nil {
-		return nil, state.log, err
+		return nil, nil, state.log, err
 	}
 	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
 	if err != nil {
-		return nil, state.log, err
+		return nil, nil, state.log, err
 	}
 	state.worker = &transcode.Worker{
 		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
 	}
-	return state.worker, state.log, nil
+	state.bus = b
+	return state.worker, state.bus, state.log, nil
 }
 
-// Handle runs the job in the request body.
+// Handle runs the job in the request body, or drains the dead letters on
+// /dead-letters.
 func Handle(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST a media.Job", "function": Name})
+		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST a media.Job to / or POST /dead-letters", "function": Name})
 		return
 	}
-	wk, log, err := worker()
+	if r.URL.Path != "/" && r.URL.Path != "" && r.URL.Path != "/dead-letters" {
+		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /dead-letters", "function": Name})
+		return
+	}
+	wk, b, log, err := worker()
 	if err != nil {
 		log.Error("transcode: not configured", "err", err)
 		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "function not configured", "function": Name})
+		return
+	}
+	if r.URL.Path == "/dead-letters" {
+		rep, err := wk.DrainDeadLetters(r.Context(), b, DeadLetterSubject)
+		switch {
+		case err != nil:
+			log.Error("transcode: dead letters not drained", "err", err)
+			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "dead letters not drained; retry", "function": Name})
+		case rep.Errors > 0:
+			fnrun.WriteJSON(w, http.StatusInternalServerError, rep) // counted by the connector's schedule metric
+		default:
+			fnrun.WriteJSON(w, http.StatusOK, rep)
+		}
 		return
 	}
 	var job media.Job

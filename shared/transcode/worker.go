@@ -516,20 +516,29 @@ func settle(v *meta.Video) {
 // stderr tail beside the rendition, emits the audit event and rewrites the
 // manifests (a failed audio rendition can make the video playable).
 func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
+	_, err := w.failUnless(ctx, id, name, te, func(r *meta.Rendition) bool { return r.State == meta.RenditionReady })
+	return err
+}
+
+// failUnless is fail for a rendition that keep does not protect (keep
+// always protects ready ones: a group member recorded before the group
+// failed). keep is checked again inside the conditional update, so a
+// concurrent change wins. It reports whether it marked the rendition failed.
+func (w *Worker) failUnless(ctx context.Context, id, name string, te *Error, keep func(*meta.Rendition) bool) (bool, error) {
 	v, _, err := w.Meta.Get(ctx, id)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if r := find(v, name); r != nil && r.State == meta.RenditionReady {
+	if r := find(v, name); r != nil && keep(r) {
 		// A group member recorded before the group failed: it stays
 		// ready, and the manifests must list it (they may be what failed).
-		return w.publishManifests(ctx, id, nil)
+		return false, w.publishManifests(ctx, id, nil)
 	}
 	if te.Tail != "" {
 		tail := []byte(te.Code + "\n" + te.Tail + "\n")
 		if _, err := w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, name, ErrorFile), tail,
 			storage.PutOptions{ContentType: "text/plain; charset=utf-8", Retention: w.retention()}); err != nil {
-			return err
+			return false, err
 		}
 	}
 	code := "transcode." + name + "." + te.Code
@@ -538,7 +547,7 @@ func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
 		if r == nil {
 			return errUnknownRendition
 		}
-		if r.State == meta.RenditionReady {
+		if r.State == meta.RenditionReady || keep(r) {
 			return errSkip // a group member recorded before the group failed
 		}
 		r.State, r.Progress, r.Error = meta.RenditionFailed, 0, te.Code
@@ -548,16 +557,16 @@ func (w *Worker) fail(ctx context.Context, id, name string, te *Error) error {
 		settle(v)
 		return nil
 	}); errors.Is(err, errSkip) {
-		return nil
+		return false, nil
 	} else if err != nil {
-		return err
+		return false, err
 	}
 	if err := w.Audit.Publish(ctx, audit.Event{
 		ID: eventID(id, name, "failed"), Action: audit.TranscodeFailed, Object: id, Outcome: audit.Failure, Reason: te.Code,
 	}); err != nil {
-		return err
+		return true, err
 	}
-	return w.publishManifests(ctx, id, nil)
+	return true, w.publishManifests(ctx, id, nil)
 }
 
 // eventID is stable per video, rendition and outcome, so redelivered work

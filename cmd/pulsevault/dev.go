@@ -122,7 +122,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer pub.stop()
-	go reconcileEvery(ctx, gw.url+"/function/upload-finalize/reconcile", time.Minute, logging.New(stderr, cfg.LogLevel, "reconciler"))
 	connDone := make(chan error, 1)
 	go func() { connDone <- conn.Run(ctx) }()
 	defer func() { conn.Close(); <-connDone }()
@@ -196,36 +195,6 @@ func list(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-// reconcileEvery triggers upload-finalize's reconciler: the safety net that
-// finalizes completed uploads whose bucket notification was lost.
-func reconcileEvery(ctx context.Context, url string, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-		if err != nil {
-			log.Error("reconcile", "err", err)
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("reconcile failed", "err", err)
-			}
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			log.Warn("reconcile failed", "code", resp.StatusCode)
-		}
-	}
 }
 
 // public is the local stack's public origin: the API and media routes

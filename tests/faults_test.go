@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +14,22 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/openfaas/faas-provider/types"
+
+	transcodefn "github.com/mieweb/pulsevault/functions/transcode"
+	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/connector"
+	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/transcode"
 	"github.com/mieweb/pulsevault/shared/tusclient"
 	"github.com/mieweb/pulsevault/shared/videoid"
 )
@@ -419,17 +429,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestFaultsTranscodeKilledOnEveryDelivery is the known gap of issue #11:
-// a transcode replica SIGKILLed on every delivery of a job. The connector
-// dead-letters the job after CONNECTOR_MAX_DELIVER tries, but nothing
-// marks the rendition failed, so the video stays processing with its
-// renditions running for good. It runs with PULSEVAULT_FAULT_GAPS=1 and
-// fails until a dead-lettered job finalizes its rendition.
+// TestFaultsTranscodeKilledOnEveryDelivery: a transcode replica SIGKILLed
+// on every delivery of a job (issue #11). The connector dead-letters the
+// job after CONNECTOR_MAX_DELIVER tries; the transcode function's
+// /dead-letters path, called by the connector on the schedule its
+// annotation asks for, then marks what the dead job claimed failed with
+// the machine reason worker-lost: the video ends failed instead of
+// processing for ever, the failure is audited, and no consumer is left
+// with anything pending.
 func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
-	if os.Getenv("PULSEVAULT_FAULT_GAPS") != "1" {
-		t.Skip("known gap (a job dead-lettered by kills leaves its rendition running); PULSEVAULT_FAULT_GAPS=1 runs it")
-	}
+	t.Setenv("CONNECTOR_MAX_DELIVER", "2") // read by the rig's connector
 	r := startFaultRig(t)
+	ann := map[string]string{"topic": media.JobSubject, connector.ScheduleAnnotation: "/dead-letters@10s"}
+	r.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
+		Annotations: &ann, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "2"}}, http.StatusAccepted)
 	ctx := context.Background()
 	clip := ingestClip(t, t.TempDir(), "clip", testclip.Options{Width: 320, Height: 568, Seconds: 2})
 	c := &tusclient.Client{Endpoint: r.gateway + "/function/upload/", Token: r.token}
@@ -438,22 +451,82 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := videoid.FromUpload(path.Base(loc))
+
+	// Kill every transcode replica until every job has been given up on:
+	// something is dead-lettered and the jobs' durable has nothing left.
+	js := r.bus.JetStream()
+	jobs := connector.DurableName("transcode", media.JobSubject)
+	deadLettered := func() bool {
+		dlq, err := js.Stream(ctx, "PULSE_DLQ")
+		if err != nil {
+			return false
+		}
+		if _, err := dlq.GetLastMsgForSubject(ctx, transcodefn.DeadLetterSubject); err != nil {
+			return false
+		}
+		cons, err := js.Consumer(ctx, "PULSE_JOBS", jobs)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}
 	kills := 0
+	for deadline := time.Now().Add(3 * time.Minute); !deadLettered(); time.Sleep(100 * time.Millisecond) {
+		kills += r.killFunction("transcode")
+		if time.Now().After(deadline) {
+			t.Fatalf("no transcode job dead-lettered after 3 min of kills (%d kills)", kills)
+		}
+	}
+	deadAt := time.Now()
+
 	var v *meta.Video
 	var status meta.Status
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		kills += r.killFunction("transcode")
-		if v, status = r.metaStatus(ctx, id); status == meta.Failed || status == meta.Complete {
-			break
+	if err := r.settle(ctx, 3*time.Minute, func() (string, bool) {
+		v, status = r.metaStatus(ctx, id)
+		return string(status), status == meta.Failed || status == meta.Complete
+	}); err != nil {
+		t.Fatalf("video %s not settled after its jobs were dead-lettered (%d kills): %v", id, kills, err)
+	}
+	t.Logf("%d kills; video failed %s after the last job was dead-lettered (schedule every 10s, jittered start)",
+		kills, time.Since(deadAt).Round(time.Millisecond))
+	var states []string
+	for _, rd := range v.Renditions {
+		states = append(states, rd.Name+"="+rd.State+"/"+rd.Error)
+	}
+	if status != meta.Failed || v.Reason != "transcode-failed" {
+		t.Errorf("video %s is %s %q, want failed transcode-failed; renditions %v", id, status, v.Reason, states)
+	}
+	for _, rd := range v.Renditions {
+		if rd.State != meta.RenditionFailed || rd.Error != transcode.CodeWorkerLost {
+			t.Errorf("rendition %s: %s %q, want failed %s (all: %v)", rd.Name, rd.State, rd.Error, transcode.CodeWorkerLost, states)
 		}
 	}
-	if status != meta.Failed {
-		var states []string
-		if v != nil {
-			for _, rd := range v.Renditions {
-				states = append(states, rd.Name+"="+rd.State)
-			}
+	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, audit.Subject+"."+audit.TranscodeFailed); err != nil {
+		t.Errorf("no %s audit event: %v", audit.TranscodeFailed, err)
+	} else {
+		var e audit.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != transcode.CodeWorkerLost {
+			t.Errorf("last %s audit event %s, want video %s reason %s", audit.TranscodeFailed, m.Data, id, transcode.CodeWorkerLost)
 		}
-		t.Errorf("video %s is %q after 3 min with every transcode delivery killed (%d kills), want failed; renditions %v", id, status, kills, states)
 	}
+	if err := r.settle(ctx, 2*time.Minute, func() (string, bool) {
+		u, err := r.unsettled(ctx)
+		return fmt.Sprint(u, err), err == nil && len(u) == 0
+	}); err != nil {
+		t.Errorf("JetStream consumers not settled: %v", err)
+	}
+	if !strings.Contains(r.connErr.String(), `"path":"/dead-letters"`) {
+		t.Error("the connector log shows no /dead-letters schedule")
+	}
+}
+
+// auditStream is PULSE_AUDIT, where every audit event is published.
+func (r *faultRig) auditStream(ctx context.Context) jetstream.Stream {
+	r.t.Helper()
+	s, err := r.bus.JetStream().Stream(ctx, "PULSE_AUDIT")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s
 }

@@ -34,7 +34,7 @@ test: deps tools build vitals check-fmt vet
 # bad-input corpus, then every fuzz target for FUZZTIME and govulncheck. Each
 # family prints one SUMMARY line; any violation fails the run. `make test`
 # runs the same tests at a bounded size. Full output: bin/test-faults.log.
-FAULT_TESTS := ^(TestFaultsProcess|TestFaultsNetwork|TestLoadUploads|TestLoadSignURL|TestBadInputCorpus)$$
+FAULT_TESTS := ^(TestFaultsProcess|TestFaultsNetwork|TestFaultsTranscodeKilledOnEveryDelivery|TestLoadUploads|TestLoadSignURL|TestBadInputCorpus)$$
 test-faults: deps tools build
 	@mkdir -p $(BIN)
 	set -o pipefail; PULSEVAULT_FAULTS=1 $(GO) test -count=1 -run '$(FAULT_TESTS)' -v -timeout 85m ./tests/ \

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -134,45 +133,8 @@ func startTranscodeStack(t *testing.T) *tcStack {
 			t.Logf("connector stderr:\n%s", cerr.String())
 		}
 	})
-	s.proxy = presignProxy(t, st, cfg.MediaBucket)
+	s.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)
 	return s
-}
-
-// presignProxy serves the media bucket by presigning every requested key
-// and forwarding the GET (with Range) to the store, so ffprobe can follow
-// the manifests' relative URIs.
-func presignProxy(t *testing.T, st *storage.Store, bucket string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := st.PresignGet(r.Context(), bucket, strings.TrimPrefix(r.URL.Path, "/"), time.Minute)
-		if err != nil {
-			http.Error(w, "presign", http.StatusInternalServerError)
-			return
-		}
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
-		if rg := r.Header.Get("Range"); rg != "" {
-			req.Header.Set("Range", rg)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, "store", http.StatusBadGateway)
-			return
-		}
-		defer res.Body.Close()
-		for _, h := range []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges"} {
-			if v := res.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.WriteHeader(res.StatusCode)
-		io.Copy(w, res.Body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
 }
 
 type tcProbe struct {

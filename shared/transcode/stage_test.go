@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -100,46 +96,8 @@ func newRig(t *testing.T) *rig {
 	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), logs: logs}
 	r.w = &transcode.Worker{Store: st, Meta: r.meta, Audit: audit.NewPublisher(b, "transcode"),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: logging.New(logs, "debug", "fn/transcode")}
-	r.proxy = serveBucket(t, st, cfg.MediaBucket)
+	r.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)
 	return r
-}
-
-// serveBucket serves the bucket over HTTP by presigning each request's key
-// and forwarding it (Range included) to the store: ffprobe reads manifests
-// whose relative URIs need their own signatures, as the media function's
-// path token gives them in production.
-func serveBucket(t *testing.T, st *storage.Store, bucket string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := st.PresignGet(r.Context(), bucket, strings.TrimPrefix(r.URL.Path, "/"), time.Minute)
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
-		if rg := r.Header.Get("Range"); rg != "" {
-			req.Header.Set("Range", rg)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), 502)
-			return
-		}
-		defer res.Body.Close()
-		for _, h := range []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges"} {
-			if v := res.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.WriteHeader(res.StatusCode)
-		io.Copy(w, res.Body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
 }
 
 // probeFile is the part of ffprobe's answer the tests use.

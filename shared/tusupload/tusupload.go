@@ -102,7 +102,7 @@ func New(o Options) (http.Handler, error) {
 	cors := handler.DefaultCorsConfig
 	cors.AllowOrigin = originRegexp(o.Limits.CORSOrigins)
 	cors.ExposeHeaders += ", Upload-Expires"
-	h := &tusHandler{o: o, owners: map[string]string{}}
+	h := &tusHandler{o: o, uploads: map[string]staged{}}
 	th, err := handler.NewHandler(handler.Config{
 		StoreComposer:           composer,
 		MaxSize:                 o.Limits.MaxBytes,
@@ -142,13 +142,13 @@ type tusHandler struct {
 	tus  http.Handler
 	cors *regexp.Regexp
 
-	mu     sync.Mutex
-	owners map[string]string // object id → subject; an owner never changes
+	mu      sync.Mutex
+	uploads map[string]staged // object id → its .info, once its length is known
 }
 
-// maxOwners bounds the owner cache; when full it starts over, which costs
+// maxUploads bounds the .info cache; when full it starts over, which costs
 // one .info read per live upload.
-const maxOwners = 10000
+const maxUploads = 10000
 
 // prefixRe is what X-Forwarded-Prefix may hold: a plain absolute path.
 var prefixRe = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)
@@ -162,8 +162,12 @@ func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.unauthorized(w, r)
 			return
 		}
-		if !h.owns(w, r, claims.Subject) {
+		u, ok := h.owns(w, r, claims.Subject)
+		if !ok {
 			return
+		}
+		if r.Method == http.MethodPatch && r.ContentLength < 0 && !u.deferred {
+			exactBody(r, u.size)
 		}
 	}
 	if p := r.Header.Get("X-Forwarded-Prefix"); p != "" && prefixRe.MatchString(p) && !strings.Contains(p, "..") {
@@ -187,45 +191,65 @@ func (h *tusHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("unauthorized\n"))
 }
 
-// owns answers for r unless subject created the upload r names. Another
-// subject's upload is reported as not found, exactly like an unknown one
-// (which tusd's s3store would otherwise let DELETE "succeed"), so ids
-// cannot be probed.
-func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string) bool {
+// staged is what the handler keeps of an upload's .info: who owns it,
+// and its declared length (never changes once declared).
+type staged struct {
+	owner    string
+	size     int64
+	deferred bool
+}
+
+// lookup reads the .info of the upload r names, from the cache when its
+// length is known. ok is false when r names no upload.
+func (h *tusHandler) lookup(r *http.Request) (u staged, ok bool, err error) {
 	id := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
 	if i := strings.IndexByte(id, '+'); i >= 0 {
 		id = id[:i] // the object id, as s3store names the .info
 	}
 	if id == "" || id == "/" || id == "." || strings.ContainsAny(id, "/\\") {
-		return true // no upload named: tusd answers (405, 404)
+		return staged{}, false, nil
 	}
 	h.mu.Lock()
-	owner, ok := h.owners[id]
+	u, ok = h.uploads[id]
 	h.mu.Unlock()
-	if !ok {
-		info, err := h.o.Staged.Info(r.Context(), id)
-		switch {
-		case errors.Is(err, staging.ErrNotFound):
-			notFound(w)
-			return false
-		case err != nil:
-			w.Header().Set("Tus-Resumable", "1.0.0")
-			http.Error(w, "upload state unavailable, retry", http.StatusServiceUnavailable)
-			return false
-		}
-		owner = info.Subject()
-		h.mu.Lock()
-		if len(h.owners) >= maxOwners {
-			clear(h.owners)
-		}
-		h.owners[id] = owner
-		h.mu.Unlock()
+	if ok && !u.deferred {
+		return u, true, nil
 	}
-	if owner != subject {
+	info, err := h.o.Staged.Info(r.Context(), id)
+	if err != nil {
+		return staged{}, false, err
+	}
+	u = staged{owner: info.Subject(), size: info.Size, deferred: info.SizeIsDeferred}
+	h.mu.Lock()
+	if len(h.uploads) >= maxUploads {
+		clear(h.uploads)
+	}
+	h.uploads[id] = u
+	h.mu.Unlock()
+	return u, true, nil
+}
+
+// owns answers for r unless subject created the upload r names. Another
+// subject's upload is reported as not found, exactly like an unknown one
+// (which tusd's s3store would otherwise let DELETE "succeed"), so ids
+// cannot be probed. It returns what it read of the upload.
+func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string) (staged, bool) {
+	u, ok, err := h.lookup(r)
+	switch {
+	case errors.Is(err, staging.ErrNotFound):
 		notFound(w)
-		return false
+		return u, false
+	case err != nil:
+		w.Header().Set("Tus-Resumable", "1.0.0")
+		http.Error(w, "upload state unavailable, retry", http.StatusServiceUnavailable)
+		return u, false
+	case !ok:
+		return u, true // no upload named: tusd answers (405, 404)
+	case u.owner != subject:
+		notFound(w)
+		return u, false
 	}
-	return true
+	return u, true
 }
 
 // notFound answers as tusd does for an unknown upload.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,58 @@ func TestReplicasShareUploadLocks(t *testing.T) {
 	defer rc.Close()
 	if got, _ := io.ReadAll(rc); string(got) != "abcdefghij" {
 		t.Fatalf("stored %q, want abcdefghij", got)
+	}
+}
+
+// A PATCH sent chunked (as gateways forward bodies) that carries more than
+// the upload takes gets 413 and leaves the upload incomplete and
+// resumable: it must not be finished with the first bytes and finalized.
+func TestChunkedPatchPastLengthLeavesUploadIncomplete(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	auth := "Bearer " + r.token
+	create := func() string {
+		res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "10", "Authorization", auth)
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("create: %d", res.StatusCode)
+		}
+		loc := res.Header.Get("Location")
+		return loc[strings.LastIndexByte(loc, '/')+1:]
+	}
+	chunked := func(id, offset, body string) *http.Response {
+		// An io.Reader of unknown length: net/http sends it chunked.
+		return r.do(t, http.MethodPatch, "/"+id, io.MultiReader(strings.NewReader(body)), "Upload-Offset", offset,
+			"Content-Type", "application/offset+octet-stream", "Authorization", auth)
+	}
+	offset := func(id string) string {
+		return r.do(t, http.MethodHead, "/"+id, nil, "Authorization", auth).Header.Get("Upload-Offset")
+	}
+
+	id := create()
+	if res := chunked(id, "0", strings.Repeat("x", 64)); res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked PATCH of 64 bytes into 10: %d, want 413", res.StatusCode)
+	}
+	if o := offset(id); o == "10" {
+		t.Fatal("the over-long chunked PATCH completed the upload")
+	}
+	// Resumable: the client sends the right bytes from where the server is.
+	o := offset(id)
+	n, _ := strconv.Atoi(o)
+	if res := chunked(id, o, "0123456789"[n:]); res.StatusCode != http.StatusNoContent || offset(id) != "10" {
+		t.Fatalf("resume after 413: %d offset %s", res.StatusCode, offset(id))
+	}
+
+	// Past the length in a later PATCH, too.
+	id = create()
+	if res := chunked(id, "0", "01234"); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("first half: %d", res.StatusCode)
+	}
+	if res := chunked(id, "5", "56789-and-more"); res.StatusCode != http.StatusRequestEntityTooLarge || offset(id) == "10" {
+		t.Fatalf("second PATCH past the length: %d offset %s", res.StatusCode, offset(id))
+	}
+	// Exactly the length, chunked: accepted and complete.
+	id = create()
+	if res := chunked(id, "0", "0123456789"); res.StatusCode != http.StatusNoContent || offset(id) != "10" {
+		t.Fatalf("exact chunked PATCH: %d offset %s", res.StatusCode, offset(id))
 	}
 }

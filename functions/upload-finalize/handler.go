@@ -50,7 +50,8 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	case "/", "":
 		body, err := io.ReadAll(io.LimitReader(r.Body, events.MaxMessageSize+1))
 		if err != nil {
-			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "could not read the event"})
+			// The connection failed, not the event: let the sender retry.
+			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not read the event; retry"})
 			return
 		}
 		out, err := f.HandleEvent(r.Context(), body)

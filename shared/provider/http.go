@@ -130,7 +130,7 @@ func (p *Provider) invoke(w http.ResponseWriter, r *http.Request, rest string) {
 		trace.WithAttributes(attribute.String("faas.name", name)))
 	defer span.End()
 	tracing.Inject(ctx, r.Header)
-	idleBody(w, r, bodyIdleTimeout)
+	defer idleBody(w, r, bodyIdleTimeout)()
 	iw := fhttputil.NewHttpWriteInterceptor(w)
 	p.proxy(iw, mux.SetURLVars(r.WithContext(ctx), map[string]string{"name": name, "params": params}))
 	p.metrics.done(name, iw.Status(), time.Since(start))

@@ -17,16 +17,19 @@ const bodyIdleTimeout = time.Minute
 // idleBody ends reads of r's body that wait longer than idle for data, by
 // moving the connection's read deadline ahead of each read. The deadline
 // is cleared at the end of the body, so a long invocation whose body was
-// sent is not cut.
-func idleBody(w http.ResponseWriter, r *http.Request, idle time.Duration) {
+// sent is not cut, and by the returned func when the request is done, so
+// a body the function did not read to its end leaves no deadline behind
+// for the next request on a kept-alive connection.
+func idleBody(w http.ResponseWriter, r *http.Request, idle time.Duration) (done func()) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return
+		return func() {}
 	}
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(time.Now().Add(idle)); err != nil {
-		return // not an HTTP/1 or HTTP/2 server connection: leave it alone
+		return func() {} // not an HTTP/1 or HTTP/2 server connection: leave it alone
 	}
 	r.Body = &idleReader{ReadCloser: r.Body, rc: rc, idle: idle}
+	return func() { _ = rc.SetReadDeadline(time.Time{}) }
 }
 
 type idleReader struct {

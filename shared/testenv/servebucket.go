@@ -1,22 +1,28 @@
 package testenv
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mieweb/pulsevault/shared/storage"
 )
+
+// Presigner is the part of storage.Store that ServeBucket needs (testenv
+// cannot import storage: storage's own tests use testenv).
+type Presigner interface {
+	PresignGet(ctx context.Context, bucket, key string, expiry time.Duration) (*url.URL, error)
+}
 
 // ServeBucket serves bucket over plain HTTP on a loopback port by presigning
 // each request's key and forwarding the GET (Range included) to the store:
 // ffmpeg and ffprobe can then follow a manifest's relative URIs, which
 // presigned URLs alone cannot give them (in production the media
 // function's path token does).
-func ServeBucket(t testing.TB, st *storage.Store, bucket string) string {
+func ServeBucket(t testing.TB, st Presigner, bucket string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

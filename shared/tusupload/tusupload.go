@@ -6,6 +6,8 @@
 //     upload's metadata (.info), beside the client's own metadata.
 //   - An upload belongs to the subject that created it: another subject's
 //     HEAD, PATCH or DELETE gets the same 404 as an unknown upload.
+//   - An upload whose bytes are all in but whose last PATCH died before tusd
+//     finished it is finished at the client's next HEAD.
 //   - The client's metadata never leaves the .info: tusd would copy it into
 //     the staged object's S3 metadata, and from there it would follow the
 //     original into the media bucket, so it is dropped on the way to S3.
@@ -102,7 +104,7 @@ func New(o Options) (http.Handler, error) {
 	cors := handler.DefaultCorsConfig
 	cors.AllowOrigin = originRegexp(o.Limits.CORSOrigins)
 	cors.ExposeHeaders += ", Upload-Expires"
-	h := &tusHandler{o: o, uploads: map[string]staged{}}
+	h := &tusHandler{o: o, uploads: map[string]staged{}, store: store}
 	th, err := handler.NewHandler(handler.Config{
 		StoreComposer:           composer,
 		MaxSize:                 o.Limits.MaxBytes,
@@ -142,6 +144,7 @@ type tusHandler struct {
 	tus  http.Handler
 	cors *regexp.Regexp
 
+	store   handler.DataStore
 	mu      sync.Mutex
 	uploads map[string]staged // object id → its .info, once its length is known
 }
@@ -168,6 +171,9 @@ func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Method == http.MethodPatch && r.ContentLength < 0 && !u.deferred {
 			exactBody(r, u.size)
+		}
+		if r.Method == http.MethodHead && !u.deferred {
+			h.finishIfComplete(r)
 		}
 	}
 	if p := r.Header.Get("X-Forwarded-Prefix"); p != "" && prefixRe.MatchString(p) && !strings.Contains(p, "..") {
@@ -250,6 +256,25 @@ func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string
 		return u, false
 	}
 	return u, true
+}
+
+// finishIfComplete finishes the upload r names if all its bytes are in
+// but it was never finished: tusd finishes an upload at the end of the
+// PATCH that completes it, so a replica killed between its last part and
+// the finish leaves a multipart upload open — no object, no bucket event,
+// no video — while HEAD reports offset == length and the client stops.
+// Finishing an upload that was finished fails harmlessly (NoSuchUpload).
+func (h *tusHandler) finishIfComplete(r *http.Request) {
+	id := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
+	up, err := h.store.GetUpload(r.Context(), id)
+	if err != nil {
+		return
+	}
+	info, err := up.GetInfo(r.Context())
+	if err != nil || info.SizeIsDeferred || info.Offset != info.Size {
+		return
+	}
+	_ = up.FinishUpload(r.Context())
 }
 
 // notFound answers as tusd does for an unknown upload.

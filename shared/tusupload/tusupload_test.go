@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bootstrap"
@@ -357,5 +358,54 @@ func TestChunkedPatchPastLengthLeavesUploadIncomplete(t *testing.T) {
 	id = create()
 	if res := chunked(id, "0", "0123456789"); res.StatusCode != http.StatusNoContent || offset(id) != "10" {
 		t.Fatalf("exact chunked PATCH: %d offset %s", res.StatusCode, offset(id))
+	}
+}
+
+// A replica killed after storing an upload's last bytes but before tusd
+// finished it leaves the multipart upload open: no object, no event, no
+// video, while HEAD says every byte is in. The client's HEAD finishes it.
+func TestHeadFinishesAnUploadLeftUnfinished(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	c := r.env.Config
+	h := newHandler(t, c, r.st, nil).(*tusHandler)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	replica := &rig{url: srv.URL, token: r.token}
+
+	// What the dead replica did: create the upload, store all its bytes,
+	// and never call FinishUpload.
+	ctx := t.Context()
+	up, err := h.store.NewUpload(ctx, handler.FileInfo{Size: 10, MetaData: handler.MetaData{staging.SubjectKey: "nurse-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WriteChunk(ctx, 0, strings.NewReader("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := up.GetInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := strings.SplitN(info.ID, "+", 2)[0]
+	if _, err := r.st.Stat(ctx, c.UploadsBucket, obj); err == nil {
+		t.Fatal("setup: the object exists before the upload was finished")
+	}
+
+	res := replica.do(t, http.MethodHead, "/"+info.ID, nil, "Authorization", "Bearer "+r.token)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Upload-Offset") != "10" {
+		t.Fatalf("HEAD: %d offset %q", res.StatusCode, res.Header.Get("Upload-Offset"))
+	}
+	rc, _, err := r.st.Get(ctx, c.UploadsBucket, obj, 0, -1)
+	if err != nil {
+		t.Fatalf("after HEAD the upload is still unfinished: %v", err)
+	}
+	defer rc.Close()
+	if b, _ := io.ReadAll(rc); string(b) != "0123456789" {
+		t.Fatalf("finished object holds %q", b)
+	}
+	// A second HEAD on the finished upload is answered as before.
+	if res := replica.do(t, http.MethodHead, "/"+info.ID, nil, "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusOK || res.Header.Get("Upload-Offset") != "10" {
+		t.Fatalf("second HEAD: %d offset %q", res.StatusCode, res.Header.Get("Upload-Offset"))
 	}
 }

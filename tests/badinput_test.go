@@ -223,7 +223,10 @@ func TestBadInputCorpus(t *testing.T) {
 			return do(t, http.MethodPost, finalizeURL, "", strings.NewReader(`{"Records":[{"eventName":"s3:ObjectCreated:Put","s3":{}}]}`))
 		}},
 		{name: "event: over 1 MiB", want: 400, do: func(t *testing.T) int {
-			return do(t, http.MethodPost, finalizeURL, "", bytes.NewReader(s3Event(cfg.UploadsBucket, strings.Repeat("a", 2<<20), "s3:ObjectCreated:Put")))
+			// On a connection of its own: the answer comes before the body is
+			// read through, and a loaded machine has shown the next request
+			// on the same kept-alive connection answered 400 as well.
+			return do(t, http.MethodPost, finalizeURL, "", bytes.NewReader(s3Event(cfg.UploadsBucket, strings.Repeat("a", 2<<20), "s3:ObjectCreated:Put")), "Connection", "close")
 		}},
 		{name: "event: path traversal in the key", want: 200, do: func(t *testing.T) int {
 			return do(t, http.MethodPost, finalizeURL, "", bytes.NewReader(s3Event(cfg.UploadsBucket, "../pulse-media/videos/x", "s3:ObjectCreated:Put")))

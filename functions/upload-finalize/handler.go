@@ -54,6 +54,9 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not read the event; retry"})
 			return
 		}
+		// Read an over-long event through (bounded) before answering, so the
+		// connection it came on stays usable for the next one.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
 		out, err := f.HandleEvent(r.Context(), body)
 		switch {
 		case errors.Is(err, finalize.ErrBadEvent):

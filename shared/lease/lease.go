@@ -98,7 +98,15 @@ func (b *Bucket) hold(k string, rev uint64, onRequest func()) (*Lease, error) {
 	go l.renew()
 	if onRequest != nil {
 		sub, err := b.nc.Subscribe(b.requestSubject(k), func(*nats.Msg) { onRequest() })
+		if err == nil {
+			// The server must know the subscription before a waiter on
+			// another connection asks, or that first request is lost.
+			err = b.nc.Flush()
+		}
 		if err != nil {
+			if sub != nil {
+				_ = sub.Unsubscribe()
+			}
 			_ = l.Release()
 			return nil, fmt.Errorf("lease: %w", err)
 		}

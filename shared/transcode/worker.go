@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -337,23 +338,34 @@ func (w *Worker) retention() *storage.Retention {
 	return &r
 }
 
-// transcode encodes, uploads and records one rendition.
-func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
-	dir, err := w.scratch()
-	if err != nil {
-		return &Error{Code: CodeFailed, Err: err}
+// prepare makes a job's scratch directory (dir, with out inside for
+// ffmpeg's output) and presigns the original for ffmpeg. The caller removes
+// dir.
+func (w *Worker) prepare(ctx context.Context, original string) (dir, out string, src *url.URL, err error) {
+	if dir, err = w.scratch(); err != nil {
+		return "", "", nil, &Error{Code: CodeFailed, Err: err}
 	}
-	defer os.RemoveAll(dir)
-	out := filepath.Join(dir, "out")
+	out = filepath.Join(dir, "out")
 	if err := os.Mkdir(out, 0o700); err != nil {
-		return &Error{Code: CodeFailed, Err: err}
+		os.RemoveAll(dir)
+		return "", "", nil, &Error{Code: CodeFailed, Err: err}
 	}
 	// The presigned URL lives as long as an invocation may (ffmpeg reads
 	// the original lazily, with Range requests, until the end).
-	src, err := w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour)
-	if err != nil {
-		return &Error{Code: CodeStore, Err: err}
+	if src, err = w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour); err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, &Error{Code: CodeStore, Err: err}
 	}
+	return dir, out, src, nil
+}
+
+// transcode encodes, uploads and records one rendition.
+func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
+	dir, out, src, err := w.prepare(ctx, original)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 
 	stopProgress := w.reportProgress(ctx, log, id, rend.Name)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
@@ -382,19 +394,11 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 // decode of the original) at the given nice value, then uploads and
 // records each, in group order, and writes the manifests once.
 func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string, nice int) error {
-	dir, err := w.scratch()
+	dir, out, src, err := w.prepare(ctx, original)
 	if err != nil {
-		return &Error{Code: CodeFailed, Err: err}
+		return err
 	}
 	defer os.RemoveAll(dir)
-	out := filepath.Join(dir, "out")
-	if err := os.Mkdir(out, 0o700); err != nil {
-		return &Error{Code: CodeFailed, Err: err}
-	}
-	src, err := w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour)
-	if err != nil {
-		return &Error{Code: CodeStore, Err: err}
-	}
 	names := make([]string, len(group))
 	for i, r := range group {
 		names[i] = r.Name

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +69,9 @@ type Finalizer struct {
 	leases  *leases
 	log     *slog.Logger
 	service string
+
+	sweepMu   sync.Mutex
+	lastSweep time.Time // start of the latest sweep
 }
 
 // New builds a Finalizer and makes sure its lease bucket exists.
@@ -105,6 +109,15 @@ type Outcome struct {
 // server's test message and records about other buckets, removals and
 // tusd's .info/.part objects are ignored. A malformed message gives an
 // error wrapping ErrBadEvent.
+//
+// A finished multipart upload whose record does not match what is stored
+// (an ETag other than the staged object's or its video's, neither of them,
+// a bucket that is not ours) is not trusted
+// to name the upload that finished: versitygw v1.8.0 reads the bucket and
+// key of its notifications from a request buffer that the next request on
+// the connection reuses, so about one in twenty of them under concurrent
+// uploads names another upload. Such a record makes HandleEvent sweep:
+// finalize every complete staged upload, whatever its age.
 func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, error) {
 	objs, err := events.Objects(msg)
 	if errors.Is(err, events.ErrTestEvent) {
@@ -114,9 +127,21 @@ func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, err
 		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
 	}
 	var out []Outcome
+	sweep := false
 	for _, o := range objs {
-		if o.Bucket != f.o.UploadsBucket || !o.Created() || !staging.IsUploadKey(o.Key) {
+		if !o.Created() {
 			continue
+		}
+		if o.Bucket != f.o.UploadsBucket || !staging.IsUploadKey(o.Key) {
+			sweep = sweep || o.EventName == eventCompleteMultipart && o.Bucket != f.o.MediaBucket
+			continue
+		}
+		if o.EventName == eventCompleteMultipart {
+			ok, err := f.matches(ctx, o)
+			if err != nil {
+				return out, err
+			}
+			sweep = sweep || !ok
 		}
 		res, err := f.Finalize(ctx, o.Key)
 		if err != nil {
@@ -124,7 +149,56 @@ func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, err
 		}
 		out = append(out, res)
 	}
+	if sweep {
+		eventMismatches.Inc()
+		rep, err := f.sweep(ctx)
+		if err != nil {
+			return out, err
+		}
+		for _, id := range rep.Finalized {
+			out = append(out, Outcome{Video: id, Status: meta.Processing})
+		}
+		for _, id := range rep.Rejected {
+			out = append(out, Outcome{Video: id, Status: meta.Rejected})
+		}
+	}
 	return out, nil
+}
+
+// eventCompleteMultipart is the record tusd's s3store causes when an
+// upload's last PATCH lands (MinIO and versitygw spell it alike).
+const eventCompleteMultipart = "s3:ObjectCreated:CompleteMultipartUpload"
+
+// matches reports whether record o is about the upload it names: the
+// staged object, or the video finalized from it, carries o's ETag.
+func (f *Finalizer) matches(ctx context.Context, o events.Object) (bool, error) {
+	info, err := f.o.Store.Stat(ctx, o.Bucket, o.Key)
+	if err == nil {
+		return info.ETag == o.ETag, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	// Finalized already (by a sweep, or this is a redelivery).
+	v, _, err := f.metas.Get(ctx, videoid.FromUpload(o.Key))
+	if errors.Is(err, meta.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return v.UploadETag == "" || v.UploadETag == o.ETag, nil
+}
+
+// sweep finalizes every complete staged upload. Callers that ask while a
+// sweep runs share the next one: one that starts after they asked.
+func (f *Finalizer) sweep(ctx context.Context) (Report, error) {
+	asked := time.Now()
+	f.sweepMu.Lock()
+	defer f.sweepMu.Unlock()
+	if f.lastSweep.After(asked) {
+		return Report{}, nil
+	}
+	f.lastSweep = time.Now()
+	return f.reconcile(ctx, 0)
 }
 
 // Finalize runs the steps for the staged upload whose object id is upload.
@@ -166,7 +240,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 		out.Skipped = "partial" // a concatenation part: the final upload is the video
 		return out, nil
 	}
-	v := &meta.Video{ID: id, Uploader: info.Subject(), UploadID: upload, Client: info.Client()}
+	v := &meta.Video{ID: id, Uploader: info.Subject(), UploadID: upload, UploadETag: obj.ETag, Client: info.Client()}
 
 	switch {
 	case obj.Size == 0:

@@ -103,12 +103,22 @@ func (r *rig) upload(path string, md map[string]string) string {
 	return videoid.ObjectID(loc[strings.LastIndexByte(loc, '/')+1:])
 }
 
-// event is a versitygw-shaped notification for key in bucket.
-func event(bucket, key string) []byte {
+// event is a versitygw-shaped notification of a finished multipart upload.
+func event(bucket, key, etag string) []byte {
 	return []byte(fmt.Sprintf(`{"Records":[{"eventVersion":"2.2","eventSource":"aws:s3","awsRegion":"us-east-1",
 "eventTime":"2026-11-01T10:00:00Z","eventName":"s3:ObjectCreated:CompleteMultipartUpload",
-"s3":{"s3SchemaVersion":"1.0","bucket":{"name":%q},"object":{"key":%q,"size":0}},
-"glacierEventData":{"restoreEventData":{"lifecycleRestorationExpiryTime":""}}}]}`, bucket, key))
+"s3":{"s3SchemaVersion":"1.0","bucket":{"name":%q},"object":{"key":%q,"size":0,"eTag":%q}},
+"glacierEventData":{"restoreEventData":{"lifecycleRestorationExpiryTime":""}}}]}`, bucket, key, `"`+etag+`"`))
+}
+
+// eventOf is the notification the store sends when upload up finishes.
+func (r *rig) eventOf(up string) []byte {
+	r.t.Helper()
+	info, err := r.st.Stat(context.Background(), r.env.Config.UploadsBucket, up)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return event(r.env.Config.UploadsBucket, up, info.ETag)
 }
 
 func (r *rig) jobs() map[string]int {
@@ -176,13 +186,14 @@ func TestFinalizeVideo(t *testing.T) {
 	id := videoid.FromUpload(up)
 
 	// Three deliveries at once, then a fourth: one video, one job per rendition.
+	ev := r.eventOf(up)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = r.f.HandleEvent(ctx, event(r.env.Config.UploadsBucket, up))
+			_, errs[i] = r.f.HandleEvent(ctx, ev)
 		}()
 	}
 	wg.Wait()
@@ -191,7 +202,7 @@ func TestFinalizeVideo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := r.f.HandleEvent(ctx, event(r.env.Config.UploadsBucket, up))
+	out, err := r.f.HandleEvent(ctx, ev)
 	if err != nil || len(out) != 1 || out[0].Video != id || out[0].Jobs != 0 {
 		t.Fatalf("redelivery: %+v %v", out, err)
 	}
@@ -293,7 +304,7 @@ func TestFinalizeRejects(t *testing.T) {
 	ctx := context.Background()
 	for path, reason := range cases {
 		up := r.upload(path, map[string]string{"filename": filepath.Base(path)})
-		out, err := r.f.HandleEvent(ctx, event(r.env.Config.UploadsBucket, up))
+		out, err := r.f.HandleEvent(ctx, r.eventOf(up))
 		if err != nil || len(out) != 1 || out[0].Status != meta.Rejected || out[0].Reason != reason {
 			t.Errorf("%s: %+v %v, want rejected %s", filepath.Base(path), out, err, reason)
 			continue
@@ -343,8 +354,8 @@ func TestHandleEventInput(t *testing.T) {
 	}
 	// Other buckets, companions and unknown uploads: acknowledged, nothing done.
 	for _, ev := range [][]byte{
-		event("some-other-bucket", "abc"), event(r.env.Config.UploadsBucket, "abc.info"),
-		event(r.env.Config.UploadsBucket, "abc.part"), event(r.env.Config.UploadsBucket, "0123456789abcdef0123456789abcdef"),
+		event("some-other-bucket", "abc", "x"), event(r.env.Config.UploadsBucket, "abc.info", "x"),
+		event(r.env.Config.UploadsBucket, "abc.part", "x"), event(r.env.Config.UploadsBucket, "0123456789abcdef0123456789abcdef", "x"),
 	} {
 		out, err := r.f.HandleEvent(ctx, ev)
 		if err != nil || (len(out) == 1 && out[0].Skipped != "gone") || len(out) > 1 {
@@ -434,4 +445,82 @@ func (c *cutAfter) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return c.rt.RoundTrip(req)
+}
+
+// TestGarbledEventSweeps: versitygw v1.8.0 can send an upload's finished
+// notification under another upload's key (or a garbled bucket). Such a
+// record does not match the stored object, and finalize sweeps the staged
+// uploads so the one it should have named is not lost; a record that
+// matches finalizes its own upload only.
+func TestGarbledEventSweeps(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, defaultLimits())
+	ctx := context.Background()
+	c := r.env.Config
+	var ups []string
+	upload := func(n int) {
+		for range n {
+			ups = append(ups, r.upload(clip(t, testclip.Options{Seconds: 1 + float64(len(ups))/10, NoAudio: true}), map[string]string{"filename": "x.mp4"}))
+		}
+	}
+	upload(3)
+	etag := func(up string) string {
+		info, err := r.st.Stat(ctx, c.UploadsBucket, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ETag
+	}
+	finalized := func(out []Outcome) map[string]bool {
+		m := map[string]bool{}
+		for _, o := range out {
+			if o.Status == meta.Processing {
+				m[o.Video] = true
+			}
+		}
+		return m
+	}
+
+	// A matching record, then its redelivery: its upload only; the others stay staged.
+	ev0 := r.eventOf(ups[0])
+	for range 2 {
+		out, err := r.f.HandleEvent(ctx, ev0)
+		if got := finalized(out); err != nil || len(got) != 1 || !got[videoid.FromUpload(ups[0])] {
+			t.Fatalf("matching event: %+v %v", out, err)
+		}
+	}
+	if len(r.staged(ups[1])) == 0 {
+		t.Fatal("a matching event swept the other uploads")
+	}
+
+	// ups[1]'s record under the key of ups[0], finalized already: the sweep finds ups[1] and ups[2].
+	out, err := r.f.HandleEvent(ctx, event(c.UploadsBucket, ups[0], etag(ups[1])))
+	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[1])] || !got[videoid.FromUpload(ups[2])] {
+		t.Fatalf("record under a finalized upload's key: %+v %v", out, err)
+	}
+
+	// ups[3]'s record under the key of ups[4], complete and staged: both become videos.
+	upload(2)
+	out, err = r.f.HandleEvent(ctx, event(c.UploadsBucket, ups[4], etag(ups[3])))
+	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[3])] || !got[videoid.FromUpload(ups[4])] {
+		t.Fatalf("record under a staged upload's key: %+v %v", out, err)
+	}
+
+	// A record whose bucket name is garbled (the next request's path).
+	upload(1)
+	out, err = r.f.HandleEvent(ctx, event(c.UploadsBucket[:len(c.UploadsBucket)-2]+"/v", ups[5][:10], etag(ups[5])))
+	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[5])] {
+		t.Fatalf("garbled bucket: %+v %v", out, err)
+	}
+	for _, up := range ups {
+		if v := r.meta(videoid.FromUpload(up)); v.Status != meta.Processing {
+			t.Errorf("video of %s: %s", up, v.Status)
+		}
+		if ks := r.staged(up); len(ks) != 0 {
+			t.Errorf("%s still staged: %v", up, ks)
+		}
+	}
+	if n := strings.Count(r.logs.String(), `"reconcile done"`); n != 3 {
+		t.Errorf("%d sweeps, want 3 (one per untrusted record)", n)
+	}
 }

@@ -26,9 +26,15 @@ var (
 		Help:    "Time to finalize one upload (probe, copy, meta.json, jobs, audit), by outcome: finalized or rejected.",
 		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 	}, []string{"outcome"})
+	eventMismatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulsevault_finalize_event_mismatches_total",
+		Help: "Bucket notifications of a finished upload that did not match the stored object; each one made finalize sweep the staged uploads.",
+	})
 )
 
-func init() { prometheus.MustRegister(uploadsCompleted, uploadBytes, uploadsRejected, finalizeSeconds) }
+func init() {
+	prometheus.MustRegister(uploadsCompleted, uploadBytes, uploadsRejected, finalizeSeconds, eventMismatches)
+}
 
 // observe records a Finalize call that did its work; skips and failures
 // (retried later) are not latencies of a finalize.

@@ -20,6 +20,11 @@ type Report struct {
 // and removes incomplete uploads (and concatenation parts) older than
 // Limits.Expiry. It carries on past one upload's failure.
 func (f *Finalizer) Reconcile(ctx context.Context) (Report, error) {
+	return f.reconcile(ctx, f.o.Limits.ReconcileAge)
+}
+
+// reconcile finalizes complete uploads at least completeAge old.
+func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (Report, error) {
 	rep := Report{Finalized: []string{}, Rejected: []string{}, Expired: []string{}}
 	ups, err := f.staged.List(ctx)
 	if err != nil {
@@ -32,7 +37,7 @@ func (f *Finalizer) Reconcile(ctx context.Context) (Report, error) {
 		}
 		age := now.Sub(u.Modified)
 		switch {
-		case u.Complete && age >= f.o.Limits.ReconcileAge:
+		case u.Complete && age >= completeAge:
 			out, err := f.Finalize(ctx, u.ID)
 			switch {
 			case err != nil:

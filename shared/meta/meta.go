@@ -41,7 +41,8 @@ type Video struct {
 	Updated    time.Time         `json:"updated"`
 	Uploader   string            `json:"uploader"` // JWT subject
 	UploadID   string            `json:"upload_id"`
-	Client     map[string]string `json:"client,omitempty"` // tus metadata (file name, type, ...): PHI may live here only
+	UploadETag string            `json:"upload_etag,omitempty"` // of the staged upload: tells its notifications from garbled ones
+	Client     map[string]string `json:"client,omitempty"`      // tus metadata (file name, type, ...): PHI may live here only
 	Original   *Original         `json:"original,omitempty"`
 	Probe      *Probe            `json:"probe,omitempty"`
 	Renditions []Rendition       `json:"renditions,omitempty"`

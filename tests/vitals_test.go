@@ -319,6 +319,12 @@ func TestVitals(t *testing.T) {
 	if len(res.PageErrors) > 0 {
 		t.Errorf("uncaught page errors: %v", res.PageErrors)
 	}
+	// The player's bytes came from the store through the public origin; the
+	// media function only checked tokens.
+	fm := scrapeMetrics(t, dev.gateway+"/function/media/_/metrics")
+	if off, own := total(fm["media_offloaded_total"]), total(fm["media_bytes_served_total"]); off == 0 || own != 0 {
+		t.Errorf("media: %v GETs offloaded and %v bytes served by the function; want the origin to serve them all", off, own)
+	}
 
 	// No PHI in logs: the uploaded file names appear nowhere.
 	logs := dev.stderr.String()

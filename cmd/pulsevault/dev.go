@@ -212,7 +212,7 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public,
 	if fi, err := os.Stat("vitals/out"); err == nil && fi.IsDir() {
 		static = http.FileServer(http.Dir("vitals/out"))
 	}
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gatewayURL, Static: static, Logger: log})
+	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gatewayURL, Static: static, Logger: log, Store: c.S3Endpoint})
 	if err != nil {
 		return nil, err
 	}

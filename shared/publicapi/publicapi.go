@@ -10,19 +10,29 @@
 // forwarded as they arrived, still escaped, so the media function sees (and
 // refuses) encoded traversal itself. Responses are streamed, server-sent
 // events flushed at once. It serves HTTP/1.1 and, over TLS, HTTP/2.
+//
+// With Options.Store set, media bytes skip the gateway and the function:
+// the router asks the media function to offload (mediaserve.OffloadHeader)
+// and serves the X-Accel-Redirect it answers from the store itself, as
+// nginx does in production (infra/nginx).
 package publicapi
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mieweb/pulsevault/shared/copybuf"
+	"github.com/mieweb/pulsevault/shared/mediaserve"
 )
 
 // Options configures Handler and Serve.
@@ -30,9 +40,17 @@ type Options struct {
 	GatewayURL string       // http(s)://host:port of the OpenFaaS gateway (or pulsevault provider)
 	Static     http.Handler // serves every other path; nil answers 404
 	Logger     *slog.Logger
-	// Transport reaches the gateway; default a clone of http.DefaultTransport.
+	// Store is the S3 endpoint (http(s)://host:port) the media function
+	// presigns for; set, media bytes are fetched from it directly.
+	Store string
+	// Transport reaches the gateway and the store; default a clone of
+	// http.DefaultTransport.
 	Transport http.RoundTripper
 }
+
+// offloadPrefix is the internal prefix media's X-Accel-Redirect answers
+// start with; nginx's internal location has the same name.
+const offloadPrefix = "/_pulsevault_s3/"
 
 // routes maps a public path prefix to a function; exact means the path
 // must equal the prefix or continue with "/".
@@ -55,9 +73,21 @@ func Handler(o Options) (http.Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var store *url.URL
+	if o.Store != "" {
+		store, err = url.Parse(o.Store)
+		if err != nil || (store.Scheme != "http" && store.Scheme != "https") || store.Host == "" || store.User != nil || strings.Trim(store.Path, "/") != "" {
+			return nil, fmt.Errorf("publicapi: store URL %q must be http(s)://host:port", o.Store)
+		}
+	}
 	tr := o.Transport
 	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Every player request is one to the gateway (and, offloaded, one
+		// to the store): keep as many connections as players in flight,
+		// not the default two.
+		t.MaxIdleConnsPerHost = 256
+		tr = t
 	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -69,12 +99,29 @@ func Handler(o Options) (http.Handler, error) {
 			pr.Out.URL = &out
 			pr.Out.Host = gw.Host
 			pr.SetXForwarded()
+			pr.Out.Header.Del(mediaserve.OffloadHeader) // only this router may ask
+			if fn == "media" && store != nil {
+				pr.Out.Header.Set(mediaserve.OffloadHeader, offloadPrefix)
+			}
 			if fn == "upload" {
 				// tusd's Location must name this origin's path, not the gateway's.
 				pr.Out.Header.Set("X-Forwarded-Prefix", "/api/upload/")
 			}
 		},
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: copybuf.Pool{}, // media bodies: 256 KiB reads and writes, not 32 KiB
+		ModifyResponse: func(res *http.Response) error {
+			redirect := res.Header.Get("X-Accel-Redirect")
+			if redirect == "" {
+				return nil
+			}
+			res.Header.Del("X-Accel-Redirect")
+			rest, ok := strings.CutPrefix(redirect, offloadPrefix)
+			if store == nil || !ok {
+				return errors.New("publicapi: unexpected X-Accel-Redirect")
+			}
+			return fromStore(res, tr, store, rest)
+		},
 		// Server-sent events are flushed by ReverseProxy as they come;
 		// other bodies stream with the default buffering.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -108,6 +155,60 @@ func Handler(o Options) (http.Handler, error) {
 		}
 		http.NotFound(w, r)
 	}), nil
+}
+
+// fromStore turns res, the media function's offload answer, into the
+// store's answer for the presigned path and query in rest, with the
+// client's Range and conditions. The function's headers (cache policy,
+// nosniff) stay; the store's describe the bytes. A store error becomes a
+// plain 404 or 502: its XML body names buckets and keys.
+func fromStore(res *http.Response, tr http.RoundTripper, store *url.URL, rest string) error {
+	path, query, _ := strings.Cut(rest, "?")
+	u := *store
+	u.RawPath = "/" + path
+	u.Path = mustUnescape(u.RawPath)
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(res.Request.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since"} {
+		if v := res.Request.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	sr, err := tr.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	res.Header.Del("Content-Length")
+	switch sr.StatusCode {
+	case http.StatusOK, http.StatusPartialContent, http.StatusNotModified, http.StatusRequestedRangeNotSatisfiable:
+		for _, h := range []string{"Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
+			if v := sr.Header.Get(h); v != "" {
+				res.Header.Set(h, v)
+			}
+		}
+		res.StatusCode, res.Body, res.ContentLength = sr.StatusCode, sr.Body, sr.ContentLength
+		if sr.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+			// The store's body is an XML error; the client needs only Content-Range.
+			sr.Body.Close()
+			res.Body, res.ContentLength = http.NoBody, 0
+			res.Header.Set("Content-Length", "0")
+		}
+	default:
+		sr.Body.Close()
+		code, msg := http.StatusBadGateway, "bad gateway\n"
+		if sr.StatusCode == http.StatusNotFound {
+			code, msg = http.StatusNotFound, "not found\n"
+		}
+		res.StatusCode, res.Body, res.ContentLength = code, io.NopCloser(strings.NewReader(msg)), int64(len(msg))
+		res.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		res.Header.Set("Content-Length", strconv.Itoa(len(msg)))
+	}
+	res.Status = fmt.Sprintf("%d %s", res.StatusCode, http.StatusText(res.StatusCode))
+	return nil
 }
 
 type fnKey struct{}

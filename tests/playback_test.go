@@ -50,6 +50,7 @@ type playbackStack struct {
 	p         *providerCmd
 	pnats     *bus.Bus
 	st        *storage.Store
+	s3        string // S3_ENDPOINT of the functions
 	bucket    string
 	video     string
 	jwtSecret []byte
@@ -92,19 +93,23 @@ func (a *auditTap) count(action string) int {
 
 // stageVideo renders a real HLS rendition of a generated clip with ffmpeg
 // and stores it, a poster and meta.json (status ready) under videos/<id>/.
-func stageVideo(t *testing.T, ctx context.Context, st *storage.Store, bucket, id, uploader string) map[string][]byte {
+func stageVideo(t *testing.T, ctx context.Context, st *storage.Store, bucket, id, uploader string, o testclip.Options) map[string][]byte {
 	t.Helper()
 	dir := t.TempDir()
 	clip := filepath.Join(dir, phiName+".mp4")
-	if err := testclip.Make(ctx, clip, testclip.Options{Seconds: 5}); err != nil {
+	if err := testclip.Make(ctx, clip, o); err != nil {
 		t.Fatal(err)
+	}
+	rung := "360p" // testclip's default 360x640
+	if o.Width > 0 {
+		rung = fmt.Sprintf("%dp", min(o.Width, o.Height))
 	}
 	out := filepath.Join(dir, "hls")
 	if b, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", clip,
 		"-map", "0:v", "-map", "0:a", "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac",
 		"-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
-		"-master_pl_name", "master.m3u8", "-hls_segment_filename", out+"/360p/seg_%03d.m4s",
-		"-var_stream_map", "v:0,a:0,name:360p", out+"/%v/index.m3u8").CombinedOutput(); err != nil {
+		"-master_pl_name", "master.m3u8", "-hls_segment_filename", out+"/"+rung+"/seg_%03d.m4s",
+		"-var_stream_map", "v:0,a:0,name:"+rung, out+"/%v/index.m3u8").CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg hls: %v\n%s", err, b)
 	}
 	if b, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", clip,
@@ -146,6 +151,12 @@ func stageVideo(t *testing.T, ctx context.Context, st *storage.Store, bucket, id
 
 func startPlayback(t *testing.T, ttl string) *playbackStack {
 	t.Helper()
+	return startPlaybackClip(t, ttl, testclip.Options{Seconds: 5})
+}
+
+// startPlaybackClip is startPlayback with the staged video made from clip o.
+func startPlaybackClip(t *testing.T, ttl string, o testclip.Options) *playbackStack {
+	t.Helper()
 	ctx := context.Background()
 	env := testenv.Start(t)
 	cfg := env.Config
@@ -175,7 +186,7 @@ func startPlayback(t *testing.T, ttl string) *playbackStack {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	s := &playbackStack{p: p, pnats: pb, st: st, bucket: cfg.MediaBucket, video: uuid.NewString(), audit: tap,
+	s := &playbackStack{p: p, pnats: pb, st: st, s3: cfg.S3Endpoint, bucket: cfg.MediaBucket, video: uuid.NewString(), audit: tap,
 		jwtSecret: []byte("test-jwt-secret-0123456789abcdefghijklmnop")}
 	for _, kid := range []string{"k2", "k1"} {
 		line, err := token.GenerateKeyLine(kid)
@@ -184,7 +195,7 @@ func startPlayback(t *testing.T, ttl string) *playbackStack {
 		}
 		s.keys = append(s.keys, line)
 	}
-	s.hlsFiles = stageVideo(t, ctx, st, s.bucket, s.video, "uploader-1")
+	s.hlsFiles = stageVideo(t, ctx, st, s.bucket, s.video, "uploader-1", o)
 
 	s.secret(http.MethodPost, "pulsevault-jwt-secret", string(s.jwtSecret))
 	s.secret(http.MethodPost, token.SecretName, strings.Join(s.keys, "\n")+"\n")

@@ -93,7 +93,7 @@ func build(ctx context.Context) (*auditchain.Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := bus.Connect(cfg.NATSURL, "pulsevault-"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name)
 	if err != nil {
 		return nil, err
 	}

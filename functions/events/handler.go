@@ -16,7 +16,6 @@ package events
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/logging"
@@ -146,14 +146,11 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.NATSURL == "" {
-		return nil, errors.New("events: NATS_URL is required")
-	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("pulsevault-fn-"+Name), nats.MaxReconnects(-1))
+	b, err := bus.ForFunction(cfg.NATSURL, Name)
 	if err != nil {
-		return nil, fmt.Errorf("events: connect to NATS: %w", err)
+		return nil, err
 	}
-	return &Server{NATS: nc, Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}, nil
+	return &Server{NATS: b.Conn(), Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}, nil
 })
 
 // Handle serves one request of the events function.

@@ -3,7 +3,6 @@
 package media
 
 import (
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,10 +34,7 @@ var server = fnrun.Lazy(func() (*mediaserve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.NATSURL == "" {
-		return nil, errors.New("media: NATS_URL is required (audit events)")
-	}
-	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name) // audit events
 	if err != nil {
 		return nil, err
 	}

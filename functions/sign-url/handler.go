@@ -145,10 +145,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.NATSURL == "" {
-		return nil, errors.New("sign-url: NATS_URL is required (audit events)")
-	}
-	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name) // audit events
 	if err != nil {
 		return nil, err
 	}

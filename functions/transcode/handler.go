@@ -79,7 +79,7 @@ func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, state.log, err
 	}
-	b, err := bus.Connect(cfg.NATSURL, "pulsevault-fn-"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name)
 	if err != nil {
 		return nil, nil, state.log, err
 	}

@@ -104,7 +104,7 @@ func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := bus.Connect(cfg.NATSURL, "pulsevault-"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name)
 	if err != nil {
 		return nil, err
 	}

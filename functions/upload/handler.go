@@ -93,7 +93,7 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 	if cfg.NATSURL == "" {
 		return nil, nil
 	}
-	b, err := bus.Connect(cfg.NATSURL, Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,16 @@ type Bus struct {
 	changed chan struct{} // closed and replaced on every connection status change
 }
 
+// ForFunction connects the function called name to the NATS server at
+// url. A function cannot work without one, so an empty url is an error
+// that names NATS_URL, the setting to fix.
+func ForFunction(url, name string) (*Bus, error) {
+	if url == "" {
+		return nil, fmt.Errorf("%s: NATS_URL is required", name)
+	}
+	return Connect(url, "pulsevault-fn-"+name)
+}
+
 // Connect dials url and keeps reconnecting forever with backoff, so a NATS or
 // JetStream outage delays callers but never kills them. Only the first
 // connection attempt may fail; name identifies the client in server monitoring.

@@ -148,6 +148,9 @@ func TestConnectFailsClearly(t *testing.T) {
 	if !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error should name the server but not the password: %v", err)
 	}
+	if _, err := ForFunction("", "media"); err == nil || err.Error() != "media: NATS_URL is required" {
+		t.Fatalf("a function without NATS_URL: %v", err)
+	}
 }
 
 func TestEnsureStream(t *testing.T) {

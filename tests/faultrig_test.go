@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -439,4 +440,18 @@ func (r *faultRig) metaStatus(ctx context.Context, id string) (*meta.Video, meta
 		return nil, ""
 	}
 	return v, v.Status
+}
+
+// logsAbout returns the log lines of the named functions that mention id,
+// for a violation's report.
+func (r *faultRig) logsAbout(id string, functions ...string) string {
+	var b strings.Builder
+	for _, fn := range functions {
+		for _, l := range r.functionLogs(fn) {
+			if line, _ := json.Marshal(l); strings.Contains(string(line), id) {
+				fmt.Fprintf(&b, "%s: %s\n", fn, line)
+			}
+		}
+	}
+	return b.String()
 }

@@ -178,7 +178,7 @@ func TestFaultsProcess(t *testing.T) {
 				ks := r.staged(v.UploadID)
 				return fmt.Sprint(ks), len(ks) == 0
 			}); err != nil {
-				violate(trial, fault, "staged upload left: %v", err)
+				violate(trial, fault, "staged upload left: %v\nwhat the functions logged about it:\n%s", err, r.logsAbout(v.UploadID, "upload", "upload-finalize"))
 			}
 		}
 		if err := r.settle(ctx, 3*time.Minute, func() (string, bool) {

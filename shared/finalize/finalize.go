@@ -298,8 +298,10 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 	}
 	if _, err := f.o.Store.Stat(ctx, f.o.UploadsBucket, out.Upload); errors.Is(err, storage.ErrNotFound) {
 		// Cleared: every step before it is done. Publishing the jobs again
-		// now could outlive the dedup window and start duplicate work.
-		return out, nil
+		// now could outlive the dedup window and start duplicate work. The
+		// clearing itself may have been cut short after the data went
+		// (.part and .info go after it): finish it.
+		return out, f.staged.Remove(ctx, out.Upload)
 	} else if err != nil {
 		return out, err
 	}

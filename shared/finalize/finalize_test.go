@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -522,5 +523,53 @@ func TestGarbledEventSweeps(t *testing.T) {
 	}
 	if n := strings.Count(r.logs.String(), `"reconcile done"`); n != 3 {
 		t.Errorf("%d sweeps, want 3 (one per untrusted record)", n)
+	}
+}
+
+// TestClearingCutShortIsFinished: a finalize stopped after it removed the
+// staged data but before the .info (which goes last) leaves the .info
+// behind; the event's redelivery, or else the reconciler, removes it.
+func TestClearingCutShortIsFinished(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, defaultLimits())
+	ctx := context.Background()
+	c := r.env.Config
+	up := r.upload(clip(t, testclip.Options{Seconds: 1, NoAudio: true}), map[string]string{"filename": "x.mp4"})
+	rc, _, err := r.st.Get(ctx, c.UploadsBucket, up+".info", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := r.eventOf(up)
+	if out, err := r.f.HandleEvent(ctx, ev); err != nil || len(out) != 1 || out[0].Status != meta.Processing {
+		t.Fatalf("finalize: %+v %v", out, err)
+	}
+	leave := func() {
+		if _, err := r.st.PutBytes(ctx, c.UploadsBucket, up+".info", info, storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	leave()
+	if out, err := r.f.HandleEvent(ctx, ev); err != nil || len(out) != 1 {
+		t.Fatalf("redelivery: %+v %v", out, err)
+	}
+	if ks := r.staged(up); len(ks) != 0 {
+		t.Errorf("after the redelivery: %v left", ks)
+	}
+
+	leave()
+	if _, err := r.f.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ks := r.staged(up); len(ks) != 0 {
+		t.Errorf("after a reconcile: %v left", ks)
+	}
+	if n := len(r.jobs()); n != 2 {
+		t.Errorf("%d jobs, want the 2 of the first finalize only", n)
 	}
 }

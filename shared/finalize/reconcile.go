@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/videoid"
 )
 
 // Report says what a reconcile pass did: counts, and the ids it acted on.
@@ -50,6 +51,14 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 			case out.Status != "" && out.Skipped == "":
 				rep.Finalized = append(rep.Finalized, out.Video)
 			}
+		case !u.Complete && u.HasInfo && f.hasVideo(ctx, u.ID):
+			// Finalized, but the removal of the staged upload was cut
+			// short after the data went (the .info goes last): Finalize
+			// finishes it.
+			if _, err := f.Finalize(ctx, u.ID); err != nil {
+				rep.Failed++
+				f.log.Warn("reconcile: clearing a finalized upload failed", "upload", u.ID, "err", err)
+			}
 		case !u.Complete && u.HasInfo && age >= f.o.Limits.Expiry:
 			// Never finished: the client gave up (tus expiration).
 			f.expire(ctx, &rep, u.ID)
@@ -58,6 +67,12 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 	f.log.Info("reconcile done", "staged", len(ups), "finalized", len(rep.Finalized), "rejected", len(rep.Rejected),
 		"expired", len(rep.Expired), "failed", rep.Failed)
 	return rep, nil
+}
+
+// hasVideo reports whether the upload with object id up became a video.
+func (f *Finalizer) hasVideo(ctx context.Context, up string) bool {
+	_, _, err := f.metas.Get(ctx, videoid.FromUpload(up))
+	return err == nil
 }
 
 func (f *Finalizer) expire(ctx context.Context, rep *Report, id string) {

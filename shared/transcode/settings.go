@@ -12,7 +12,7 @@ import (
 // store, bus and retention come from shared/config).
 var Settings = []settings.Setting{
 	{Env: "TRANSCODE_FANOUT", Default: "grouped", Usage: "fan-out policy: grouped (the lowest rung with the audio for time-to-playable, the higher rungs from one shared decode: least CPU, measured by TestFanoutCost) or rendition (every rung its own job and decode: most parallel)"},
-	{Env: "TRANSCODE_GROUP_NICE", Default: "10", Usage: "grouped fan-out: nice value added to the ffmpeg encoding the higher rungs, so the lowest rung's job beside it (what makes the video playable) gets the CPU first (0–19; 0 disables)"},
+	{Env: "TRANSCODE_GROUP_NICE", Default: "19", Usage: "grouped fan-out: nice value added to the ffmpeg encoding the higher rungs, so the lowest rung's job beside it (what makes the video playable) gets the CPU first (0–19; 0 disables)"},
 	{Env: "TRANSCODE_MAX_DELIVER", Default: "5", Usage: "the connector's CONNECTOR_MAX_DELIVER: on that delivery (X-Nats-Delivered) a failure is final and the rendition is marked failed (1–100)"},
 	{Env: "TRANSCODE_PRESET", Default: "veryfast", Usage: "x264 preset (ultrafast … veryslow)"},
 	{Env: "TRANSCODE_PROGRESS_INTERVAL", Default: "2s", Usage: "least time between progress writes to meta.json (100ms–1m)"},

@@ -149,7 +149,7 @@ func TestRunKillsFFmpegOnCancel(t *testing.T) {
 
 func TestLoadConfig(t *testing.T) {
 	c, err := LoadConfig(func(string) string { return "" })
-	if err != nil || c.Fanout != FanoutGrouped || c.GroupNice != 10 || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
+	if err != nil || c.Fanout != FanoutGrouped || c.GroupNice != 19 || c.MaxDeliver != 5 || c.Preset != "veryfast" || c.ProgressInterval != 2*time.Second || c.UploadParallel != 4 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	for k, v := range map[string]string{

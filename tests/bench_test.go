@@ -290,19 +290,12 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 	pairs, err := bench.Alternate(m.rounds, getEach(viaOrigin), getEach(presigned))
 	gwPairs, gerr := bench.Alternate(m.rounds, getEach(viaMedia), getEach(presigned))
 	childPairs, cerr := bench.Alternate(m.rounds, getEach(direct), getEach(presigned))
-	ratio := func(ps []bench.Pair) float64 {
-		var r []float64
-		for _, p := range ps {
-			r = append(r, p.Result/p.Baseline)
-		}
-		return bench.Median(r)
-	}
 	t.Logf("media through the gateway and function ÷ presigned: %+v", gwPairs)
 	t.Logf("media child called directly ÷ presigned: %+v", childPairs)
 	addFigure(t, rep, bench.Figure{Section: "playback", Name: figMedia, Unit: "MB/s", BaselineName: "presigned S3 GET, same objects",
 		Rounds: pairs, Goal: bench.Goal{Value: 0.9},
 		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments (%.0f KB average) of a 6 s 1080x1920 rendition, through the public origin (publicapi; nginx in production); without offload, through the gateway and the function: %.2f×, the function alone: %.2f× of presigned (medians of %d rounds)",
-			m.requests, len(viaMedia), float64(segBytes)/float64(len(viaMedia))/1000, ratio(gwPairs), ratio(childPairs), len(childPairs))}, errors.Join(err, gerr, cerr))
+			m.requests, len(viaMedia), float64(segBytes)/float64(len(viaMedia))/1000, bench.MedianRatio(gwPairs), bench.MedianRatio(childPairs), len(childPairs))}, errors.Join(err, gerr, cerr))
 
 	signDirect := childURL(t, s.p, "sign-url") + "/"
 	sign := func(url string) func() (float64, error) {

@@ -67,6 +67,17 @@ func Quantile(xs []float64, q float64) float64 {
 // Median is Quantile(xs, 0.5).
 func Median(xs []float64) float64 { return Quantile(xs, 0.5) }
 
+// MedianRatio is the median of the rounds' Result/Baseline ratios (not the
+// ratio of the medians): each round's pair shares that round's machine
+// state. Figure.Compute reports it as Ratio.
+func MedianRatio(rounds []Pair) float64 {
+	r := make([]float64, len(rounds))
+	for i, p := range rounds {
+		r[i] = p.Result / p.Baseline
+	}
+	return Median(r)
+}
+
 // Goal is what a figure should reach: its ratio to the baseline (or its
 // value, for absolute figures) compared with Value.
 type Goal struct {

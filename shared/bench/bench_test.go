@@ -57,6 +57,9 @@ func TestFigureRatioIsMedianOfRoundRatios(t *testing.T) {
 	if !f.Measured || f.Ratio != 0.9 || f.Low != 0.8 || f.High != 1.5 || f.Result != 8 || f.Baseline != 10 || !f.Met {
 		t.Fatalf("%+v", f)
 	}
+	if r := MedianRatio(f.Rounds); r != f.Ratio {
+		t.Errorf("MedianRatio %v, Figure.Ratio %v", r, f.Ratio)
+	}
 	a := Figure{Name: "p99", Goal: Goal{AtMost: true, Value: 50}, Rounds: []Pair{{Result: 40}, {Result: 70}, {Result: 60}}}
 	a.Compute()
 	if !a.Measured || a.Result != 60 || a.Met || a.Ratio != 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/events"
+	"github.com/mieweb/pulsevault/shared/loopback"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/probe"
@@ -44,9 +45,6 @@ const (
 // ErrBadEvent means the message is not an S3 notification and never will
 // be: the caller should not retry it.
 var ErrBadEvent = errors.New("finalize: malformed event")
-
-// presignExpiry bounds the presigned URL ffprobe reads through.
-const presignExpiry = 15 * time.Minute
 
 // Options configures a Finalizer. All fields but Logger are required.
 type Options struct {
@@ -248,11 +246,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	case obj.Size > f.o.Limits.MaxBytes:
 		return f.reject(ctx, out, v, ReasonTooBig)
 	}
-	u, err := f.o.Store.PresignGet(ctx, f.o.UploadsBucket, upload, presignExpiry)
-	if err != nil {
-		return out, err
-	}
-	res, err := f.o.Prober.Probe(ctx, u.String())
+	res, err := f.o.Prober.Probe(ctx, loopback.FromInfo(f.o.Store, obj))
 	var rej *probe.Rejected
 	if errors.As(err, &rej) {
 		return f.reject(ctx, out, v, rej.Reason)

@@ -1,11 +1,12 @@
-// Package probe runs ffprobe on a video reachable by URL (a presigned GET of
-// the staged upload) and turns its answer into meta.Probe, or into a
-// rejection with a machine-readable reason when the file is not a video
-// PulseVault can take.
+// Package probe runs ffprobe on a stored video (the staged upload) and
+// turns its answer into meta.Probe, or into a rejection with a
+// machine-readable reason when the file is not a video PulseVault can take.
 //
-// ffprobe only ever reads the one URL it is given: nested protocols are
-// limited to HTTP(S) and demuxers to video containers, so an upload that is
-// really a playlist or a concat script cannot make it open other files.
+// ffprobe reads the object through a loopback.Server bound to it, never
+// through a presigned URL (its argv is world-readable). It only ever reads
+// that one URL: nested protocols are limited to HTTP(S) and demuxers to
+// video containers, so an upload that is really a playlist or a concat
+// script cannot make it open other files.
 package probe
 
 import (
@@ -16,12 +17,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mieweb/pulsevault/shared/childproc"
+	"github.com/mieweb/pulsevault/shared/loopback"
 	"github.com/mieweb/pulsevault/shared/meta"
 )
 
@@ -68,13 +70,12 @@ type Result struct {
 type Prober struct {
 	Binary  string        // default "ffprobe" on PATH
 	Timeout time.Duration // default 60s
-	Client  *http.Client  // for the magic-number read; default http.DefaultClient
 }
 
-// Probe inspects the video at url. A *Rejected error means the input is
-// bad for good; any other error is worth a retry (store unreachable,
-// ffprobe missing, timeout).
-func (p Prober) Probe(ctx context.Context, url string) (Result, error) {
+// Probe inspects the video obj. A *Rejected error means the input is bad
+// for good; any other error is worth a retry (store unreachable, ffprobe
+// missing, timeout).
+func (p Prober) Probe(ctx context.Context, obj loopback.Object) (Result, error) {
 	bin := p.Binary
 	if bin == "" {
 		bin = "ffprobe"
@@ -85,12 +86,26 @@ func (p Prober) Probe(ctx context.Context, url string) (Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	src, err := loopback.Serve(ctx, obj)
+	if err != nil {
+		return Result{}, fmt.Errorf("probe: %w", err)
+	}
+	defer src.Close()
 	var stdout, stderr bytes.Buffer
-	args := append([]string{"-v", "error", "-hide_banner"}, InputOptions(url)...)
-	cmd := exec.CommandContext(ctx, bin, append(args, "-print_format", "json", "-show_format", "-show_streams", url)...)
+	args := append([]string{"-v", "error", "-hide_banner"}, InputOptions(src.URL())...)
+	cmd := exec.CommandContext(ctx, bin, append(args, "-print_format", "json", "-show_format", "-show_streams", src.URL())...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), url, "<input>"))
+	if err := childproc.Start(cmd); err != nil {
+		return Result{}, fmt.Errorf("probe: run ffprobe: %w", err)
+	}
+	if err := src.Bind(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return Result{}, fmt.Errorf("probe: %w", err)
+	}
+	err = cmd.Wait()
+	src.Close()
+	msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), src.URL(), "<input>"))
 	if ctx.Err() != nil {
 		return Result{}, fmt.Errorf("probe: ffprobe did not finish within %s", timeout)
 	}
@@ -99,7 +114,7 @@ func (p Prober) Probe(ctx context.Context, url string) (Result, error) {
 		if !errors.As(err, &ee) {
 			return Result{}, fmt.Errorf("probe: run ffprobe: %w", err)
 		}
-		return Result{}, p.classify(ctx, url, msg)
+		return Result{}, classify(ctx, obj, msg)
 	}
 	return parse(stdout.Bytes(), msg)
 }
@@ -107,14 +122,14 @@ func (p Prober) Probe(ctx context.Context, url string) (Result, error) {
 // classify tells bad input from a failure to read it. ffprobe says
 // "Invalid data" both for a text file and for an MP4 cut before its moov
 // atom, so the first bytes decide which one it is.
-func (p Prober) classify(ctx context.Context, url, msg string) error {
+func classify(ctx context.Context, obj loopback.Object, msg string) error {
 	bad := strings.Contains(msg, "Invalid data found") || strings.Contains(msg, "moov atom not found") ||
 		strings.Contains(msg, "partial file") || strings.Contains(msg, "End of file") ||
 		strings.Contains(msg, "not on whitelist")
 	if !bad {
 		return fmt.Errorf("probe: ffprobe failed: %s", firstLine(msg))
 	}
-	head, err := p.head(ctx, url)
+	head, err := readHead(ctx, obj)
 	if err != nil {
 		return err
 	}
@@ -124,26 +139,18 @@ func (p Prober) classify(ctx context.Context, url, msg string) error {
 	return &Rejected{Reason: ReasonNotVideo, Detail: firstLine(msg)}
 }
 
-// head reads the first bytes of url.
-func (p Prober) head(ctx context.Context, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// readHead reads the first bytes of obj, straight from the store.
+func readHead(ctx context.Context, obj loopback.Object) ([]byte, error) {
+	n := min(obj.Size, 16)
+	if n == 0 {
+		return nil, nil
+	}
+	rc, err := obj.Open(ctx, 0, n)
 	if err != nil {
-		return nil, fmt.Errorf("probe: %w", errors.New("bad input URL"))
+		return nil, fmt.Errorf("probe: read the first bytes: %w", err)
 	}
-	req.Header.Set("Range", "bytes=0-15")
-	c := p.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("probe: read the first bytes: %w", errors.Unwrap(err))
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusPartialContent {
-		return nil, fmt.Errorf("probe: read the first bytes: HTTP %d", res.StatusCode)
-	}
-	return io.ReadAll(io.LimitReader(res.Body, 16))
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, n))
 }
 
 // isContainer recognises the video containers of formats by magic number.

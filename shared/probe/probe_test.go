@@ -3,22 +3,33 @@ package probe
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mieweb/pulsevault/shared/loopback"
 	"github.com/mieweb/pulsevault/shared/testclip"
 )
 
-// serve exposes dir over HTTP, as a presigned URL would.
-func serve(t *testing.T, dir string) string {
+// file is a local file as the object ffprobe reads.
+func file(t *testing.T, path string) loopback.Object {
 	t.Helper()
-	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loopback.Object{Size: st.Size(), Open: func(_ context.Context, off, n int64) (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.NewSectionReader(f, off, n), f}, nil
+	}}
 }
 
 func TestProbeRealFiles(t *testing.T) {
@@ -45,10 +56,9 @@ func TestProbeRealFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "concat"), []byte("ffconcat version 1.0\nfile /etc/passwd\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := serve(t, dir)
 	var p Prober
 
-	r, err := p.Probe(ctx, base+"/rot.mp4")
+	r, err := p.Probe(ctx, file(t, filepath.Join(dir, "rot.mp4")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +72,7 @@ func TestProbeRealFiles(t *testing.T) {
 		t.Errorf("duration %.3f, want about 2", r.Duration)
 	}
 
-	r, err = p.Probe(ctx, base+"/mute.mp4")
+	r, err = p.Probe(ctx, file(t, filepath.Join(dir, "mute.mp4")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,19 +81,22 @@ func TestProbeRealFiles(t *testing.T) {
 	}
 
 	for name, want := range map[string]string{"text": ReasonNotVideo, "cut": ReasonTruncated, "concat": ReasonNotVideo} {
-		_, err := p.Probe(ctx, base+"/"+name)
+		_, err := p.Probe(ctx, file(t, filepath.Join(dir, name)))
 		var rej *Rejected
 		if !errors.As(err, &rej) || rej.Reason != want {
 			t.Errorf("%s: %v, want rejection %s", name, err, want)
 			continue
 		}
-		if strings.Contains(err.Error(), base) {
+		if strings.Contains(err.Error(), "127.0.0.1") {
 			t.Errorf("%s: error quotes the URL: %v", name, err)
 		}
 	}
 
 	// An unreachable store is not the file's fault: no rejection.
-	_, err = p.Probe(ctx, "http://127.0.0.1:1/gone")
+	gone := loopback.Object{Size: 1000, Open: func(context.Context, int64, int64) (io.ReadCloser, error) {
+		return nil, errors.New("store unreachable")
+	}}
+	_, err = p.Probe(ctx, gone)
 	var rej *Rejected
 	if err == nil || errors.As(err, &rej) {
 		t.Errorf("unreachable URL: %v, want a plain (retryable) error", err)

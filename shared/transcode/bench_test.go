@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/transcode"
@@ -171,4 +173,39 @@ func TestLadderArgs(t *testing.T) {
 	if _, err := transcode.LadderArgs(src, []meta.Rendition{rs[0], rs[0]}, meta.Probe{FPS: 30}, ""); err == nil {
 		t.Error("a repeated rendition name was accepted")
 	}
+}
+
+// TestJobReadCost measures (does not assert) what reading the original
+// costs a job: the 240p job of a 720×1280 10 s clip (rendition policy:
+// one ffmpeg for the rung, one for the posters) through the real worker
+// and store, several rounds, and prints the median wall time, ffmpeg's CPU
+// and this process's CPU (which serves the original to ffmpeg).
+func TestJobReadCost(t *testing.T) {
+	if os.Getenv("PULSEVAULT_BENCH") == "" {
+		t.Skip("a measurement, not a check: run by `make bench` (PULSEVAULT_BENCH=1)")
+	}
+	r := newRig(t)
+	w := *r.w
+	w.Config.Fanout = transcode.FanoutRendition
+	o := testclip.Options{Width: 720, Height: 1280, Seconds: 10}
+	const rounds = 7
+	var wall, child, self []time.Duration
+	for range rounds {
+		id, v := r.stage(o, nil)
+		c0, s0, w0 := childCPU(), selfCPU(), time.Now()
+		if res := w.Do(context.Background(), media.Job{Video: id, Rendition: v.Renditions[0].Name}, 1); res.Outcome != transcode.OutcomeDone {
+			t.Fatalf("240p: %+v", res)
+		}
+		wall, child, self = append(wall, time.Since(w0)), append(child, childCPU()-c0), append(self, selfCPU()-s0)
+	}
+	med := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+	t.Logf("240p job, %d rounds, median: wall %.3f s, ffmpeg CPU %.3f s, worker process CPU %.3f s",
+		rounds, med(wall).Seconds(), med(child).Seconds(), med(self).Seconds())
+}
+
+// selfCPU is this process's CPU time (user + system) so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

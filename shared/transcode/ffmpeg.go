@@ -45,8 +45,9 @@ func SegmentFile(n int) string { return fmt.Sprintf(segPattern, n) }
 
 // Spec is one rendition to encode.
 type Spec struct {
-	Input     string // URL (presigned GET) or path of the original
-	Dir       string // existing, empty output directory
+	Input     string              // the original: a loopback.Server's URL, or a local path
+	Bind      func(pid int) error // called with ffmpeg's pid once it runs (loopback.Server.Bind); nil for a path
+	Dir       string              // existing, empty output directory
 	Rendition meta.Rendition
 	Probe     meta.Probe
 	Preset    string // x264 preset; default veryfast
@@ -110,9 +111,10 @@ func Args(s Spec) ([]string, error) {
 // decode of the original: higher video rungs, or the lowest rung and the
 // audio.
 type GroupSpec struct {
-	Input      string           // URL (presigned GET) or path of the original
-	Dir        string           // existing directory; rendition r is written into Dir/<r.Name>/ (created by RunGroup)
-	Renditions []meta.Rendition // distinct names
+	Input      string              // the original: a loopback.Server's URL, or a local path
+	Bind       func(pid int) error // as Spec.Bind
+	Dir        string              // existing directory; rendition r is written into Dir/<r.Name>/ (created by RunGroup)
+	Renditions []meta.Rendition    // distinct names
 	Probe      meta.Probe
 	Preset     string // x264 preset; default veryfast
 	// Nice is added to ffmpeg's nice value (0–19; 0 keeps ours). The
@@ -365,8 +367,7 @@ var (
 // MaxTail bounds a sanitized stderr tail.
 const MaxTail = 1024
 
-// Sanitize makes ffmpeg's stderr safe to store and log: URLs (the presigned
-// input carries credentials), quoted strings (file names, metadata), long
+// Sanitize makes ffmpeg's stderr safe to store and log: URLs, quoted strings (file names, metadata), long
 // hex strings and the paths given are replaced, control characters dropped,
 // and only the last lines up to MaxTail bytes kept.
 func Sanitize(s string, paths ...string) string {
@@ -398,7 +399,7 @@ func Run(ctx context.Context, s Spec, progress func(Progress)) error {
 	if err != nil {
 		return &Error{Code: CodeFailed, Permanent: true, Err: err}
 	}
-	return run(ctx, s.Dir, args, s.Input, progress, 0, s.Rendition.Name)
+	return run(ctx, s.Dir, args, s.Input, s.Bind, progress, 0, s.Rendition.Name)
 }
 
 // RunGroup encodes every rendition of g in one ffmpeg process, as Run does
@@ -417,11 +418,12 @@ func RunGroup(ctx context.Context, g GroupSpec, progress func(Progress)) error {
 	for i, r := range g.Renditions {
 		names[i] = r.Name
 	}
-	return run(ctx, g.Dir, args, g.Input, progress, g.Nice, strings.Join(names, "+"))
+	return run(ctx, g.Dir, args, g.Input, g.Bind, progress, g.Nice, strings.Join(names, "+"))
 }
 
-// run runs one ffmpeg; renditions names what it encodes, for the CPU metric.
-func run(ctx context.Context, dir string, args []string, input string, progress func(Progress), nice int, renditions string) error {
+// run runs one ffmpeg reading input, admitted by bind (if not nil) once it
+// runs; renditions names what it encodes, for the CPU metric.
+func run(ctx context.Context, dir string, args []string, input string, bind func(int) error, progress func(Progress), nice int, renditions string) error {
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -434,6 +436,14 @@ func run(ctx context.Context, dir string, args []string, input string, progress 
 	}
 	if err := childproc.Start(cmd); err != nil {
 		return &Error{Code: CodeFailed, Err: fmt.Errorf("start ffmpeg: %w", err)}
+	}
+	if bind != nil {
+		if err := bind(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_, _ = io.Copy(io.Discard, stdout)
+			_ = cmd.Wait()
+			return &Error{Code: CodeFailed, Err: err}
+		}
 	}
 	if nice > 0 {
 		renice(cmd.Process.Pid, nice)
@@ -514,7 +524,8 @@ func classify(stderr string) (code string, permanent bool) {
 // Posters writes poster.jpg (short side up to 720) and thumb.jpg (short
 // side up to 180) into dir from a representative frame: ffmpeg's thumbnail
 // filter picks it among the frames after the first quarter of the video.
-func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
+// input and bind are as in Spec.
+func Posters(ctx context.Context, input string, bind func(pid int) error, dir string, p meta.Probe) error {
 	at := 0.0
 	if p.Duration > 2 {
 		at = p.Duration / 4
@@ -530,7 +541,7 @@ func Posters(ctx context.Context, input, dir string, p meta.Probe) error {
 		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]"+scale(720)+",setsar=1[p];[b]"+scale(180)+",setsar=1[t]",
 		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
 		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg")
-	if err := run(ctx, dir, args, input, nil, 0, "poster"); err != nil {
+	if err := run(ctx, dir, args, input, bind, nil, 0, "poster"); err != nil {
 		return err
 	}
 	for _, f := range []string{"poster.jpg", "thumb.jpg"} {

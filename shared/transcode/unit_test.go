@@ -19,7 +19,7 @@ import (
 
 func TestArgsAlignEveryRendition(t *testing.T) {
 	p := meta.Probe{FPS: 29.97, Width: 360, Height: 640}
-	v, err := Args(Spec{Input: "https://s3/x?X-Amz-Signature=abc", Dir: "/tmp/o", Probe: p,
+	v, err := Args(Spec{Input: "http://127.0.0.1:40000/ABCDEFGHIJKLMNOPQRSTUVWXYZ.mp4", Dir: "/tmp/o", Probe: p,
 		Rendition: meta.Rendition{Name: "240p", Kind: "video", Width: 240, Height: 426, Bitrate: 400000}})
 	if err != nil {
 		t.Fatal(err)

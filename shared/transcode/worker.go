@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/loopback"
 	"github.com/mieweb/pulsevault/shared/manifest"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
@@ -339,24 +339,33 @@ func (w *Worker) retention() *storage.Retention {
 }
 
 // prepare makes a job's scratch directory (dir, with out inside for
-// ffmpeg's output) and presigns the original for ffmpeg. The caller removes
-// dir.
-func (w *Worker) prepare(ctx context.Context, original string) (dir, out string, src *url.URL, err error) {
+// ffmpeg's output) and finds the original. The caller removes dir.
+func (w *Worker) prepare(ctx context.Context, original string) (dir, out string, src loopback.Object, err error) {
 	if dir, err = w.scratch(); err != nil {
-		return "", "", nil, &Error{Code: CodeFailed, Err: err}
+		return "", "", src, &Error{Code: CodeFailed, Err: err}
 	}
 	out = filepath.Join(dir, "out")
 	if err := os.Mkdir(out, 0o700); err != nil {
 		os.RemoveAll(dir)
-		return "", "", nil, &Error{Code: CodeFailed, Err: err}
+		return "", "", src, &Error{Code: CodeFailed, Err: err}
 	}
-	// The presigned URL lives as long as an invocation may (ffmpeg reads
-	// the original lazily, with Range requests, until the end).
-	if src, err = w.Store.PresignGet(ctx, w.Bucket, original, 6*time.Hour); err != nil {
+	if src, err = loopback.Stored(ctx, w.Store, w.Bucket, original); err != nil {
 		os.RemoveAll(dir)
-		return "", "", nil, &Error{Code: CodeStore, Err: err}
+		return "", "", src, &Error{Code: CodeUnreachable, Err: err} // as ffmpeg failing to read it would be
 	}
 	return dir, out, src, nil
+}
+
+// serve serves the original to the one ffmpeg process fn starts with the
+// input and bind it is given (no presigned URL in ffmpeg's argv): from the
+// store, over loopback, until fn returns.
+func serve(ctx context.Context, src loopback.Object, fn func(input string, bind func(int) error) error) error {
+	srv, err := loopback.Serve(ctx, src)
+	if err != nil {
+		return &Error{Code: CodeFailed, Err: err}
+	}
+	defer srv.Close()
+	return fn(srv.URL(), srv.Bind)
 }
 
 // transcode encodes, uploads and records one rendition.
@@ -369,7 +378,9 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 
 	stopProgress := w.reportProgress(ctx, log, id, rend.Name)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
-	err = Run(ctx, Spec{Input: src.String(), Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset}, report)
+	err = serve(ctx, src, func(input string, bind func(int) error) error {
+		return Run(ctx, Spec{Input: input, Bind: bind, Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset}, report)
+	})
 	stopProgress.stop()
 	if err != nil {
 		return err
@@ -385,7 +396,7 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	}
 	// Posters come after the rendition is playable: they must not delay it.
 	if rend.Kind == "video" {
-		w.ensurePosters(ctx, log, id, src.String(), probe, dir)
+		w.ensurePosters(ctx, log, id, src, probe, dir)
 	}
 	return nil
 }
@@ -405,7 +416,9 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	}
 	stopProgress := w.reportProgress(ctx, log, id, names...)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
-	err = RunGroup(ctx, GroupSpec{Input: src.String(), Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice}, report)
+	err = serve(ctx, src, func(input string, bind func(int) error) error {
+		return RunGroup(ctx, GroupSpec{Input: input, Bind: bind, Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice}, report)
+	})
 	stopProgress.stop()
 	if err != nil {
 		return err
@@ -421,7 +434,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	if err := w.publishManifests(ctx, id, known); err != nil {
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
-	w.ensurePosters(ctx, log, id, src.String(), probe, dir)
+	w.ensurePosters(ctx, log, id, src, probe, dir)
 	return nil
 }
 
@@ -792,7 +805,7 @@ func parallel(ctx context.Context, n int, items []string, fn func(string) error)
 // ensurePosters writes poster.jpg and thumb.jpg when the video has none
 // yet. A failure is logged, not returned: the next video rendition to land
 // tries again, and a missing poster must not fail a playable rendition.
-func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id, src string, probe meta.Probe, scratch string) {
+func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string, src loopback.Object, probe meta.Probe, scratch string) {
 	if _, err := w.Store.Stat(ctx, w.Bucket, VideoKey(id, PosterFile)); err == nil {
 		return
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -804,7 +817,7 @@ func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id, src st
 		log.Warn("transcode: poster failed", "err", err)
 		return
 	}
-	if err := Posters(ctx, src, dir, probe); err != nil {
+	if err := serve(ctx, src, func(input string, bind func(int) error) error { return Posters(ctx, input, bind, dir, probe) }); err != nil {
 		code := CodeFailed
 		var te *Error
 		if errors.As(err, &te) {

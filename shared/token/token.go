@@ -3,7 +3,11 @@
 //
 // A token is base64url (no padding) of
 //
-//	version(1) | len(kid)(1) kid | video id(16, UUID bytes) | len(prefix)(1) prefix | expiry(8, unix s, big endian) | HMAC-SHA256(32)
+//	version(1) | len(kid)(1) kid | video id(16, UUID bytes) | len(scope)(1) scope | expiry(8, unix s, big endian) | HMAC-SHA256(32)
+//
+// Version 1 (Sign) grants every key under the scope, a key prefix; version 2
+// (SignKey) grants the scope alone, one whole key (a poster): the version is
+// under the MAC, so neither kind can be passed off as the other.
 //
 // and travels in the URL path (/media/<token>/videos/<id>/hls/master.m3u8),
 // so that the relative segment URLs of a playlist inherit it: HLS players
@@ -32,8 +36,9 @@ const MaxTTL = 300 * time.Second
 const clockSkew = 5 * time.Second
 
 const (
-	version = 1
-	macSize = sha256.Size
+	version    = 1 // scope is a key prefix
+	versionKey = 2 // scope is exactly one key
+	macSize    = sha256.Size
 	// MaxLen bounds the encoded token; longer input is rejected before decoding.
 	MaxLen = 256
 )
@@ -70,11 +75,12 @@ func ReasonOf(err error) Reason {
 }
 
 // Claims are what a valid token grants: reading keys under Prefix of Video
-// until Expiry.
+// (or, when Exact, the key Prefix alone) until Expiry.
 type Claims struct {
 	Kid    string
 	Video  string // UUID, canonical lower-case form
 	Prefix string // videos/<id>/...
+	Exact  bool   // Prefix is one whole key, granted alone (SignKey)
 	Expiry time.Time
 }
 
@@ -84,24 +90,38 @@ func VideoPrefix(id string) string { return "videos/" + id + "/" }
 // Sign issues a token for claims with the keyring's signing key. The expiry
 // must lie within MaxTTL of now; the prefix must be inside the video's folder.
 func (k *Keyring) Sign(video, prefix string, expiry, now time.Time) (string, error) {
+	if !strings.HasPrefix(prefix, VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
+		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", VideoPrefix(video))
+	}
+	return k.sign(version, video, prefix, expiry, now)
+}
+
+// SignKey issues a token for the one object key of video (a poster), valid
+// until expiry (within MaxTTL of now): it grants that key and no other, not
+// even a longer key that starts with it.
+func (k *Keyring) SignKey(video, key string, expiry, now time.Time) (string, error) {
+	if !strings.HasPrefix(key, VideoPrefix(video)) || len(key) > 255 || !cleanKey(key, false) {
+		return "", fmt.Errorf("token: key must be a clean key under %s", VideoPrefix(video))
+	}
+	return k.sign(versionKey, video, key, expiry, now)
+}
+
+func (k *Keyring) sign(ver byte, video, scope string, expiry, now time.Time) (string, error) {
 	id, err := uuid.Parse(video)
 	if err != nil || id.String() != video {
 		return "", fmt.Errorf("token: video id must be a canonical UUID")
-	}
-	if !strings.HasPrefix(prefix, VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
-		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", VideoPrefix(video))
 	}
 	if d := expiry.Sub(now); d <= 0 || d > MaxTTL {
 		return "", fmt.Errorf("token: lifetime %s is outside (0, %s]", d, MaxTTL)
 	}
 	sk := k.keys[0]
 	var b bytes.Buffer
-	b.WriteByte(version)
+	b.WriteByte(ver)
 	b.WriteByte(byte(len(sk.kid)))
 	b.WriteString(sk.kid)
 	b.Write(id[:])
-	b.WriteByte(byte(len(prefix)))
-	b.WriteString(prefix)
+	b.WriteByte(byte(len(scope)))
+	b.WriteString(scope)
 	_ = binary.Write(&b, binary.BigEndian, expiry.Unix())
 	b.Write(mac(sk.secret, b.Bytes()))
 	return base64.RawURLEncoding.EncodeToString(b.Bytes()), nil
@@ -147,9 +167,10 @@ func (k *Keyring) Verify(tok string, now time.Time) (Claims, error) {
 
 // parse splits raw into claims, the signed bytes and the MAC.
 func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
-	if len(raw) < 1+1+16+1+8+macSize || raw[0] != version {
+	if len(raw) < 1+1+16+1+8+macSize || raw[0] != version && raw[0] != versionKey {
 		return c, nil, nil, false
 	}
+	c.Exact = raw[0] == versionKey
 	signed, sum = raw[:len(raw)-macSize], raw[len(raw)-macSize:]
 	p := signed[1:]
 	kl := int(p[0])
@@ -174,7 +195,7 @@ func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
 		return c, nil, nil, false
 	}
 	c.Prefix = string(p[:pl])
-	if !strings.HasPrefix(c.Prefix, VideoPrefix(c.Video)) || !cleanKey(c.Prefix, true) {
+	if !strings.HasPrefix(c.Prefix, VideoPrefix(c.Video)) || !cleanKey(c.Prefix, !c.Exact) {
 		return c, nil, nil, false
 	}
 	exp := int64(binary.BigEndian.Uint64(p[pl:]))
@@ -186,13 +207,13 @@ func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
 }
 
 // Allows checks that key (an object key, already taken from a request
-// path) is one the claims grant: clean, under the token's prefix and inside
-// the token's video.
+// path) is one the claims grant: clean, inside the token's video, and under
+// the token's prefix (or, for an Exact token, that very key).
 func (c Claims) Allows(key string) error {
 	if !cleanKey(key, false) {
 		return refuse(BadPath)
 	}
-	if !strings.HasPrefix(key, c.Prefix) || !strings.HasPrefix(key, VideoPrefix(c.Video)) {
+	if !strings.HasPrefix(key, VideoPrefix(c.Video)) || c.Exact && key != c.Prefix || !strings.HasPrefix(key, c.Prefix) {
 		return refuse(OutOfScope)
 	}
 	return nil

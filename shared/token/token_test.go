@@ -120,6 +120,75 @@ func TestScope(t *testing.T) {
 	}
 }
 
+// A key token (SignKey, the feed's posters) grants its one key: not the
+// rest of the video, not a longer key that starts with it.
+func TestKeyScope(t *testing.T) {
+	k := ring(t, keyNew)
+	poster := VideoPrefix(videoA) + "poster.jpg"
+	tok, err := k.SignKey(videoA, poster, now.Add(time.Minute), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := k.Verify(tok, now)
+	if err != nil || !c.Exact || c.Prefix != poster || c.Video != videoA {
+		t.Fatalf("key token: %+v %v", c, err)
+	}
+	for key, want := range map[string]Reason{
+		poster:                                               "",
+		VideoPrefix(videoA) + "poster.jpgX":                  OutOfScope,
+		VideoPrefix(videoA) + "poster.jpg.m3u8":              OutOfScope,
+		VideoPrefix(videoA) + "poster.jpg/x":                 OutOfScope,
+		VideoPrefix(videoA) + "poster.jp":                    OutOfScope,
+		VideoPrefix(videoA) + "hls/master.m3u8":              OutOfScope,
+		VideoPrefix(videoA) + "hls/240p/seg_0.m4s":           OutOfScope,
+		VideoPrefix(videoA) + "dash/manifest.mpd":            OutOfScope,
+		VideoPrefix(videoA) + "original.mp4":                 OutOfScope,
+		VideoPrefix(videoA) + "meta.json":                    OutOfScope,
+		VideoPrefix(videoA) + "thumb.jpg":                    OutOfScope,
+		VideoPrefix(videoB) + "poster.jpg":                   OutOfScope,
+		VideoPrefix(videoA) + "poster.jpg/":                  BadPath,
+		VideoPrefix(videoA) + "./poster.jpg":                 BadPath,
+		VideoPrefix(videoA) + "hls/../poster.jpg":            BadPath,
+		VideoPrefix(videoA) + "hls/%2e%2e/poster.jpg":        BadPath,
+		VideoPrefix(videoA) + "poster.jpg\x00":               BadPath,
+		strings.ToUpper(VideoPrefix(videoA)) + "poster.jpg":  OutOfScope,
+		VideoPrefix(videoA) + "poster.jpg" + "?x=hls/master": BadPath,
+	} {
+		if got := ReasonOf(c.Allows(key)); got != want {
+			t.Errorf("%q: %q, want %q", key, got, want)
+		}
+	}
+
+	// The kind of grant is under the MAC: a key token relabelled a prefix
+	// token (or the reverse) is refused.
+	raw, _ := base64.RawURLEncoding.DecodeString(tok)
+	raw[0] = version
+	if _, err := k.Verify(base64.RawURLEncoding.EncodeToString(raw), now); ReasonOf(err) != BadSignature {
+		t.Errorf("key token relabelled a prefix token: %v, want %s", err, BadSignature)
+	}
+	pre, _ := base64.RawURLEncoding.DecodeString(sign(t, k, videoA, time.Minute))
+	pre[0] = versionKey
+	if _, err := k.Verify(base64.RawURLEncoding.EncodeToString(pre), now); err == nil {
+		t.Error("prefix token relabelled a key token: accepted")
+	}
+
+	for _, bad := range []string{
+		VideoPrefix(videoA),                // a folder is not a key
+		VideoPrefix(videoA) + "hls/",       // nor is any prefix
+		VideoPrefix(videoB) + "poster.jpg", // another video
+		VideoPrefix(videoA) + "../x.jpg",
+		VideoPrefix(videoA) + "a//b",
+		"poster.jpg",
+	} {
+		if _, err := k.SignKey(videoA, bad, now.Add(time.Minute), now); err == nil {
+			t.Errorf("SignKey(%q) accepted", bad)
+		}
+	}
+	if _, err := k.SignKey(videoA, poster, now.Add(MaxTTL+time.Second), now); err == nil {
+		t.Error("SignKey accepted a lifetime over MaxTTL")
+	}
+}
+
 func TestSplitPath(t *testing.T) {
 	for _, tc := range []struct {
 		path, tok, key string
@@ -227,11 +296,13 @@ func TestParseKeys(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	k := ring(f, keyNew, keyOld)
 	good, _ := k.Sign(videoA, VideoPrefix(videoA), now.Add(time.Minute), now)
+	poster, _ := k.SignKey(videoA, VideoPrefix(videoA)+"poster.jpg", now.Add(time.Minute), now)
 	f.Add(good[:len(good)-1]+"A", "videos/"+videoA+"/hls/master.m3u8")
+	f.Add(poster[:len(poster)-1]+"A", "videos/"+videoA+"/poster.jpgX")
 	f.Add(good[:10], "videos/"+videoB+"/x")
 	f.Add("AQNuZXc", "../../etc/passwd")
 	f.Fuzz(func(t *testing.T, tok, key string) {
-		if tok == good {
+		if tok == good || tok == poster {
 			return
 		}
 		if c, err := k.Verify(tok, now); err == nil {
@@ -245,6 +316,10 @@ func FuzzVerify(f *testing.F) {
 		c := Claims{Video: videoA, Prefix: VideoPrefix(videoA)}
 		if c.Allows(key) == nil && (!strings.HasPrefix(key, VideoPrefix(videoA)) || hasDotSegment(key)) {
 			t.Fatalf("out-of-scope key allowed: %q", key)
+		}
+		exact := Claims{Video: videoA, Prefix: VideoPrefix(videoA) + "poster.jpg", Exact: true}
+		if exact.Allows(key) == nil && key != exact.Prefix {
+			t.Fatalf("key token allowed another key: %q", key)
 		}
 	})
 }

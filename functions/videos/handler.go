@@ -4,27 +4,32 @@
 //	GET /<id>               one video (404 when unknown or not visible: the same answer)
 //
 // Each item carries id, status, created, duration, width, height and, when
-// playable, a signed poster path (valid PLAYBACK_TTL). Listing reads an
-// in-memory index of the store's meta.json objects kept current from the
-// live status subject and rescanned every VIDEOS_RESCAN (shared/catalog).
-// Never any client metadata: that is where PHI lives.
+// playable, a signed poster path (valid PLAYBACK_TTL) whose token grants
+// that poster alone; each poster grant is audited (url.signed, reason
+// poster) before it is handed out. Listing reads an in-memory index of the
+// store's meta.json objects kept current from the live status subject and
+// rescanned every VIDEOS_RESCAN (shared/catalog). Never any client
+// metadata: that is where PHI lives.
 package videos
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
+	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/catalog"
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/fnrun"
@@ -75,6 +80,9 @@ type List struct {
 	Next   string `json:"next,omitempty"`
 }
 
+// ReasonPoster is the audit reason of a poster grant (action url.signed).
+const ReasonPoster = "poster"
+
 // Server is the videos function over its dependencies.
 type Server struct {
 	Catalog  *catalog.Catalog
@@ -82,6 +90,7 @@ type Server struct {
 	Verifier *auth.Verifier
 	Keys     func() (*token.Keyring, error)
 	Policy   playback.Config
+	Audit    func(ctx context.Context, e audit.Event) error
 	Log      *slog.Logger
 	Now      func() time.Time
 }
@@ -130,8 +139,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := List{Videos: make([]Item, 0, len(page.Videos)), Next: page.Next}
 	for _, v := range page.Videos {
-		out.Videos = append(out.Videos, s.item(ring, v))
+		out.Videos = append(out.Videos, item(v))
 	}
+	s.posters(r.Context(), who, ring, out.Videos)
 	fnrun.WriteJSON(w, http.StatusOK, out)
 }
 
@@ -150,20 +160,47 @@ func (s *Server) one(w http.ResponseWriter, r *http.Request, who *auth.Claims, r
 		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
 		return
 	}
-	fnrun.WriteJSON(w, http.StatusOK, s.item(ring, v))
+	items := []Item{item(v)}
+	s.posters(r.Context(), who, ring, items)
+	fnrun.WriteJSON(w, http.StatusOK, items[0])
 }
 
-func (s *Server) item(ring *token.Keyring, v *meta.Video) Item {
+func item(v *meta.Video) Item {
 	it := Item{ID: v.ID, Status: v.Status, Created: v.Created}
 	if v.Probe != nil {
 		it.Duration, it.Width, it.Height = v.Probe.Duration, v.Probe.Width, v.Probe.Height
 	}
-	if playback.Playable(v.Status) {
-		if g, err := s.Policy.Grant(ring, v.ID, s.Now()); err == nil {
-			it.Poster = g.Poster
-		}
-	}
 	return it
+}
+
+// posters signs the poster of every playable item for who, each token
+// granting that one poster, and audits each grant (url.signed, reason
+// poster; the events are published side by side). A poster whose grant
+// could not be audited is left out: no grant goes unrecorded.
+func (s *Server) posters(ctx context.Context, who *auth.Claims, ring *token.Keyring, items []Item) {
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range items {
+		if !playback.Playable(items[i].Status) {
+			continue
+		}
+		wg.Go(func() {
+			u, err := s.Policy.Poster(ring, items[i].ID, s.Now())
+			if err == nil {
+				err = s.Audit(ctx, audit.Event{Actor: who.Subject, Action: audit.URLSigned, Object: items[i].ID,
+					Outcome: audit.Success, Reason: ReasonPoster})
+			}
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			items[i].Poster = u
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		s.Log.Warn("videos: posters left out: their grant was not audited", "posters", n)
+	}
 }
 
 // server builds the Server from the environment on first use; see fnrun.Lazy
@@ -190,18 +227,14 @@ var server = fnrun.Lazy(func() (*Server, error) {
 		return nil, err
 	}
 	log := logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)
+	b, err := bus.ForFunction(cfg.NATSURL, Name) // poster grants are audited; the index follows the status subject
+	if err != nil {
+		return nil, err
+	}
 	cat := catalog.New(st, cfg.MediaBucket)
-	if cfg.NATSURL != "" {
-		// Without NATS the catalog scans the store on every listing:
-		// correct, but seconds per request at 10,000 videos.
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("pulsevault-fn-"+Name), nats.MaxReconnects(-1))
-		if err != nil {
-			return nil, fmt.Errorf("videos: connect to NATS: %w", err)
-		}
-		if err := cat.Follow(nc, rescan, log); err != nil {
-			nc.Close()
-			return nil, err
-		}
+	if err := cat.Follow(b.Conn(), rescan, log); err != nil {
+		b.Close()
+		return nil, err
 	}
 	return &Server{
 		Catalog:  cat,
@@ -209,6 +242,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
 		Policy:   pol,
+		Audit:    audit.NewPublisher(b, Name).Publish,
 		Log:      log,
 		Now:      time.Now,
 	}, nil

@@ -82,6 +82,21 @@ type Grant struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// PosterFile is a video's poster, under its folder.
+const PosterFile = "poster.jpg"
+
+// Poster signs the URL of video id's poster alone (token.SignKey), valid
+// for c.TTL from now: what the feed hands out with each playable item. It
+// grants nothing else of the video.
+func (c Config) Poster(ring *token.Keyring, id string, now time.Time) (string, error) {
+	key := token.VideoPrefix(id) + PosterFile
+	tok, err := ring.SignKey(id, key, now.Add(c.TTL).Truncate(time.Second), now)
+	if err != nil {
+		return "", err
+	}
+	return c.MediaBase + "/" + tok + "/" + key, nil
+}
+
 // Grant signs URLs for video id, valid for c.TTL from now.
 func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, error) {
 	exp := now.Add(c.TTL).Truncate(time.Second)
@@ -90,7 +105,7 @@ func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, err
 		return Grant{}, err
 	}
 	base := c.MediaBase + "/" + tok + "/" + token.VideoPrefix(id)
-	return Grant{URL: base + "hls/master.m3u8", DASH: base + "dash/manifest.mpd", Poster: base + "poster.jpg", ExpiresAt: exp.UTC()}, nil
+	return Grant{URL: base + "hls/master.m3u8", DASH: base + "dash/manifest.mpd", Poster: base + PosterFile, ExpiresAt: exp.UTC()}, nil
 }
 
 // Verifier builds the API token verifier from the configuration: the OIDC

@@ -66,6 +66,16 @@ func TestPolicyAndGrant(t *testing.T) {
 	if err != nil || cl.Video != v.ID || cl.Expiry.After(now.Add(token.MaxTTL)) {
 		t.Fatalf("granted token: %+v %v", cl, err)
 	}
+	// The feed's poster URL grants the poster and nothing else.
+	pu, err := c.Poster(ring, v.ID, now)
+	if err != nil || !strings.HasPrefix(pu, "https://pv.example.org/media/") || !strings.HasSuffix(pu, "/videos/"+v.ID+"/poster.jpg") {
+		t.Fatalf("poster: %q %v", pu, err)
+	}
+	pc, err := ring.Verify(strings.SplitN(strings.TrimPrefix(pu, "https://pv.example.org/media/"), "/", 2)[0], now)
+	if err != nil || !pc.Exact || pc.Allows(token.VideoPrefix(v.ID)+"poster.jpg") != nil ||
+		pc.Allows(token.VideoPrefix(v.ID)+"hls/master.m3u8") == nil || pc.Expiry.After(now.Add(token.MaxTTL)) {
+		t.Fatalf("poster token: %+v %v", pc, err)
+	}
 	if !Playable(meta.Ready) || !Playable(meta.Complete) || Playable(meta.Processing) || Playable(meta.Failed) {
 		t.Error("Playable")
 	}

@@ -296,6 +296,15 @@ func TestBadInputCorpus(t *testing.T) {
 		badCase{name: "media: meta.json", want: 403, do: mediaGet(valid + "/videos/" + vid + "/meta.json")},
 		badCase{name: "media: the original", want: 403, do: mediaGet(valid + "/videos/" + vid + "/original.mp4")},
 	)
+	// The feed's poster tokens grant the poster alone (token.SignKey).
+	posterTok, err := ring.SignKey(vid, token.VideoPrefix(vid)+"poster.jpg", now.Add(time.Minute), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"hls/master.m3u8", "hls/240p/index.m3u8", "dash/manifest.mpd", "original.mp4", "poster.jpgX"} {
+		cases = append(cases, badCase{name: "media: poster token used for " + key, want: 403, do: mediaGet(posterTok + "/videos/" + vid + "/" + key)})
+	}
+	cases = append(cases, badCase{name: "media: poster token used for another video's poster", want: 403, do: mediaGet(posterTok + "/videos/" + vid2 + "/poster.jpg")})
 
 	failures := 0
 	for _, c := range cases {

@@ -52,6 +52,7 @@ type playbackStack struct {
 	st        *storage.Store
 	s3        string // S3_ENDPOINT of the functions
 	bucket    string
+	auditBkt  string // the audit bucket
 	video     string
 	jwtSecret []byte
 	keys      []string // key lines of pulsevault-media-keys
@@ -186,7 +187,7 @@ func startPlaybackClip(t *testing.T, ttl string, o testclip.Options) *playbackSt
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	s := &playbackStack{p: p, pnats: pb, st: st, s3: cfg.S3Endpoint, bucket: cfg.MediaBucket, video: uuid.NewString(), audit: tap,
+	s := &playbackStack{p: p, pnats: pb, st: st, s3: cfg.S3Endpoint, bucket: cfg.MediaBucket, auditBkt: cfg.AuditBucket, video: uuid.NewString(), audit: tap,
 		jwtSecret: []byte("test-jwt-secret-0123456789abcdefghijklmnop")}
 	for _, kid := range []string{"k2", "k1"} {
 		line, err := token.GenerateKeyLine(kid)

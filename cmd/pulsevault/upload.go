@@ -29,7 +29,7 @@ An interrupted upload resumes where it stopped when the same command runs again.
 
 Flags (each also read from the environment variable shown):
   --endpoint URL     tus endpoint (PULSEVAULT_UPLOAD_URL; default http://127.0.0.1:8080/function/upload/)
-  --token T          bearer token (PULSEVAULT_TOKEN; required)
+  --token T          bearer token (required; better PULSEVAULT_TOKEN: any local user can read a command line)
   --state FILE       where unfinished uploads are remembered (default $XDG_STATE_HOME/pulsevault/uploads.json)
   --chunk-size N     bytes per PATCH request (default 33554432)
   --no-progress      no progress bar

@@ -133,6 +133,7 @@ func TestSecondUserCannotReachAnotherUpload(t *testing.T) {
 	// Paths naming the victim's upload v, given my own upload id m.
 	paths := map[string]func(v victimUpload, m string) string{
 		"victim+junk/mine":            func(v victimUpload, m string) string { return "/" + v.obj + "+junk/" + m },
+		"victim+junk/mine's object":   func(v victimUpload, m string) string { return "/" + v.obj + "+junk/" + m[:strings.IndexByte(m, '+')] },
 		"victim+x/.":                  func(v victimUpload, m string) string { return "/" + v.obj + "+x/." },
 		"victim+mp/.":                 func(v victimUpload, m string) string { return "/" + v.id + "/." },
 		"victim+x%2Fmine":             func(v victimUpload, m string) string { return "/" + v.obj + "+x%2F" + m },

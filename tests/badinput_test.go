@@ -297,6 +297,13 @@ func TestBadInputCorpus(t *testing.T) {
 		badCase{name: "media: the original", want: 403, do: mediaGet(valid + "/videos/" + vid + "/original.mp4")},
 	)
 
+	// Issue 15: a second user's attacks on another's uploads and on the
+	// functions' own endpoints, through the public origin.
+	attacks := newAttackRig(s, publicOrigin(t, s), client, http.StatusRequestHeaderFieldsTooLarge)
+	cases = append(cases, secondUserAttacks(attacks)...)
+	// Before any listing: the videos function's first scan meets them.
+	listed := plantUndecodableMeta(t, attacks)
+
 	failures := 0
 	for _, c := range cases {
 		ok := t.Run(c.name, func(t *testing.T) {
@@ -311,6 +318,9 @@ func TestBadInputCorpus(t *testing.T) {
 			failures++
 		}
 	}
+	// One meta.json nobody can read does not take the feed down.
+	feedSurvives(t, attacks, listed)
+
 	// Secrets never reach a log: no JWT or playback token of the corpus
 	// appears in the provider's, the connector's or any function's log.
 	logs, _ := filepath.Glob(filepath.Join(s.data, "logs", "functions", "*"))
@@ -323,7 +333,7 @@ func TestBadInputCorpus(t *testing.T) {
 	if !strings.Contains(logText.String(), `"msg":"upload rejected"`) {
 		t.Error("the function logs were not collected (no rejection logged)")
 	}
-	secrets := []string{s.token, other, valid, ingestSecret}
+	secrets := []string{s.token, other, valid, ingestSecret, attacks.attacker, victimName}
 	for _, j := range badJWTs {
 		if len(j.token) > 20 {
 			secrets = append(secrets, j.token)

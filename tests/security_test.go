@@ -233,6 +233,9 @@ func secondUserAttacks(a *attackRig) []badCase {
 	add("PATCH by method override", 404, a.onVictim(http.MethodPost, "/api/upload/{victim}", "56789", "X-HTTP-Method-Override", "PATCH", "Upload-Offset", "5", "Content-Type", octet))
 	add("HEAD by method override", 400, a.onVictim(http.MethodPost, "/api/upload/{victim}", "", "X-HTTP-Method-Override", "HEAD"))
 	add("POST to the victim's upload", 404, a.onVictim(http.MethodPost, "/api/upload/{victim}", "", "Upload-Length", "10"))
+	add("creation-with-upload into the victim's upload", 404, a.onVictim(http.MethodPost, "/api/upload/{victim}", "56789", "Upload-Length", "10", "Content-Type", octet))
+	// The IETF resumable-upload draft (off in tusd unless enabled): a HEAD in its dialect.
+	add("HEAD in the IETF draft's dialect", 404, a.onVictim(http.MethodHead, "/api/upload/{victim}", "", "Upload-Draft-Interop-Version", "6"))
 	// Deferred length: declaring the victim's length for it.
 	add("declare the victim's length", 404, a.onVictim(http.MethodPatch, "/api/upload/{victim}", "", "Upload-Offset", "5", "Upload-Length", "5", "Content-Type", octet))
 
@@ -273,6 +276,14 @@ func secondUserAttacks(a *attackRig) []badCase {
 		"/api/sign-url/metrics": 404, "/api/sign-url/_/health": 404,
 	} {
 		add("GET "+p, want, a.internalPath(p))
+	}
+
+	// upload-finalize's /reconcile and the gateway's paths are not public.
+	for _, p := range []string{"/api/upload-finalize/reconcile", "/function/upload-finalize/reconcile", "/api/upload/../upload-finalize/reconcile"} {
+		add("POST "+p, 404, func(t *testing.T) int {
+			res, _ := a.send(t, http.MethodPost, p, a.attacker, "")
+			return res.StatusCode
+		})
 	}
 
 	// Finding 12: a client's Forwarded host never reaches Location.

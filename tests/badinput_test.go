@@ -199,6 +199,9 @@ func TestBadInputCorpus(t *testing.T) {
 		{name: "tus PATCH of an unknown upload", want: 404, do: tus(http.MethodPatch, uploadURL+"0123456789abcdef0123456789abcdef", s.token, []byte("x"), "Upload-Offset", "0", "Content-Type", octet)},
 		{name: "tus PATCH with path traversal in the upload id", want: 404, do: tus(http.MethodPatch, uploadURL+"..%2f..%2fpulse-media%2fvideos", s.token, []byte("x"), "Upload-Offset", "0", "Content-Type", octet)},
 		{name: "tus create with oversized headers", want: 431, do: tus(http.MethodPost, uploadURL, s.token, nil, "Upload-Length", "10", "X-Padding", strings.Repeat("a", 2<<20))},
+		// Under Go's 1 MiB default, over the gateway's bound (issue 15: it made an unreadable meta.json).
+		{name: "tus create with a 233 KB Upload-Metadata at the gateway", want: 431, do: tus(http.MethodPost, uploadURL, s.token, nil, "Upload-Length", "10",
+			"Upload-Metadata", tusclient.EncodeMetadata(map[string]string{"filename": strings.Repeat("a", 233<<10)}))},
 
 		// Complete uploads of files that are not acceptable videos.
 		{name: "plain text named .mp4", reason: "not-a-video", do: s.uploadFile(file("notes.mp4", []byte("Patient says the knee hurts. Not a video.\n")))},

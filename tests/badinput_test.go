@@ -199,6 +199,9 @@ func TestBadInputCorpus(t *testing.T) {
 		{name: "tus PATCH of an unknown upload", want: 404, do: tus(http.MethodPatch, uploadURL+"0123456789abcdef0123456789abcdef", s.token, []byte("x"), "Upload-Offset", "0", "Content-Type", octet)},
 		{name: "tus PATCH with path traversal in the upload id", want: 404, do: tus(http.MethodPatch, uploadURL+"..%2f..%2fpulse-media%2fvideos", s.token, []byte("x"), "Upload-Offset", "0", "Content-Type", octet)},
 		{name: "tus create with oversized headers", want: 431, do: tus(http.MethodPost, uploadURL, s.token, nil, "Upload-Length", "10", "X-Padding", strings.Repeat("a", 2<<20))},
+		// Under Go's 1 MiB default, over the gateway's bound (issue 15: it made an unreadable meta.json).
+		{name: "tus create with a 233 KB Upload-Metadata at the gateway", want: 431, do: tus(http.MethodPost, uploadURL, s.token, nil, "Upload-Length", "10",
+			"Upload-Metadata", tusclient.EncodeMetadata(map[string]string{"filename": strings.Repeat("a", 233<<10)}))},
 
 		// Complete uploads of files that are not acceptable videos.
 		{name: "plain text named .mp4", reason: "not-a-video", do: s.uploadFile(file("notes.mp4", []byte("Patient says the knee hurts. Not a video.\n")))},
@@ -306,6 +309,13 @@ func TestBadInputCorpus(t *testing.T) {
 	}
 	cases = append(cases, badCase{name: "media: poster token used for another video's poster", want: 403, do: mediaGet(posterTok + "/videos/" + vid2 + "/poster.jpg")})
 
+	// Issue 15: a second user's attacks on another's uploads and on the
+	// functions' own endpoints, through the public origin.
+	attacks := newAttackRig(s, publicOrigin(t, s), client, http.StatusRequestHeaderFieldsTooLarge)
+	cases = append(cases, secondUserAttacks(attacks)...)
+	// Before any listing: the videos function's first scan meets them.
+	listed := plantUndecodableMeta(t, attacks)
+
 	failures := 0
 	for _, c := range cases {
 		ok := t.Run(c.name, func(t *testing.T) {
@@ -320,6 +330,9 @@ func TestBadInputCorpus(t *testing.T) {
 			failures++
 		}
 	}
+	// One meta.json nobody can read does not take the feed down.
+	feedSurvives(t, attacks, listed)
+
 	// Secrets never reach a log: no JWT or playback token of the corpus
 	// appears in the provider's, the connector's or any function's log.
 	logs, _ := filepath.Glob(filepath.Join(s.data, "logs", "functions", "*"))
@@ -332,7 +345,7 @@ func TestBadInputCorpus(t *testing.T) {
 	if !strings.Contains(logText.String(), `"msg":"upload rejected"`) {
 		t.Error("the function logs were not collected (no rejection logged)")
 	}
-	secrets := []string{s.token, other, valid, ingestSecret}
+	secrets := []string{s.token, other, valid, ingestSecret, attacks.attacker, victimName}
 	for _, j := range badJWTs {
 		if len(j.token) > 20 {
 			secrets = append(secrets, j.token)

@@ -104,6 +104,7 @@ func startGateway(cfg config.Config, b *bus.Bus, log *slog.Logger, extra *http.S
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    provider.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 		url:  "http://" + ln.Addr().String(),

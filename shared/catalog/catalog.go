@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/status"
@@ -54,8 +55,18 @@ type Catalog struct {
 
 type entry struct {
 	etag string
-	v    *meta.Video
+	v    *meta.Video // nil: this version does not decode
 }
+
+// undecodable counts meta.json versions a scan skipped because they do not
+// decode (each version once per process): one such object must not take
+// the whole feed down with it.
+var undecodable = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "pulsevault_catalog_undecodable_total",
+	Help: "meta.json objects (versions) the feed skipped because they do not decode.",
+})
+
+func init() { prometheus.MustRegister(undecodable) }
 
 type indexed struct {
 	v   *meta.Video
@@ -64,7 +75,8 @@ type indexed struct {
 
 // New returns a Catalog over bucket.
 func New(st *storage.Store, bucket string) *Catalog {
-	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{}}
+	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{},
+		log: slog.New(slog.DiscardHandler)}
 }
 
 // Follow turns on the live index: c subscribes to status changes on nc,
@@ -104,7 +116,10 @@ func (c *Catalog) apply(id string) {
 	if err != nil {
 		// Not found: an announcement racing a delete, or a bogus id; the
 		// next scan settles either. A store error is repaired the same way.
-		if !errors.Is(err, meta.ErrNotFound) {
+		switch {
+		case errors.Is(err, meta.ErrUndecodable):
+			c.log.Warn("catalog: a changed video's meta.json does not decode; left out", "video", id)
+		case !errors.Is(err, meta.ErrNotFound):
 			c.log.Warn("catalog: re-reading a changed video failed; the next scan repairs it", "video", id, "err", "store-error")
 		}
 		return
@@ -262,7 +277,9 @@ func (c *Catalog) scan(ctx context.Context) ([]*meta.Video, error) {
 		e, hit := c.cache[info.Key]
 		c.mu.Unlock()
 		if hit && e.etag == info.ETag {
-			out = append(out, e.v)
+			if e.v != nil {
+				out = append(out, e.v)
+			}
 			continue
 		}
 		todo = append(todo, job{info.Key, info.ETag, id})
@@ -281,6 +298,15 @@ func (c *Catalog) scan(ctx context.Context) ([]*meta.Video, error) {
 				mu.Lock()
 				switch {
 				case errors.Is(err, meta.ErrNotFound):
+				case errors.Is(err, meta.ErrUndecodable):
+					// Skipped, not fatal: the rest of the feed is served.
+					// Cached under the listed ETag, so it is read and
+					// counted once per version.
+					undecodable.Inc()
+					c.log.Warn("catalog: skipping a meta.json that does not decode", "video", j.id)
+					c.mu.Lock()
+					c.cache[j.key] = entry{etag: j.etag}
+					c.mu.Unlock()
 				case err != nil:
 					if firstErr == nil {
 						firstErr = err

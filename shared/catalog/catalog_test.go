@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/catalog"
 	"github.com/mieweb/pulsevault/shared/meta"
@@ -200,4 +202,54 @@ func TestFollowLoad(t *testing.T) {
 		s += page(scan)
 	}
 	t.Logf("%d videos, first page of 20 (warm, mean of 20): index %s, scan %s", n, (l / 20).Round(time.Microsecond), (s / 20).Round(time.Microsecond))
+}
+
+// One meta.json that does not decode (over meta.MaxSize, or not JSON) is
+// skipped and counted, by a bare scan and by the live index alike; the
+// rest of the feed is still listed for everyone.
+func TestUndecodableEntrySkipped(t *testing.T) {
+	r := newRig(t)
+	base := time.Unix(1_700_000_000, 0)
+	good := r.create(r.silent, "u1", base)
+	ctx := context.Background()
+	huge := uuid.NewString()
+	if _, err := r.st.PutBytes(ctx, r.bucket, meta.Key(huge), []byte(`{"id":"`+huge+`","uploader":"u1","client":{"filename":"`+strings.Repeat("a", meta.MaxSize)+`"}}`), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	garbled := uuid.NewString()
+	if _, err := r.st.PutBytes(ctx, r.bucket, meta.Key(garbled), []byte("not json"), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := counter(t, "pulsevault_catalog_undecodable_total")
+	scan := catalog.New(r.st, r.bucket)
+	live := catalog.New(r.st, r.bucket)
+	if err := live.Follow(r.nc, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*catalog.Catalog{"scan": scan, "live": live} {
+		for range 2 { // the second listing reads nothing again
+			if got := ids(all(t, c, "u1", 10)); !slices.Equal(got, []string{good}) {
+				t.Errorf("%s: listing %v, want only %s", name, got, good)
+			}
+		}
+	}
+	// Two objects, read once by each catalog (the cache keeps the verdict).
+	if n := counter(t, "pulsevault_catalog_undecodable_total") - before; n != 4 {
+		t.Errorf("undecodable counted %v times, want 4", n)
+	}
+}
+
+// counter reads a counter of the default registry (0 until registered).
+func counter(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -100,7 +100,7 @@ type Outcome struct {
 	Status  meta.Status `json:"status,omitempty"`
 	Reason  string      `json:"reason,omitempty"`
 	Jobs    int         `json:"jobs"`
-	Skipped string      `json:"skipped,omitempty"` // why nothing was done: gone, partial, no-info
+	Skipped string      `json:"skipped,omitempty"` // why nothing was done: gone, partial, final, no-info
 }
 
 // HandleEvent finalizes the uploads a bucket notification reports. The
@@ -234,8 +234,15 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	} else if err != nil {
 		return out, err
 	}
-	if info.IsPartial {
-		out.Skipped = "partial" // a concatenation part: the final upload is the video
+	switch {
+	case info.IsPartial:
+		out.Skipped = "partial" // a concatenation part
+		return out, nil
+	case info.IsFinal:
+		// Made by concatenation, which can join another user's uploads
+		// (tusd checks no owner): never a video. The upload function
+		// refuses concatenation; one staged before that expires.
+		out.Skipped = "final"
 		return out, nil
 	}
 	v := &meta.Video{ID: id, Uploader: info.Subject(), UploadID: upload, UploadETag: obj.ETag, Client: info.Client()}

@@ -573,3 +573,45 @@ func TestClearingCutShortIsFinished(t *testing.T) {
 		t.Errorf("%d jobs, want the 2 of the first finalize only", n)
 	}
 }
+
+// A staged upload made by concatenation (tusd lets a final upload join any
+// uploads, another user's included) or one of its parts never becomes a
+// video, even a playable one; the reconciler expires it like an abandoned
+// upload.
+func TestConcatenationsNeverFinalized(t *testing.T) {
+	t.Parallel()
+	lim := defaultLimits()
+	r := newRig(t, lim)
+	ctx := context.Background()
+	c := r.env.Config
+	for _, kind := range []string{"IsFinal", "IsPartial"} {
+		up := r.upload(clip(t, testclip.Options{Seconds: 1}), map[string]string{"filename": "x.mp4"})
+		// What tusd writes for a concatenation: the same .info, flagged.
+		rc, _, err := r.st.Get(ctx, c.UploadsBucket, up+".info", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info map[string]any
+		if err := json.NewDecoder(rc).Decode(&info); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		info[kind] = true
+		b, _ := json.Marshal(info)
+		if _, err := r.st.PutBytes(ctx, c.UploadsBucket, up+".info", b, storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := r.f.Finalize(ctx, up)
+		if err != nil || out.Skipped == "" || out.Status != "" {
+			t.Errorf("%s: finalize %+v %v, want it skipped", kind, out, err)
+		}
+		if _, _, err := meta.NewStore(r.st, c.MediaBucket).Get(ctx, videoid.FromUpload(up)); !errors.Is(err, meta.ErrNotFound) {
+			t.Errorf("%s: a video was made of it: %v", kind, err)
+		}
+	}
+	r.f.o.Limits.ReconcileAge, r.f.o.Limits.Expiry = 0, 0 // every staged upload is old enough
+	rep, err := r.f.Reconcile(ctx)
+	if err != nil || len(rep.Expired) != 2 || len(rep.Finalized) != 0 {
+		t.Fatalf("reconcile: %+v %v, want both expired", rep, err)
+	}
+}

@@ -18,7 +18,7 @@ type Report struct {
 
 // Reconcile is the safety net for lost notifications: it finalizes every
 // completed upload older than Limits.ReconcileAge that is still staged,
-// and removes incomplete uploads (and concatenation parts) older than
+// and removes incomplete uploads (and concatenations) older than
 // Limits.Expiry. It carries on past one upload's failure.
 func (f *Finalizer) Reconcile(ctx context.Context) (Report, error) {
 	return f.reconcile(ctx, f.o.Limits.ReconcileAge)
@@ -44,7 +44,7 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 			case err != nil:
 				rep.Failed++
 				f.log.Warn("reconcile: finalize failed", "upload", u.ID, "err", err)
-			case out.Skipped == "partial" && age >= f.o.Limits.Expiry:
+			case (out.Skipped == "partial" || out.Skipped == "final") && age >= f.o.Limits.Expiry:
 				f.expire(ctx, &rep, u.ID)
 			case out.Status == meta.Rejected:
 				rep.Rejected = append(rep.Rejected, out.Video)

@@ -107,6 +107,10 @@ func Key(id string) string { return "videos/" + id + "/meta.json" }
 // ErrNotFound means the video has no meta.json.
 var ErrNotFound = errors.New("meta: no such video")
 
+// ErrUndecodable means a meta.json was read but is not one (not a JSON
+// object, or over MaxSize): reading it again will not help.
+var ErrUndecodable = errors.New("meta.json does not decode")
+
 // Store reads and writes meta.json in the media bucket. meta.json is the
 // video's mutable state, so it is written without retention (the bucket has
 // no default rule): the original and the renditions are what is locked.
@@ -150,7 +154,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Video, string, error) {
 	}
 	v, err := Decode(b)
 	if err != nil {
-		return nil, "", fmt.Errorf("meta: %s: %w", Key(id), err)
+		return nil, "", fmt.Errorf("meta: %s: %w: %w", Key(id), ErrUndecodable, err)
 	}
 	return v, info.ETag, nil
 }

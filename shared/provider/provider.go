@@ -211,8 +211,14 @@ func New(o Options) (*Provider, error) {
 	return p, nil
 }
 
-// Handler serves the gateway API. Serve it on a loopback address.
+// Handler serves the gateway API. Serve it on a loopback address, with
+// MaxHeaderBytes.
 func (p *Provider) Handler() http.Handler { return p.handler }
+
+// MaxHeaderBytes bounds a request's header at the gateway, as at the public
+// origin (publicapi.MaxHeaderBytes, nginx's 4 × 8k): a function never
+// receives more (Go's default, 1 MiB, let a 233 KB Upload-Metadata through).
+const MaxHeaderBytes = 32 << 10
 
 // User is the basic-auth user of /system/*.
 func (p *Provider) User() string { return p.creds.User }

@@ -5,11 +5,17 @@
 //	/api/sign-url       → GATEWAY_URL/function/sign-url
 //	/api/videos[/...]   → GATEWAY_URL/function/videos[/...]
 //	/api/events         → GATEWAY_URL/function/events
+//	/api/upload/...     → GATEWAY_URL/function/upload/...
 //
 // and everything else to an optional static handler (Vitals). Paths are
 // forwarded as they arrived, still escaped, so the media function sees (and
 // refuses) encoded traversal itself. Responses are streamed, server-sent
 // events flushed at once. It serves HTTP/1.1 and, over TLS, HTTP/2.
+//
+// A function's own endpoints (fnrun's /metrics and /_/health, media's
+// /_/metrics) are never reached from here, however spelled: they are for
+// the gateway and Prometheus. Clients' forwarding headers are replaced by
+// this origin's, and a header over MaxHeaderBytes gets 431.
 //
 // With Options.Store set, media bytes skip the gateway and the function:
 // the router asks the media function to offload (mediaserve.OffloadHeader)
@@ -27,6 +33,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,14 +59,41 @@ type Options struct {
 // start with; nginx's internal location has the same name.
 const offloadPrefix = "/_pulsevault_s3/"
 
-// routes maps a public path prefix to a function; exact means the path
-// must equal the prefix or continue with "/".
-var routes = []struct{ prefix, function string }{
-	{"/media/", "media"},
-	{"/api/sign-url", "sign-url"},
-	{"/api/videos", "videos"},
-	{"/api/events", "events"},
-	{"/api/upload/", "upload"},
+// routes maps a public path prefix to a function: the path must equal the
+// prefix or continue with "/", and for an exact route (a function without
+// sub-paths) equal it. The same routes as infra/nginx/pulsevault.conf.
+var routes = []struct {
+	prefix, function string
+	exact            bool
+}{
+	{"/media/", "media", false},
+	{"/api/sign-url", "sign-url", true},
+	{"/api/videos", "videos", false},
+	{"/api/events", "events", true},
+	{"/api/upload/", "upload", false},
+}
+
+// MaxHeaderBytes bounds a request's header, as nginx's default
+// large_client_header_buffers (4 × 8k) does in production: larger gets 431.
+// Bearer tokens and tus metadata take a few KiB.
+const MaxHeaderBytes = 32 << 10
+
+// internal reports whether rest, the path after a route's prefix (still
+// escaped), reaches a function's own endpoints instead of its handler:
+// fnrun's /metrics and /_/health, media's /_/metrics, for the gateway and
+// Prometheus only. rest is judged decoded and with empty segments dropped,
+// as the function may see it after the gateway; a dot segment counts too,
+// since no public path has one and something in between might resolve it.
+func internal(rest string) bool {
+	p, err := url.PathUnescape(rest)
+	if err != nil {
+		return true
+	}
+	segs := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+	if len(segs) > 0 && (segs[0] == "metrics" || segs[0] == "_") {
+		return true
+	}
+	return slices.Contains(segs, ".") || slices.Contains(segs, "..")
 }
 
 // Handler returns the public router.
@@ -98,6 +132,17 @@ func Handler(o Options) (http.Handler, error) {
 			out.RawQuery = pr.In.URL.RawQuery
 			pr.Out.URL = &out
 			pr.Out.Host = gw.Host
+			// The forwarding headers are this origin's alone (ReverseProxy
+			// drops Forwarded and X-Forwarded-For/-Host/-Proto; the rest
+			// of the family goes too): a client must not name the host,
+			// scheme or prefix the functions answer for.
+			for k := range pr.Out.Header {
+				if strings.HasPrefix(k, "X-Forwarded-") {
+					pr.Out.Header.Del(k)
+				}
+			}
+			pr.Out.Header.Del("Forwarded")
+			pr.Out.Header.Del("X-Real-Ip")
 			pr.SetXForwarded()
 			pr.Out.Header.Del(mediaserve.OffloadHeader) // only this router may ask
 			if fn == "media" && store != nil {
@@ -117,7 +162,9 @@ func Handler(o Options) (http.Handler, error) {
 			}
 			res.Header.Del("X-Accel-Redirect")
 			rest, ok := strings.CutPrefix(redirect, offloadPrefix)
-			if store == nil || !ok {
+			if fn, _ := res.Request.Context().Value(fnKey{}).(string); store == nil || !ok || fn != "media" {
+				// Only the media function offloads; from anything else
+				// it would be a way to make this origin read the store.
 				return errors.New("publicapi: unexpected X-Accel-Redirect")
 			}
 			return fromStore(res, tr, store, rest)
@@ -134,15 +181,18 @@ func Handler(o Options) (http.Handler, error) {
 		p := r.URL.EscapedPath()
 		for _, rt := range routes {
 			rest, ok := strings.CutPrefix(p, strings.TrimSuffix(rt.prefix, "/"))
-			if !ok || (rest != "" && rest[0] != '/') {
+			if !ok || (rest != "" && rest[0] != '/') || (rt.exact && rest != "") {
 				continue
 			}
-			if rt.function == "media" && (rest == "" || rest == "/" || strings.HasPrefix(rest, "/_/") || strings.ContainsAny(rest, "%\\")) {
-				// /_/ is the function's own diagnostics, not for the public.
+			if rt.function == "media" && (rest == "" || rest == "/" || internal(rest) || strings.ContainsAny(rest, "%\\")) {
 				// Tokens and keys never need escaping: an escaped media path
 				// is a probe, refused here because a gateway in between
 				// (faas-provider's proxy) decodes it before media sees it.
 				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			if internal(rest) {
+				http.NotFound(w, r)
 				return
 			}
 			ctx := context.WithValue(context.WithValue(r.Context(), fnKey{}, rt.function), restKey{}, rest)
@@ -250,6 +300,7 @@ func Server(h http.Handler, log *slog.Logger) *http.Server {
 		Protocols:         &p,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }

@@ -210,3 +210,163 @@ func TestMediaOffload(t *testing.T) {
 		t.Error("accepted a store URL with a path")
 	}
 }
+
+// The functions' own endpoints (fnrun's /metrics and /_/health, media's
+// /_/metrics) are not reachable through the public origin, however the path
+// is spelled; the functions' real sub-paths still are.
+func TestInternalPathsNotRouted(t *testing.T) {
+	var reached atomic.Value
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Store(r.URL.Path)
+		io.WriteString(w, "function")
+	}))
+	defer gw.Close()
+	h, err := Handler(Options{GatewayURL: gw.URL, Static: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(p string) int {
+		reached.Store("")
+		// A raw request line: the client must not clean the path.
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		req.URL.Opaque = p
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for _, fn := range []string{"/media", "/api/videos", "/api/upload", "/api/sign-url", "/api/events"} {
+		for _, p := range []string{"/metrics", "/_/health", "/_/metrics", "//metrics", "/%6detrics", "/%5F/health", "/./metrics",
+			"/x/../metrics", "/metrics/", "/_", "/%2e%2e/metrics", "/%2fmetrics"} {
+			code := get(fn + p)
+			if code != http.StatusNotFound && code != http.StatusForbidden || reached.Load() != "" {
+				t.Errorf("GET %s%s: %d, reached the gateway as %q; want 403/404 and not reached", fn, p, code, reached.Load())
+			}
+		}
+	}
+	// What the functions really serve under their routes.
+	for _, p := range []string{"/api/videos", "/api/videos/", "/api/videos/3f1c9b2e-8d4a-4c6e-9f00-1a2b3c4d5e6f", "/api/sign-url", "/api/events",
+		"/api/upload/", "/api/upload/0123456789abcdef0123456789abcdef+e87220b2-921f-405e-916e-df81f5fe4c4f", "/media/TOK/videos/v/hls/master.m3u8",
+		"/api/videos/metrics-report"} {
+		if code := get(p); code != http.StatusOK || reached.Load() == "" {
+			t.Errorf("GET %s: %d, want the function's answer", p, code)
+		}
+	}
+	// sign-url and events have no sub-paths (as in nginx: exact locations).
+	for _, p := range []string{"/api/sign-url/x", "/api/events/", "/api/events/x"} {
+		if code := get(p); code != http.StatusNotFound || reached.Load() != "" {
+			t.Errorf("GET %s: %d, reached %q; want 404", p, code, reached.Load())
+		}
+	}
+}
+
+// Only the media function's X-Accel-Redirect is served from the store;
+// another function's is an error, and the store is never asked.
+func TestAccelRedirectFromMediaOnly(t *testing.T) {
+	var storeHits atomic.Int64
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		storeHits.Add(1)
+		io.WriteString(w, "store bytes")
+	}))
+	defer store.Close()
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Accel-Redirect", offloadPrefix+"pulse-media/videos/v/original.mp4?X-Amz-Signature=x")
+	}))
+	defer gw.Close()
+	h, err := Handler(Options{GatewayURL: gw.URL, Store: store.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, p := range []string{"/api/videos", "/api/upload/", "/api/sign-url", "/api/events"} {
+		res, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadGateway || strings.Contains(string(b), "store bytes") || res.Header.Get("X-Accel-Redirect") != "" {
+			t.Errorf("%s: %d %q, want 502 without the store's bytes", p, res.StatusCode, b)
+		}
+	}
+	if n := storeHits.Load(); n != 0 {
+		t.Errorf("the store was asked %d times", n)
+	}
+	if res, err := http.Get(srv.URL + "/media/TOK/videos/v/poster.jpg"); err != nil || res.StatusCode != 200 || storeHits.Load() != 1 {
+		t.Errorf("media offload: %v %v, store hits %d", res, err, storeHits.Load())
+	}
+}
+
+// The forwarding headers the functions see are this origin's: a client's
+// Forwarded, X-Forwarded-* and X-Real-Ip are replaced or dropped.
+func TestForwardingHeadersReplaced(t *testing.T) {
+	var saw atomic.Pointer[http.Header]
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		saw.Store(&h)
+	}))
+	defer gw.Close()
+	h, err := Handler(Options{GatewayURL: gw.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, p := range []string{"/api/upload/", "/api/videos"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+p, nil)
+		for k, v := range map[string]string{"Forwarded": "host=evil.example;proto=https", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+			"X-Forwarded-Prefix": "/evil/", "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Port": "666", "X-Real-Ip": "6.6.6.6"} {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		got := *saw.Load()
+		host := strings.TrimPrefix(srv.URL, "http://")
+		if got.Get("Forwarded") != "" || got.Get("X-Forwarded-Host") != host || got.Get("X-Forwarded-Proto") != "http" || got.Get("X-Forwarded-Port") != "" ||
+			got.Get("X-Real-Ip") != "" || strings.Contains(got.Get("X-Forwarded-For"), "6.6.6.6") {
+			t.Errorf("%s: the function saw %v", p, got)
+		}
+		if want := map[string]string{"/api/upload/": "/api/upload/", "/api/videos": ""}[p]; got.Get("X-Forwarded-Prefix") != want {
+			t.Errorf("%s: X-Forwarded-Prefix %q, want %q", p, got.Get("X-Forwarded-Prefix"), want)
+		}
+	}
+}
+
+// A header over MaxHeaderBytes gets 431 before anything is forwarded; a
+// large but ordinary one (a 16 KiB token) passes.
+func TestHeaderSizeBounded(t *testing.T) {
+	var reached atomic.Int64
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	defer gw.Close()
+	h, err := Handler(Options{GatewayURL: gw.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = Server(h, nil)
+	srv.Start()
+	defer srv.Close()
+	for size, want := range map[int]int{16 << 10: http.StatusOK, 233 << 10: http.StatusRequestHeaderFieldsTooLarge} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/upload/", nil)
+		req.Header.Set("Upload-Metadata", "filename "+strings.Repeat("A", size))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("%d-byte header: %d, want %d", size, res.StatusCode, want)
+		}
+	}
+	if n := reached.Load(); n != 1 {
+		t.Errorf("%d requests reached the gateway, want 1", n)
+	}
+}

@@ -220,13 +220,17 @@ func (c Claims) Allows(key string) error {
 }
 
 // cleanKey accepts keys made of non-empty segments of safe characters, with
-// no "." or ".." segment; a prefix may end with "/".
+// no "." or ".." segment; a prefix must end with "/": it grants a folder,
+// never every key that starts alike (hls/360 would grant hls/3600p/...).
 func cleanKey(key string, prefix bool) bool {
 	if key == "" || len(key) > 1024 {
 		return false
 	}
 	if prefix {
-		key = strings.TrimSuffix(key, "/")
+		var ok bool
+		if key, ok = strings.CutSuffix(key, "/"); !ok {
+			return false
+		}
 	}
 	for seg := range strings.SplitSeq(key, "/") {
 		if seg == "" || seg == "." || seg == ".." {

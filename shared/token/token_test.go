@@ -163,8 +163,9 @@ func TestKeyScope(t *testing.T) {
 	// token (or the reverse) is refused.
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)
 	raw[0] = version
-	if _, err := k.Verify(base64.RawURLEncoding.EncodeToString(raw), now); ReasonOf(err) != BadSignature {
-		t.Errorf("key token relabelled a prefix token: %v, want %s", err, BadSignature)
+	// (Malformed since prefixes must end in "/", else a bad signature.)
+	if _, err := k.Verify(base64.RawURLEncoding.EncodeToString(raw), now); err == nil {
+		t.Error("key token relabelled a prefix token: accepted")
 	}
 	pre, _ := base64.RawURLEncoding.DecodeString(sign(t, k, videoA, time.Minute))
 	pre[0] = versionKey

@@ -5,16 +5,29 @@
 //     it in tusd's pre-create hook and records the token's subject in the
 //     upload's metadata (.info), beside the client's own metadata.
 //   - An upload belongs to the subject that created it: another subject's
-//     HEAD, PATCH or DELETE gets the same 404 as an unknown upload.
+//     HEAD, PATCH, DELETE (or GET) gets the same 404 as an unknown upload.
+//     The id checked is the one tusd serves, derived as tusd and s3store
+//     derive it (see id.go); a path that is not exactly one upload id of
+//     s3store's shape ("<32 hex>+<multipart id>", no '/', one '+') names
+//     no upload and gets that 404 before anything is read. A POST with
+//     X-HTTP-Method-Override is checked as the method tusd will run.
+//   - Extensions: creation, creation-with-upload, creation-defer-length,
+//     termination, expiration. Concatenation is not supported: a request
+//     with Upload-Concat gets 400 (a final upload could otherwise take any
+//     upload's bytes). Downloads are disabled.
+//   - Client metadata is bounded at creation: only MetadataKeys, each
+//     value at most MaxMetadataValue bytes, MaxMetadataBytes in all;
+//     anything else gets 400 ERR_INVALID_METADATA.
 //   - An upload whose bytes are all in but whose last PATCH died before tusd
 //     finished it is finished at the client's next HEAD.
 //   - The client's metadata never leaves the .info: tusd would copy it into
 //     the staged object's S3 metadata, and from there it would follow the
 //     original into the media bucket, so it is dropped on the way to S3.
-//   - Object keys are tusd's random ids; downloads are disabled.
+//   - Object keys are tusd's random ids.
 //   - Location headers are right behind the gateway (/function/upload/),
 //     behind proxies that send X-Forwarded-Host/Proto, and behind a path
-//     prefix announced with X-Forwarded-Prefix.
+//     prefix announced with X-Forwarded-Prefix. Forwarded is ignored, as is
+//     an X-Forwarded-Host that is not one plain host[:port].
 package tusupload
 
 import (
@@ -24,7 +37,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -93,8 +105,12 @@ func New(o Options) (http.Handler, error) {
 	})
 	store := s3store.New(o.Bucket, noMetadata{client})
 	store.TemporaryDirectory = o.TempDir
+	// Not store.UseIn: that registers the Concater too (and serving
+	// content, for downloads we disable).
 	composer := handler.NewStoreComposer()
-	store.UseIn(composer)
+	composer.UseCore(store)
+	composer.UseTerminater(store)
+	composer.UseLengthDeferrer(store)
 	if o.Locks != nil {
 		composer.UseLocker(leaseLocker{o.Locks})
 	} else {
@@ -110,6 +126,7 @@ func New(o Options) (http.Handler, error) {
 		MaxSize:                 o.Limits.MaxBytes,
 		BasePath:                o.Limits.BasePath,
 		DisableDownload:         true,
+		DisableConcatenation:    true,
 		RespectForwardedHeaders: true,
 		Cors:                    &cors,
 		Logger:                  tusdLogger(o.LogWriter),
@@ -157,23 +174,52 @@ const maxUploads = 10000
 var prefixRe = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)
 
 func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// tusd runs a POST carrying X-HTTP-Method-Override as that method:
+	// apply it here, so that every check below sees the method tusd runs.
+	// (On a copy: the server must still answer the POST it read.)
+	if m := r.Header.Get("X-HTTP-Method-Override"); m != "" && r.Method == http.MethodPost {
+		if m != http.MethodPatch && m != http.MethodDelete {
+			tusError(w, http.StatusBadRequest, "ERR_INVALID_METHOD_OVERRIDE", "X-HTTP-Method-Override may only be PATCH or DELETE")
+			return
+		}
+		r = r.Clone(r.Context())
+		r.Method = m
+		r.Header.Del("X-HTTP-Method-Override")
+	}
+	if r.Header.Get("Upload-Concat") != "" {
+		// Concatenation would let a final upload take any other upload's
+		// bytes (tusd checks neither owner nor partial), and no client of
+		// ours needs it. Without a Concater tusd ignores the header and
+		// would create a plain upload: refuse it instead.
+		tusError(w, http.StatusBadRequest, "ERR_CONCATENATION_UNSUPPORTED", "concatenation (Upload-Concat) is not supported: send the file as one upload")
+		return
+	}
+	forwarded(r)
+	root := strings.Trim(r.URL.Path, "/") == "" // as tusd routes
 	// Creation is authorised in the pre-create hook; everything else
 	// (offset, data, termination) here, as a preflight carries no token.
-	if r.Method != http.MethodOptions && r.Method != http.MethodPost {
+	if r.Method != http.MethodOptions && (r.Method != http.MethodPost || !root) {
 		claims, err := h.o.Verifier.FromRequest(r)
 		if err != nil {
 			h.unauthorized(w, r)
 			return
 		}
-		u, ok := h.owns(w, r, claims.Subject)
-		if !ok {
-			return
-		}
-		if r.Method == http.MethodPatch && r.ContentLength < 0 && !u.deferred {
-			exactBody(r, u.size)
-		}
-		if r.Method == http.MethodHead && !u.deferred {
-			h.finishIfComplete(r)
+		if !root {
+			id, object, ok := uploadID(r.URL.Path)
+			if !ok {
+				notFound(w)
+				return
+			}
+			u, ok := h.owns(w, r, id, object, claims.Subject)
+			if !ok {
+				return
+			}
+			if r.Method == http.MethodPatch && r.ContentLength < 0 && !u.deferred {
+				exactBody(r, u.size)
+			}
+			if r.Method == http.MethodHead && !u.deferred {
+				h.finishIfComplete(r, id)
+			}
 		}
 	}
 	if p := r.Header.Get("X-Forwarded-Prefix"); p != "" && prefixRe.MatchString(p) && !strings.Contains(p, "..") {
@@ -183,6 +229,21 @@ func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = &expiresWriter{ResponseWriter: w, expiry: h.o.Limits.Expiry}
 	}
 	h.tus.ServeHTTP(w, r)
+}
+
+// hostRe is what X-Forwarded-Host may hold: a host name or address and
+// an optional port.
+var hostRe = regexp.MustCompile(`^([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
+
+// forwarded keeps, of the forwarding headers tusd reads for Location, the
+// ones our proxies set (X-Forwarded-Host and -Proto) and only when they
+// are plain: Forwarded (which tusd prefers) is dropped, since neither
+// nginx nor the public origin sets it and a client could.
+func forwarded(r *http.Request) {
+	r.Header.Del("Forwarded")
+	if v := r.Header.Values("X-Forwarded-Host"); len(v) != 1 || !hostRe.MatchString(v[0]) {
+		r.Header.Del("X-Forwarded-Host")
+	}
 }
 
 func (h *tusHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
@@ -197,50 +258,46 @@ func (h *tusHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("unauthorized\n"))
 }
 
-// staged is what the handler keeps of an upload's .info: who owns it,
-// and its declared length (never changes once declared).
+// staged is what the handler keeps of an upload's .info: its id, who
+// owns it, and its declared length (never changes once declared).
 type staged struct {
+	id       string
 	owner    string
 	size     int64
 	deferred bool
 }
 
-// lookup reads the .info of the upload r names, from the cache when its
-// length is known. ok is false when r names no upload.
-func (h *tusHandler) lookup(r *http.Request) (u staged, ok bool, err error) {
-	id := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
-	if i := strings.IndexByte(id, '+'); i >= 0 {
-		id = id[:i] // the object id, as s3store names the .info
-	}
-	if id == "" || id == "/" || id == "." || strings.ContainsAny(id, "/\\") {
-		return staged{}, false, nil
-	}
+// lookup reads the .info of the upload with object id object, from the
+// cache when its length is known.
+func (h *tusHandler) lookup(r *http.Request, object string) (staged, error) {
 	h.mu.Lock()
-	u, ok = h.uploads[id]
+	u, ok := h.uploads[object]
 	h.mu.Unlock()
 	if ok && !u.deferred {
-		return u, true, nil
+		return u, nil
 	}
-	info, err := h.o.Staged.Info(r.Context(), id)
+	info, err := h.o.Staged.Info(r.Context(), object)
 	if err != nil {
-		return staged{}, false, err
+		return staged{}, err
 	}
-	u = staged{owner: info.Subject(), size: info.Size, deferred: info.SizeIsDeferred}
+	u = staged{id: info.ID, owner: info.Subject(), size: info.Size, deferred: info.SizeIsDeferred}
 	h.mu.Lock()
 	if len(h.uploads) >= maxUploads {
 		clear(h.uploads)
 	}
-	h.uploads[id] = u
+	h.uploads[object] = u
 	h.mu.Unlock()
-	return u, true, nil
+	return u, nil
 }
 
-// owns answers for r unless subject created the upload r names. Another
-// subject's upload is reported as not found, exactly like an unknown one
-// (which tusd's s3store would otherwise let DELETE "succeed"), so ids
-// cannot be probed. It returns what it read of the upload.
-func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string) (staged, bool) {
-	u, ok, err := h.lookup(r)
+// owns answers for r unless subject created the upload id (object id
+// object) exactly as named: the .info's own id must be id, so no other
+// multipart id or spelling reaches tusd. Another subject's upload is
+// reported as not found, exactly like an unknown one (which tusd's
+// s3store would otherwise let DELETE "succeed"), so ids cannot be probed.
+// It returns what it read of the upload.
+func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, id, object, subject string) (staged, bool) {
+	u, err := h.lookup(r, object)
 	switch {
 	case errors.Is(err, staging.ErrNotFound):
 		notFound(w)
@@ -249,23 +306,20 @@ func (h *tusHandler) owns(w http.ResponseWriter, r *http.Request, subject string
 		w.Header().Set("Tus-Resumable", "1.0.0")
 		http.Error(w, "upload state unavailable, retry", http.StatusServiceUnavailable)
 		return u, false
-	case !ok:
-		return u, true // no upload named: tusd answers (405, 404)
-	case u.owner != subject:
+	case u.id != id || u.owner != subject:
 		notFound(w)
 		return u, false
 	}
 	return u, true
 }
 
-// finishIfComplete finishes the upload r names if all its bytes are in
+// finishIfComplete finishes the upload id if all its bytes are in
 // but it was never finished: tusd finishes an upload at the end of the
 // PATCH that completes it, so a replica killed between its last part and
 // the finish leaves a multipart upload open — no object, no bucket event,
 // no video — while HEAD reports offset == length and the client stops.
 // Finishing an upload that was finished fails harmlessly (NoSuchUpload).
-func (h *tusHandler) finishIfComplete(r *http.Request) {
-	id := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
+func (h *tusHandler) finishIfComplete(r *http.Request, id string) {
 	up, err := h.store.GetUpload(r.Context(), id)
 	if err != nil {
 		return
@@ -279,8 +333,13 @@ func (h *tusHandler) finishIfComplete(r *http.Request) {
 
 // notFound answers as tusd does for an unknown upload.
 func notFound(w http.ResponseWriter) {
+	tusError(w, http.StatusNotFound, "ERR_UPLOAD_NOT_FOUND", "upload not found")
+}
+
+// tusError answers as tusd does for its own errors.
+func tusError(w http.ResponseWriter, code int, errCode, msg string) {
 	w.Header().Set("Tus-Resumable", "1.0.0")
-	http.Error(w, "ERR_UPLOAD_NOT_FOUND: upload not found", http.StatusNotFound)
+	http.Error(w, errCode+": "+msg, code)
 }
 
 // preCreate authorises a new upload and records who made it.
@@ -289,6 +348,14 @@ func (h *tusHandler) preCreate(ev handler.HookEvent) (handler.HTTPResponse, hand
 	claims, err := h.o.Verifier.FromRequest(req.WithContext(ev.Context))
 	if err != nil {
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_UNAUTHORIZED", "unauthorized", http.StatusUnauthorized)
+	}
+	if err := checkMetadata(ev.HTTPRequest.Header, ev.Upload.MetaData); err != nil {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+	}
+	if ev.Upload.IsPartial || ev.Upload.IsFinal || len(ev.Upload.PartialUploads) > 0 {
+		// ServeHTTP refuses Upload-Concat already; this hook must not let
+		// one through should that ever change.
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrConcatenationUnsupported
 	}
 	md := handler.MetaData{}
 	for k, v := range ev.Upload.MetaData {

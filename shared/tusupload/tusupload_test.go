@@ -139,8 +139,14 @@ func TestUploadEndpoint(t *testing.T) {
 		t.Errorf("over the limit: %d, want 413", res.StatusCode)
 	}
 
+	// A client cannot name the owner: the key is not one it may send.
+	forged := tusclient.EncodeMetadata(map[string]string{"filename": "Jane Doe wound.mp4", "pulsevault-subject": "forged"})
+	if res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "5", "Upload-Metadata", forged, "Authorization", "Bearer "+r.token); res.StatusCode != http.StatusBadRequest {
+		t.Errorf("create with a forged subject: %d, want 400", res.StatusCode)
+	}
+
 	// Creation through a proxy that announces host, scheme and prefix.
-	md := tusclient.EncodeMetadata(map[string]string{"filename": "Jane Doe wound.mp4", "pulsevault-subject": "forged"})
+	md := tusclient.EncodeMetadata(map[string]string{"filename": "Jane Doe wound.mp4"})
 	res := r.do(t, http.MethodPost, "/", nil, "Upload-Length", "5", "Upload-Metadata", md, "Authorization", "Bearer "+r.token,
 		"X-Forwarded-Host", "pulse.example.org", "X-Forwarded-Proto", "https", "X-Forwarded-Prefix", "/api/upload")
 	loc := res.Header.Get("Location")

@@ -25,6 +25,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/stack"
 	"github.com/mieweb/pulsevault/shared/stackfile"
@@ -95,7 +96,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	// A long-lived admin token for the developer at this console only.
-	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{"admin"}, 12*time.Hour)
+	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{playback.AdminRole}, 12*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -46,9 +46,10 @@ type Config struct {
 	TLSKey      string
 	StackFile   string // stack.yml that `dev` deploys to the local provider
 
-	JWKSURL     string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
-	JWTIssuer   string
-	JWTAudience string
+	JWKSURL       string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
+	JWTIssuer     string
+	JWTAudience   string
+	JWTRolesClaim string // claim (or dotted path) of API tokens that holds the roles
 
 	EventSubject string // NATS subject the S3 server publishes bucket events to
 	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
@@ -130,6 +131,13 @@ var Vars = []Var{
 	}},
 	{"JWT_ISSUER", "pulsevault", "required iss claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTIssuer = v })},
 	{"JWT_AUDIENCE", "pulsevault-api", "required aud claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTAudience = v })},
+	{"JWT_ROLES_CLAIM", "roles", "claim of API tokens that holds the caller's roles: a claim name, or a dotted path into nested claims such as realm_access.roles; no other claim (groups, say) is read", func(c *Config, v string) error {
+		if v == "" || strings.ContainsAny(v, " \t") || strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+			return errors.New("must be a claim name or a dotted path such as realm_access.roles")
+		}
+		c.JWTRolesClaim = v
+		return nil
+	}},
 	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
@@ -238,6 +246,7 @@ func (c Config) Env() []string {
 		"LOG_LEVEL=" + c.LogLevel,
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + c.JWTAudience,
+		"JWT_ROLES_CLAIM=" + c.JWTRolesClaim,
 	}
 	if c.JWKSURL != "" {
 		env = append(env, "JWKS_URL="+c.JWKSURL)

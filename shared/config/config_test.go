@@ -47,6 +47,9 @@ func TestBadValues(t *testing.T) {
 		{"LOG_LEVEL", "loud", "debug"},
 		{"EVENT_SUBJECT", "a.*", "wildcards"},
 		{"S3_SECRET_KEY", "short", "8 characters"},
+		{"JWT_ROLES_CLAIM", "realm_access..roles", "dotted path"},
+		{"JWT_ROLES_CLAIM", "roles.", "dotted path"},
+		{"JWT_ROLES_CLAIM", "my roles", "claim name"},
 	}
 	for _, tc := range cases {
 		_, err := Load("t", nil, env(map[string]string{tc.env: tc.val}))

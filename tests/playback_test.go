@@ -165,6 +165,8 @@ func startPlaybackClip(t *testing.T, ttl string, o testclip.Options) *playbackSt
 
 	// The provider (and so its children) use this store; it runs its own NATS.
 	t.Setenv("S3_ENDPOINT", cfg.S3Endpoint)
+	t.Setenv("S3_ACCESS_KEY", cfg.S3AccessKey)
+	t.Setenv("S3_SECRET_KEY", cfg.S3SecretKey)
 	p := startProviderCmd(t, buildPulsevault(t))
 	pb, err := bus.Connect(p.natsURL, "test-provider-nats")
 	if err != nil {

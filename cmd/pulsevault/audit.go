@@ -134,6 +134,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.LocalS3() {
 			return fmt.Errorf("%w: audit %s needs S3_ENDPOINT (or --from-dir DIR)", errUsage, sub)
 		}
+		if err := cfg.CheckS3(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 		st, err := storage.FromConfig(cfg)
 		if err != nil {
 			return err

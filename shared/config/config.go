@@ -101,8 +101,8 @@ var Vars = []Var{
 	{"S3_PORT", "9000", "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.S3Port = n })},
 	{"S3_REGION", "us-east-1", "S3 region", nonEmpty(func(c *Config, v string) { c.S3Region = v })},
 	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it); unset, read from SECRETS_DIR/pulsevault-s3-access-key when that file exists", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
-	{"S3_SECRET_KEY", "pulsevault-dev-secret", "S3 secret key; unset, read from SECRETS_DIR/pulsevault-s3-secret-key when that file exists (how functions get it in production)", func(c *Config, v string) error {
-		if len(v) < 8 {
+	{"S3_SECRET_KEY", "", "S3 secret key; unset, read from SECRETS_DIR/pulsevault-s3-secret-key when that file exists (how functions get it in production). No default: pulsevault dev generates one for its local versitygw (kept in PULSEVAULT_DATA_DIR/secrets/pulsevault-s3-secret-key), everything else that talks to S3 refuses to start without it", func(c *Config, v string) error {
+		if v != "" && len(v) < 8 {
 			return errors.New("must be at least 8 characters")
 		}
 		c.S3SecretKey = v
@@ -234,8 +234,6 @@ func (c Config) Env() []string {
 		"PULSEVAULT_DATA_DIR=" + c.DataDir,
 		"NATS_URL=" + c.NATSURL,
 		"S3_REGION=" + c.S3Region,
-		"S3_ACCESS_KEY=" + c.S3AccessKey,
-		"S3_SECRET_KEY=" + c.S3SecretKey,
 		"BUCKET_UPLOADS=" + c.UploadsBucket,
 		"BUCKET_MEDIA=" + c.MediaBucket,
 		"BUCKET_AUDIT=" + c.AuditBucket,
@@ -248,6 +246,11 @@ func (c Config) Env() []string {
 		"JWT_AUDIENCE=" + c.JWTAudience,
 		"JWT_ROLES_CLAIM=" + c.JWTRolesClaim,
 	}
+	// Credentials go as a pair, and only when there is a secret: without one,
+	// each function reads its own from its secrets.
+	if c.S3SecretKey != "" {
+		env = append(env, "S3_ACCESS_KEY="+c.S3AccessKey, "S3_SECRET_KEY="+c.S3SecretKey)
+	}
 	if c.JWKSURL != "" {
 		env = append(env, "JWKS_URL="+c.JWKSURL)
 	}
@@ -255,6 +258,15 @@ func (c Config) Env() []string {
 		env = append(env, "S3_ENDPOINT="+c.S3Endpoint)
 	}
 	return env
+}
+
+// CheckS3 reports a missing S3 secret key: there is no well-known default,
+// and only the local versitygw gets a generated one (shared/stack).
+func (c Config) CheckS3() error {
+	if c.S3SecretKey == "" {
+		return fmt.Errorf("S3_SECRET_KEY is not set (nor %s in SECRETS_DIR): give the store's secret key; only pulsevault dev's own local store gets a generated one", SecretFiles["S3_SECRET_KEY"])
+	}
+	return nil
 }
 
 // LocalS3 reports whether the local versitygw should be started.

@@ -110,3 +110,21 @@ func TestS3CredentialsFromSecrets(t *testing.T) {
 		t.Fatalf("no secret: want the default, got %q, %v", c.S3AccessKey, err)
 	}
 }
+
+// Regression (issue 15, finding 8): no well-known S3 secret. Unset and
+// without a secret file, the secret is empty (pulsevault dev generates one
+// for its own store; everything else refuses to start, see CheckS3).
+func TestNoWellKnownS3Secret(t *testing.T) {
+	c, err := Load("t", nil, env(map[string]string{"SECRETS_DIR": t.TempDir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3SecretKey != "" {
+		t.Fatalf("S3 secret defaults to %q", c.S3SecretKey)
+	}
+	for _, v := range Vars {
+		if v.Env == "S3_SECRET_KEY" && v.Default != "" {
+			t.Fatalf("S3_SECRET_KEY has the default %q", v.Default)
+		}
+	}
+}

@@ -550,5 +550,8 @@ func classify(resp minio.ErrorResponse) error {
 
 // FromConfig connects to the store that c names (S3_ENDPOINT and its keys).
 func FromConfig(c config.Config) (*Store, error) {
+	if err := c.CheckS3(); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	return New(Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
 }

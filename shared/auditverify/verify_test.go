@@ -221,7 +221,9 @@ type versionedDir struct {
 	counts map[string]VersionCount
 }
 
-func (v versionedDir) Versions(context.Context) (map[string]VersionCount, error) { return v.counts, nil }
+func (v versionedDir) Versions(context.Context) (map[string]VersionCount, error) {
+	return v.counts, nil
+}
 
 // Every log object has exactly one version; a second one, or a delete
 // marker, fails the log and names the object. Without pinned keys the

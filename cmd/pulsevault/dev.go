@@ -93,7 +93,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer gw.stop()
-	if err := ensureDevSecrets(ctx, gw, c); err != nil {
+	var listed []string
+	for _, d := range sf.Deployments() {
+		listed = append(listed, d.Secrets...)
+	}
+	if err := ensureDevSecrets(ctx, gw, c, listed); err != nil {
 		return err
 	}
 	jwtSecret, err := devSecret(c.DataDir, "pulsevault-jwt-secret")

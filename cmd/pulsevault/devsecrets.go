@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -30,9 +31,10 @@ var devSecrets = map[string]func() (string, error){
 // ensureDevSecrets creates, through the gateway's own secrets API, each dev
 // secret that does not exist yet; existing ones are kept, so tokens and
 // signatures stay valid across restarts. The S3 credential secrets that
-// stack.yml lists are set to the stack's own credentials on every start
-// (the provider's environment also passes them to its children).
-func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error {
+// stack.yml lists (each function's own, infra/policies) are all set to the
+// local store's one credential on every start (the provider's environment
+// also passes it to its children).
+func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config, listed []string) error {
 	password, err := os.ReadFile(gw.p.PasswordFile())
 	if err != nil {
 		return err
@@ -86,9 +88,15 @@ func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error
 			return fmt.Errorf("create secret %s: %w", name, err)
 		}
 	}
-	for env, name := range config.SecretFiles {
+	s3 := slices.Sorted(maps.Values(config.SecretFiles))
+	for _, name := range listed {
+		if _, ok := config.CredentialOf(name); ok && !slices.Contains(s3, name) {
+			s3 = append(s3, name)
+		}
+	}
+	for _, name := range s3 {
 		v := cfg.S3AccessKey
-		if env == "S3_SECRET_KEY" {
+		if env, _ := config.CredentialOf(name); env == "S3_SECRET_KEY" {
 			v = cfg.S3SecretKey
 		}
 		method := http.MethodPost

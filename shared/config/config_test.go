@@ -128,3 +128,38 @@ func TestNoWellKnownS3Secret(t *testing.T) {
 		}
 	}
 }
+
+// A function's own S3 user (issue 15, finding 10): its pair of secrets
+// comes before the shared pair, and pairs are never mixed.
+func TestS3CredentialsPerFunction(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{
+		"pulsevault-s3-access-key": "shared-user", "pulsevault-s3-secret-key": "shared-secret",
+		"pulsevault-s3-upload-access-key": "upload-user", "pulsevault-s3-upload-secret-key": "upload-secret",
+		"pulsevault-s3-media-access-key": "half-a-pair",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getenv := env(map[string]string{"SECRETS_DIR": dir})
+	for fn, want := range map[string]string{"upload": "upload-user/upload-secret", "videos": "shared-user/shared-secret",
+		"media": "shared-user/shared-secret", "audit verify": "shared-user/shared-secret"} {
+		c, err := Load(fn, nil, getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.S3AccessKey + "/" + c.S3SecretKey; got != want {
+			t.Errorf("%s: credentials %s, want %s", fn, got, want)
+		}
+	}
+	for secret, want := range map[string]string{"pulsevault-s3-access-key": "S3_ACCESS_KEY", "pulsevault-s3-upload-finalize-secret-key": "S3_SECRET_KEY",
+		"pulsevault-s3-media-access-key": "S3_ACCESS_KEY", "pulsevault-s3--secret-key": "", "pulsevault-jwt-secret": "", "pulsevault-s3-a/b-access-key": ""} {
+		if got, _ := CredentialOf(secret); got != want {
+			t.Errorf("CredentialOf(%s) = %q, want %q", secret, got, want)
+		}
+	}
+	if got := FunctionSecretFile("S3_SECRET_KEY", "sign-url"); got != "pulsevault-s3-sign-url-secret-key" {
+		t.Errorf("FunctionSecretFile: %s", got)
+	}
+}

@@ -450,3 +450,86 @@ func TestAuditAppendThroughput(t *testing.T) {
 	t.Logf("baseline JetStream publish: %.0f events/s; audit-append (1 replica, batches of up to 1000): %.0f durable events/s (%.2fx)\n%s",
 		pubRate, appendRate, appendRate/pubRate, out)
 }
+
+// cliSplit runs `pulsevault audit ARGS` and returns stdout, stderr and the exit code.
+func (r *auditRig) cliSplit(args ...string) (string, string, int) {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, append([]string{"audit"}, args...)...)
+	cmd.Env = append(os.Environ(), r.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	r.t.Fatalf("audit %v: %v", args, err)
+	return "", "", -1
+}
+
+// Regression (issue 15, finding 11): verify says loudly when it trusts the
+// keys published in the audited bucket itself, fails with a pinned key that
+// did not sign the checkpoints, and fails on a batch or checkpoint that has
+// a second version (the locked bucket refuses to delete or shorten a version,
+// but accepts new ones), naming it, even when the new version holds the same
+// bytes.
+func TestAuditVerifyKeysAndVersions(t *testing.T) {
+	r := startAuditRig(t, 1, map[string]string{"AUDIT_BATCH_WAIT": "20ms"})
+	r.wake(1)
+	r.publish(40, 2, 0)
+	r.waitHead(40, 60*time.Second)
+	r.checkpoint()
+	r.publish(40, 2, 40)
+	r.waitHead(80, 60*time.Second)
+	r.checkpoint()
+	pinned := "--public-key=" + base64.StdEncoding.EncodeToString(r.pub)
+
+	stdout, stderr, code := r.cliSplit("verify")
+	if code != 0 || !strings.Contains(stdout, "RESULT: OK") {
+		t.Fatalf("verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for name, out := range map[string]string{"stderr": stderr, "report": stdout} {
+		if !strings.Contains(out, "not pinned") || !strings.Contains(out, "trusts the public keys found in the audited bucket") {
+			t.Errorf("verify without --public-key: the %s does not warn that it trusts the bucket's keys:\n%s", name, out)
+		}
+	}
+	stdout, stderr, code = r.cliSplit("verify", pinned)
+	if code != 0 || strings.Contains(stdout+stderr, "not pinned") || !strings.Contains(stdout, "versions        checked on") {
+		t.Fatalf("pinned verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+	other, _, _ := ed25519.GenerateKey(nil)
+	if stdout, _, code := r.cliSplit("verify", "--public-key="+base64.StdEncoding.EncodeToString(other)); code != 1 || !strings.Contains(stdout, "signature") {
+		t.Fatalf("verify pinned to a key that signed nothing: exit %d\n%s", code, stdout)
+	}
+
+	batches, checkpoints := batchKeys(t, r.download())
+	if len(batches) < 2 || len(checkpoints) < 2 {
+		t.Fatalf("batches %v checkpoints %v", batches, checkpoints)
+	}
+	ctx := context.Background()
+	for _, k := range []string{filepath.ToSlash(batches[0]), filepath.ToSlash(checkpoints[0])} {
+		rc, _, err := r.st.Get(ctx, r.cfg.AuditBucket, k, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same, _ := io.ReadAll(rc)
+		rc.Close()
+		ret := storage.Compliance(1)
+		if _, err := r.st.PutBytes(ctx, r.cfg.AuditBucket, k, same, storage.PutOptions{Retention: &ret}); err != nil {
+			t.Fatalf("write a second version of %s: %v", k, err)
+		}
+	}
+	stdout, _, code = r.cliSplit("verify", pinned)
+	if code != 1 {
+		t.Fatalf("verify with second versions: exit %d\n%s", code, stdout)
+	}
+	t.Logf("verify with second versions:\n%s", stdout)
+	for _, k := range []string{batches[0], checkpoints[0]} {
+		if !strings.Contains(stdout, filepath.ToSlash(k)+": 2 versions") {
+			t.Errorf("the report does not name %s as having 2 versions:\n%s", k, stdout)
+		}
+	}
+}

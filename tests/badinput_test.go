@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	jwtlib "github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
@@ -272,6 +274,32 @@ func TestBadInputCorpus(t *testing.T) {
 			badCase{name: "videos: " + j.name, want: 401, do: func(t *testing.T) int { return do(t, http.MethodGet, gw+"/function/videos/", j.token, nil) }},
 		)
 	}
+	// Roles (issue 15, finding 9): another clinician's ready video is refused
+	// (the same 404 as an unknown one) to a token whose groups claim, which
+	// users may fill at their IdP, says viewer, and to generic role names.
+	theirs := uuid.NewString()
+	if err := s.metas.Create(context.Background(), &meta.Video{ID: theirs, Status: meta.Ready, Uploader: "clinician-7"}); err != nil {
+		t.Fatal(err)
+	}
+	claimed := func(extra jwtlib.MapClaims) string {
+		c := jwtlib.MapClaims{"sub": "clinician-99", "iss": cfg.JWTIssuer, "aud": cfg.JWTAudience, "exp": time.Now().Add(time.Hour).Unix()}
+		maps.Copy(c, extra)
+		tok, err := jwtlib.NewWithClaims(jwtlib.SigningMethodHS256, c).SignedString([]byte(ingestSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	signTheirs := func(bearer string) func(t *testing.T) int {
+		return func(t *testing.T) int {
+			return do(t, http.MethodPost, gw+"/function/sign-url", bearer, strings.NewReader(fmt.Sprintf(`{"video":%q}`, theirs)))
+		}
+	}
+	cases = append(cases,
+		badCase{name: "sign-url: viewer from the groups claim", want: 404, do: signTheirs(claimed(jwtlib.MapClaims{"groups": []string{"viewer", "admin", "pulsevault:viewer"}}))},
+		badCase{name: "sign-url: generic viewer and admin roles", want: 404, do: signTheirs(claimed(jwtlib.MapClaims{"roles": []string{"viewer", "admin"}}))},
+	)
+
 	// Playback tokens: forged, expired, tampered, other prefix, traversal.
 	vid, vid2 := uuid.NewString(), uuid.NewString()
 	now := time.Now()

@@ -99,16 +99,27 @@ wait:
 			t.Fatalf("dev not ready in 60s; stdout %q; stderr:\n%s", banner, stderr.String())
 		}
 	}
-	var s3, gateway string
+	var s3, s3line, gateway string
 	for _, l := range banner {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "S3" {
-			s3 = f[1]
+			s3, s3line = f[1], l
 		} else if len(f) >= 2 && f[0] == "gateway" {
 			gateway = f[1]
 		}
 	}
 	if gateway == "" {
 		t.Fatalf("banner lacks the gateway:\n%s", strings.Join(banner, "\n"))
+	}
+	// The local store's secret is generated, kept 0600 in the data dir, and
+	// the banner names the file, never the value (issue 15, finding 8).
+	secretFile := filepath.Join(data, "secrets", "pulsevault-s3-secret-key")
+	if !strings.Contains(s3line, "secret in "+secretFile) {
+		t.Errorf("banner S3 line %q does not name the secret file %s", s3line, secretFile)
+	}
+	if fi, err := os.Stat(secretFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("S3 secret file: %v %v, want mode 0600", fi, err)
+	} else if b, _ := os.ReadFile(secretFile); len(b) < 32 || strings.Contains(strings.Join(banner, "\n")+stderr.String(), string(b)) {
+		t.Errorf("S3 secret of %d bytes, or printed", len(b))
 	}
 	// stack.yml's functions are deployed and reachable through the public origin, which
 	// checks the caller: sign-url without a token is refused.
@@ -170,10 +181,13 @@ func TestBadConfigExitsWithOneLine(t *testing.T) {
 		{[]string{"dev"}, "MEDIA_RETENTION_DAYS=-1", "MEDIA_RETENTION_DAYS"},
 		{[]string{"dev", "--nats-port", "x"}, "", "NATS_PORT"},
 		{[]string{"frobnicate"}, "", "unknown command"},
+		// No well-known S3 secret outside the local store (issue 15, finding 8).
+		{[]string{"bootstrap", "--nats-url", "nats://127.0.0.1:1", "--s3-endpoint", "http://127.0.0.1:1"}, "", "S3_SECRET_KEY"},
+		{[]string{"dev", "--s3-endpoint", "http://127.0.0.1:1", "--stack-file", "../stack.yml"}, "", "S3_SECRET_KEY"},
 	}
 	for _, tc := range cases {
 		cmd := exec.Command(bin, tc.args...)
-		cmd.Env = append(os.Environ(), "PULSEVAULT_DATA_DIR="+t.TempDir())
+		cmd.Env = append(os.Environ(), "PULSEVAULT_DATA_DIR="+t.TempDir(), "SECRETS_DIR="+t.TempDir())
 		if tc.env != "" {
 			cmd.Env = append(cmd.Env, tc.env)
 		}

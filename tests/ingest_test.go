@@ -99,7 +99,7 @@ func startIngestStack(t *testing.T) *ingestStack {
 
 	cmd := exec.Command(s.bin, "provider", "--data-dir", s.data, "--nats-url", cfg.NATSURL, "--s3-endpoint", cfg.S3Endpoint,
 		"--media-retention-days", "1", "--audit-retention-days", "1")
-	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=debug")
+	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=debug", "S3_ACCESS_KEY="+cfg.S3AccessKey, "S3_SECRET_KEY="+cfg.S3SecretKey)
 	cmd.Stderr = s.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/status"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -165,6 +166,8 @@ func startPlaybackClip(t *testing.T, ttl string, o testclip.Options) *playbackSt
 
 	// The provider (and so its children) use this store; it runs its own NATS.
 	t.Setenv("S3_ENDPOINT", cfg.S3Endpoint)
+	t.Setenv("S3_ACCESS_KEY", cfg.S3AccessKey)
+	t.Setenv("S3_SECRET_KEY", cfg.S3SecretKey)
 	p := startProviderCmd(t, buildPulsevault(t))
 	pb, err := bus.Connect(p.natsURL, "test-provider-nats")
 	if err != nil {
@@ -375,7 +378,7 @@ func TestPlayback(t *testing.T) {
 		if ttl := time.Until(g.ExpiresAt); ttl <= 0 || ttl > 7*time.Second {
 			t.Fatalf("expires_at %s is not within PLAYBACK_TTL (6s)", g.ExpiresAt)
 		}
-		if code, _, raw := signURL(t, client, gw+"/function/sign-url", s.jwt(t, "someone-else", "viewer"), body); code != 200 {
+		if code, _, raw := signURL(t, client, gw+"/function/sign-url", s.jwt(t, "someone-else", playback.ViewerRole), body); code != 200 {
 			t.Fatalf("viewer role: %d %s", code, raw)
 		}
 		// Forbidden and unknown are the same answer.
@@ -630,7 +633,7 @@ func TestPlayback(t *testing.T) {
 		if code, l, _ := list(s.jwt(t, "stranger"), ""); code != 200 || len(l.Videos) != 0 {
 			t.Errorf("stranger sees %d videos (%d)", len(l.Videos), code)
 		}
-		if code, l, _ := list(s.jwt(t, "auditor", "admin"), ""); code != 200 || len(l.Videos) != 5 {
+		if code, l, _ := list(s.jwt(t, "auditor", playback.AdminRole), ""); code != 200 || len(l.Videos) != 5 {
 			t.Errorf("admin sees %d videos (%d)", len(l.Videos), code)
 		}
 		if code, _, _ := list(s.jwt(t, "stranger"), s.video); code != 404 {
@@ -964,7 +967,7 @@ func TestPlaybackOverhead(t *testing.T) {
 	}
 	cold, n1 := fetch(s.jwt(t, "user-7"))
 	warm, n2 := fetch(s.jwt(t, "user-7"))
-	admin, n3 := fetch(s.jwt(t, "auditor", "admin"))
+	admin, n3 := fetch(s.jwt(t, "auditor", playback.AdminRole))
 	t.Logf("listing %d videos (first page of 20): bare LIST of the keys %s; videos fn cold (GET every meta.json) %s (%.1fx), warm (ETag cache) %s (%.1fx), admin warm %s; pages %d/%d/%d",
 		videos, bare.Round(time.Millisecond), cold.Round(time.Millisecond), cold.Seconds()/bare.Seconds(),
 		warm.Round(time.Millisecond), warm.Seconds()/bare.Seconds(), admin.Round(time.Millisecond), n1, n2, n3)

@@ -58,7 +58,7 @@ func startTranscodeStack(t *testing.T) *tcStack {
 
 	cmd := exec.Command(bin, "provider", "--data-dir", s.data, "--nats-url", cfg.NATSURL, "--s3-endpoint", cfg.S3Endpoint,
 		"--media-retention-days", "1", "--audit-retention-days", "1")
-	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=info")
+	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=info", "S3_ACCESS_KEY="+cfg.S3AccessKey, "S3_SECRET_KEY="+cfg.S3SecretKey)
 	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -278,6 +278,8 @@ func TestVitals(t *testing.T) {
 		ManifestErrors      []string                                          `json:"manifestErrors"`
 		OfflineShell        string                                            `json:"offlineShell"`
 		PageErrors          []string                                          `json:"pageErrors"`
+		StorageDuring       []string                                          `json:"storageDuringUploads"`
+		StorageAfter        []string                                          `json:"storageAfterUploads"`
 	}
 	last := strings.TrimSpace(stdout.String())
 	last = last[strings.LastIndexByte(last, '\n')+1:]
@@ -319,6 +321,26 @@ func TestVitals(t *testing.T) {
 	if len(res.PageErrors) > 0 {
 		t.Errorf("uncaught page errors: %v", res.PageErrors)
 	}
+	// Regression (issue 15, finding 7): web storage never holds a file name, tus
+	// resume entries live in sessionStorage only, and a finished upload leaves none.
+	resumeSeen := 0
+	for _, e := range res.StorageDuring {
+		if strings.Contains(e, "jane-doe") {
+			t.Errorf("web storage held a file name during an upload: %q", e)
+		}
+		if strings.Contains(e, "tus::") {
+			resumeSeen++
+			if !strings.HasPrefix(e, "session:pulsevault.tus::") {
+				t.Errorf("a tus resume entry outside sessionStorage: %q", e)
+			}
+		}
+	}
+	for _, e := range res.StorageAfter {
+		if strings.Contains(e, "tus::") || strings.Contains(e, "jane-doe") {
+			t.Errorf("web storage after the uploads finished: %q", e)
+		}
+	}
+	t.Logf("web storage: %d entries seen during uploads (%d tus resume entries), %d after", len(res.StorageDuring), resumeSeen, len(res.StorageAfter))
 	// The player's bytes came from the store through the public origin; the
 	// media function only checked tokens.
 	fm := scrapeMetrics(t, dev.gateway+"/function/media/_/metrics")

@@ -23,7 +23,9 @@ const auditUsage = `Usage:
   pulsevault audit verify [--from-dir DIR] [--public-key KEY]... [settings]
         check the whole audit log: chain links, sequence gaps and duplicates,
         checkpoint signatures and Merkle roots, and (from the bucket) that every
-        object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS
+        object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS and has
+        exactly one version. Pin the signer's key with --public-key: without it
+        the keys published in the bucket itself are trusted (a warning says so)
   pulsevault audit prove SEQ [--from-dir DIR] [--public-key KEY]... [settings]
         print the inclusion proof (JSON) of record SEQ against a signed checkpoint
   pulsevault audit check-proof FILE|- [--public-key KEY]...
@@ -134,6 +136,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.LocalS3() {
 			return fmt.Errorf("%w: audit %s needs S3_ENDPOINT (or --from-dir DIR)", errUsage, sub)
 		}
+		if err := cfg.CheckS3(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 		st, err := storage.FromConfig(cfg)
 		if err != nil {
 			return err
@@ -149,6 +154,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		days := cfg.AuditRetentionDays
 		if f.fromDir != "" {
 			days = 0
+		}
+		if len(f.keys) == 0 {
+			fmt.Fprintln(stderr, "pulsevault: WARNING:", auditverify.UnpinnedWarning)
 		}
 		rep, err := auditverify.Verify(ctx, src, auditverify.Options{Keys: f.keys, RetentionDays: days})
 		if err != nil {

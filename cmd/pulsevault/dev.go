@@ -25,6 +25,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/connector"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/stack"
 	"github.com/mieweb/pulsevault/shared/stackfile"
@@ -54,6 +55,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if !cfg.LocalS3() {
+		if err := cfg.CheckS3(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	log := logging.New(stderr, cfg.LogLevel, "dev")
 	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
@@ -87,7 +93,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer gw.stop()
-	if err := ensureDevSecrets(ctx, gw, c); err != nil {
+	var listed []string
+	for _, d := range sf.Deployments() {
+		listed = append(listed, d.Secrets...)
+	}
+	if err := ensureDevSecrets(ctx, gw, c, listed); err != nil {
 		return err
 	}
 	jwtSecret, err := devSecret(c.DataDir, "pulsevault-jwt-secret")
@@ -95,7 +105,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	// A long-lived admin token for the developer at this console only.
-	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{"admin"}, 12*time.Hour)
+	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{playback.AdminRole}, 12*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -122,6 +132,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer pub.stop()
+	s3secret := "secret from S3_SECRET_KEY"
+	if st.S3SecretFile != "" {
+		s3secret = "secret in " + st.S3SecretFile
+	}
 	connDone := make(chan error, 1)
 	go func() { connDone <- conn.Run(ctx) }()
 	defer func() { conn.Close(); <-connDone }()
@@ -133,14 +147,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   functions     %s
   login token   %s  (JWT for dev-admin, 12 h; Authorization: Bearer ...)
   NATS          %s
-  S3            %s  (access key %s; secret from S3_SECRET_KEY)
+  S3            %s  (access key %s; %s)
   buckets       %s (uploads), %s and %s (Object Lock, COMPLIANCE)
   WORM canary   %s
   data dir      %s
   logs          %s
 Ready. Press Ctrl-C to stop.
 `, pub.url, pub.note, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
-		strings.Join(deployed, ", "), loginToken, c.NATSURL, c.S3Endpoint, c.S3AccessKey,
+		strings.Join(deployed, ", "), loginToken, c.NATSURL, c.S3Endpoint, c.S3AccessKey, s3secret,
 		c.UploadsBucket, c.MediaBucket, c.AuditBucket, rep.Canary, c.DataDir, filepath.Join(c.DataDir, "logs"))
 	select {
 	case <-ctx.Done():
@@ -166,6 +180,9 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if cfg.LocalNATS() || cfg.LocalS3() {
 		return fmt.Errorf("%w: bootstrap needs NATS_URL and S3_ENDPOINT (pulsevault dev bootstraps its own stack)", errUsage)
+	}
+	if err := cfg.CheckS3(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	rep, err := bootstrapWith(ctx, cfg, logging.New(stderr, cfg.LogLevel, "bootstrap"))
 	if err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/secrets"
 	"github.com/mieweb/pulsevault/shared/token"
 )
 
@@ -24,25 +23,18 @@ import (
 // with a generator of a fresh random value. Production deployments create
 // them with `faas-cli secret create` (see README).
 var devSecrets = map[string]func() (string, error){
-	"pulsevault-jwt-secret": func() (string, error) { return randomB64(32) },
-	"pulsevault-audit-key":  func() (string, error) { return randomB64(32) }, // Ed25519 seed
+	"pulsevault-jwt-secret": secrets.Random(32),
+	"pulsevault-audit-key":  secrets.Random(32), // Ed25519 seed
 	"pulsevault-media-keys": func() (string, error) { return token.GenerateKeyLine("dev1") },
-}
-
-func randomB64(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // ensureDevSecrets creates, through the gateway's own secrets API, each dev
 // secret that does not exist yet; existing ones are kept, so tokens and
 // signatures stay valid across restarts. The S3 credential secrets that
-// stack.yml lists get the stack's own credentials (the provider's
-// environment still wins over them in its children).
-func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error {
+// stack.yml lists (each function's own, infra/policies) are all set to the
+// local store's one credential on every start (the provider's environment
+// also passes it to its children).
+func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config, listed []string) error {
 	password, err := os.ReadFile(gw.p.PasswordFile())
 	if err != nil {
 		return err
@@ -84,15 +76,7 @@ func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error
 	for _, s := range have {
 		names = append(names, s.Name)
 	}
-	gens := maps.Clone(devSecrets)
-	for env, name := range config.SecretFiles {
-		v := cfg.S3AccessKey
-		if env == "S3_SECRET_KEY" {
-			v = cfg.S3SecretKey
-		}
-		gens[name] = func() (string, error) { return v, nil }
-	}
-	for name, gen := range gens {
+	for name, gen := range devSecrets {
 		if slices.Contains(names, name) {
 			continue
 		}
@@ -102,6 +86,25 @@ func ensureDevSecrets(ctx context.Context, gw *gateway, cfg config.Config) error
 		}
 		if _, err := call(http.MethodPost, types.Secret{Name: name, Value: v}); err != nil {
 			return fmt.Errorf("create secret %s: %w", name, err)
+		}
+	}
+	s3 := slices.Sorted(maps.Values(config.SecretFiles))
+	for _, name := range listed {
+		if _, ok := config.CredentialOf(name); ok && !slices.Contains(s3, name) {
+			s3 = append(s3, name)
+		}
+	}
+	for _, name := range s3 {
+		v := cfg.S3AccessKey
+		if env, _ := config.CredentialOf(name); env == "S3_SECRET_KEY" {
+			v = cfg.S3SecretKey
+		}
+		method := http.MethodPost
+		if slices.Contains(names, name) {
+			method = http.MethodPut
+		}
+		if _, err := call(method, types.Secret{Name: name, Value: v}); err != nil {
+			return fmt.Errorf("set secret %s: %w", name, err)
 		}
 	}
 	return nil

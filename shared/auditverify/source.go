@@ -30,6 +30,22 @@ type Source interface {
 	String() string
 }
 
+// Versioned is a Source that can count each object's versions. Every log
+// object is written once, create-only: a second version means something
+// was written (or a delete marker put) over it, which a listing of latest
+// versions cannot show.
+type Versioned interface {
+	// Versions returns, by key, the number of versions and how many of
+	// them are delete markers, for every key that has any.
+	Versions(ctx context.Context) (map[string]VersionCount, error)
+}
+
+// VersionCount is how many versions a key has.
+type VersionCount struct {
+	Versions      int // all of them, delete markers included
+	DeleteMarkers int
+}
+
 // Dir is a local copy of the bucket: object keys are paths under it.
 type Dir string
 
@@ -85,6 +101,23 @@ func (b Bucket) List(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(keys)
 	return keys, nil
+}
+
+// Versions lists every version of every object.
+func (b Bucket) Versions(ctx context.Context) (map[string]VersionCount, error) {
+	counts := map[string]VersionCount{}
+	for info, err := range b.Store.ListVersions(ctx, b.Name, "") {
+		if err != nil {
+			return nil, err
+		}
+		c := counts[info.Key]
+		c.Versions++
+		if info.DeleteMarker {
+			c.DeleteMarkers++
+		}
+		counts[info.Key] = c
+	}
+	return counts, nil
 }
 
 // Read GETs one object.

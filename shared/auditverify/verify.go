@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ import (
 type Options struct {
 	// Keys pins the public keys checkpoints must be signed with, by key id.
 	// Empty: the keys published in the source (keys/<id>.pub) are used,
-	// which trusts whoever could write the bucket when it was created.
+	// which trusts whoever could write the bucket; the report then carries
+	// UnpinnedWarning.
 	Keys map[string]ed25519.PublicKey
 	// RetentionDays, when positive and the source can tell, requires every
 	// log object to be under COMPLIANCE retention until at least the start
@@ -29,6 +31,11 @@ type Options struct {
 	// Now is the clock for the public keys' retention; default time.Now.
 	Now func() time.Time
 }
+
+// UnpinnedWarning is the report's warning (and the CLI's, on stderr) when
+// no key is pinned.
+const UnpinnedWarning = "public keys not pinned: this verification trusts the public keys found in the audited bucket or copy (" +
+	auditlog.KeysPrefix + "*.pub), which anyone who could write there may have put; pin the signer's key with --public-key"
 
 // Failure is one thing wrong with the log, where it was found.
 type Failure struct {
@@ -65,6 +72,8 @@ type Report struct {
 	Checkpoints      int
 	Uncheckpointed   uint64 // records of the last day after its last checkpoint
 	RetentionChecked int    // objects whose retention was checked (0: not checked)
+	VersionsChecked  int    // log objects whose versions were counted (0: not checked)
+	PinnedKeys       bool   // checkpoint keys came from Options.Keys, not from the source
 	Failures         []Failure
 	Warnings         []string
 	Duration         time.Duration
@@ -98,6 +107,11 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "  retention       checked on %d object(s)\n", r.RetentionChecked)
 	} else {
 		fmt.Fprintf(w, "  retention       not checked (a directory copy cannot show it)\n")
+	}
+	if r.VersionsChecked > 0 {
+		fmt.Fprintf(w, "  versions        checked on %d object(s)\n", r.VersionsChecked)
+	} else {
+		fmt.Fprintf(w, "  versions        not checked (a directory copy cannot show them)\n")
 	}
 	secs := r.Duration.Seconds()
 	if secs > 0 {
@@ -173,12 +187,19 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		}
 	}
 	r.Batches = len(batches)
+	if vs, ok := src.(Versioned); ok {
+		if err := checkVersions(ctx, r, vs); err != nil {
+			return nil, fmt.Errorf("auditverify: list versions of %s: %w", src, err)
+		}
+	}
 
 	// Public keys.
 	trusted := o.Keys
 	if len(trusted) > 0 {
+		r.PinnedKeys = true
 		r.KeysFrom = fmt.Sprintf("%d pinned key(s)", len(trusted))
 	} else {
+		r.Warnings = append(r.Warnings, UnpinnedWarning)
 		trusted = map[string]ed25519.PublicKey{}
 		for _, k := range pubKeys {
 			b, err := src.Read(ctx, k)
@@ -197,7 +218,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 			}
 			trusted[auditlog.KeyID(pub)] = pub
 		}
-		r.KeysFrom = fmt.Sprintf("%d published in the source (pin them with --public-key to not trust the bucket)", len(trusted))
+		r.KeysFrom = fmt.Sprintf("%d published in the source, NOT PINNED (see the warning)", len(trusted))
 	}
 
 	// Checkpoints: signature and shape first, roots once the records are read.
@@ -378,6 +399,35 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 	}
 	r.Duration = time.Since(start)
 	return r, nil
+}
+
+// checkVersions fails every log object (batch, checkpoint, public key)
+// with more than one version: each is written once, create-only, so any
+// other version was put over it, and the latest is all a reader sees. A
+// batch hidden by a delete marker is named here too.
+func checkVersions(ctx context.Context, r *Report, vs Versioned) error {
+	counts, err := vs.Versions(ctx)
+	if err != nil {
+		return err
+	}
+	keys := slices.Sorted(maps.Keys(counts))
+	for _, k := range keys {
+		switch auditlog.ParseKey(k).Kind {
+		case auditlog.KindBatch, auditlog.KindCheckpoint, auditlog.KindPublicKey:
+		default:
+			continue
+		}
+		r.VersionsChecked++
+		c := counts[k]
+		switch {
+		case c.Versions <= 1 && c.DeleteMarkers == 0:
+		case c.DeleteMarkers > 0:
+			r.fail(Failure{Key: k, Msg: fmt.Sprintf("%d versions, %d of them delete markers: a log object is written once and never deleted", c.Versions, c.DeleteMarkers)})
+		default:
+			r.fail(Failure{Key: k, Msg: fmt.Sprintf("%d versions: a log object is written once, so another version was written over it (the report reads the latest)", c.Versions)})
+		}
+	}
+	return nil
 }
 
 // checkReached compares the day's tree with every checkpoint whose size it

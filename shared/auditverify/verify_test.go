@@ -214,3 +214,59 @@ func TestProveEveryRecord(t *testing.T) {
 		t.Fatal("proof of a record that does not exist")
 	}
 }
+
+// versionedDir is a directory copy whose versions a test makes up.
+type versionedDir struct {
+	Dir
+	counts map[string]VersionCount
+}
+
+func (v versionedDir) Versions(context.Context) (map[string]VersionCount, error) {
+	return v.counts, nil
+}
+
+// Every log object has exactly one version; a second one, or a delete
+// marker, fails the log and names the object. Without pinned keys the
+// report warns that it trusted the source's own.
+func TestVerifyVersionsAndUnpinnedKeys(t *testing.T) {
+	dir := t.TempDir()
+	batches := buildLog(t, dir)
+	pinned := Options{Keys: map[string]ed25519.PublicKey{signer.KeyID(): signer.Public()}}
+	one := map[string]VersionCount{"_canary/x": {Versions: 3}}
+	keys, _ := Dir(dir).List(context.Background())
+	for _, k := range keys {
+		one[k] = VersionCount{Versions: 1}
+	}
+	r, err := Verify(context.Background(), versionedDir{Dir(dir), one}, pinned)
+	if err != nil || !r.OK() || r.VersionsChecked != len(keys) || !r.PinnedKeys || len(r.Warnings) != 0 {
+		t.Fatalf("one version each: %+v %v", r, err)
+	}
+	cp, _ := auditlog.CheckpointKey("2026-11-03", 14)
+	pub := auditlog.PublicKeyKey(signer.KeyID())
+	many := map[string]VersionCount{}
+	for k, c := range one {
+		many[k] = c
+	}
+	many[batches[2]] = VersionCount{Versions: 2}
+	many[cp] = VersionCount{Versions: 2, DeleteMarkers: 1}
+	many[pub] = VersionCount{Versions: 2}
+	if r, err = Verify(context.Background(), versionedDir{Dir(dir), many}, pinned); err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]string{}
+	for _, f := range r.Failures {
+		named[f.Key] = f.Msg
+	}
+	if len(r.Failures) != 3 || !strings.HasPrefix(named[batches[2]], "2 versions") ||
+		!strings.Contains(named[cp], "delete marker") || !strings.HasPrefix(named[pub], "2 versions") {
+		t.Fatalf("failures %v", r.Failures)
+	}
+
+	r = verifyDir(t, dir, Options{})
+	var out bytes.Buffer
+	r.Write(&out)
+	if !r.OK() || r.PinnedKeys || !strings.Contains(out.String(), "warning         "+UnpinnedWarning) ||
+		!strings.Contains(out.String(), "NOT PINNED") || !strings.Contains(out.String(), "versions        not checked") {
+		t.Fatalf("unpinned, directory copy:\n%s", out.String())
+	}
+}

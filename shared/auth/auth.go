@@ -23,7 +23,7 @@ var ErrUnauthorized = errors.New("unauthorized")
 // Claims is what PulseVault reads from a verified token.
 type Claims struct {
 	Subject string   // who: the uploader identity stored in meta.json and the audit log
-	Roles   []string // from the "roles" or "groups" claim
+	Roles   []string // from the configured roles claim (Options.RolesClaim)
 }
 
 // HasRole reports whether the token carries role.
@@ -36,7 +36,15 @@ type Options struct {
 	Issuer      string // required "iss" (required with JWKSURL, optional with HS256)
 	Audience    string // required "aud" when set
 	Leeway      time.Duration
+	// RolesClaim is the claim holding the caller's roles: a name, or a dotted
+	// path into nested claims such as "realm_access.roles"; default "roles".
+	// No other claim is read for roles (a "groups" claim that users fill
+	// themselves at the IdP must not grant anything unless chosen here).
+	RolesClaim string
 }
+
+// DefaultRolesClaim is the roles claim when Options.RolesClaim is empty.
+const DefaultRolesClaim = "roles"
 
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
@@ -65,11 +73,10 @@ func New(o Options) (*Verifier, error) {
 	}
 }
 
-// tokenClaims is the JWT body PulseVault reads.
+// tokenClaims is the body SignHS256 writes.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Roles  []string `json:"roles,omitempty"`
-	Groups []string `json:"groups,omitempty"`
+	Roles []string `json:"roles,omitempty"`
 }
 
 // Verify checks raw and returns its claims, or an error wrapping ErrUnauthorized.
@@ -77,13 +84,13 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("%w: no token", ErrUnauthorized)
 	}
-	var tc tokenClaims
+	body := jwt.MapClaims{}
 	if v.oidc != nil {
 		tok, err := v.oidc.Verify(ctx, raw)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
-		if err := tok.Claims(&tc); err != nil {
+		if err := tok.Claims(&body); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
 	} else {
@@ -94,15 +101,51 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		if v.o.Audience != "" {
 			opts = append(opts, jwt.WithAudience(v.o.Audience))
 		}
-		_, err := jwt.ParseWithClaims(raw, &tc, func(*jwt.Token) (any, error) { return v.o.HS256Secret, nil }, opts...)
+		_, err := jwt.ParseWithClaims(raw, body, func(*jwt.Token) (any, error) { return v.o.HS256Secret, nil }, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
 	}
-	if tc.Subject == "" {
+	sub, err := body.GetSubject()
+	if err != nil || sub == "" {
 		return nil, fmt.Errorf("%w: token has no subject", ErrUnauthorized)
 	}
-	return &Claims{Subject: tc.Subject, Roles: append(tc.Roles, tc.Groups...)}, nil
+	claim := v.o.RolesClaim
+	if claim == "" {
+		claim = DefaultRolesClaim
+	}
+	return &Claims{Subject: sub, Roles: rolesAt(body, claim)}, nil
+}
+
+// rolesAt reads the roles at claim: a top-level claim of that exact name
+// (names such as "https://example.org/roles" hold dots), else the dotted
+// path into nested objects. A list of strings or a single string is read;
+// anything else is no role.
+func rolesAt(body map[string]any, claim string) []string {
+	v, ok := body[claim]
+	if !ok {
+		v = body
+		for name := range strings.SplitSeq(claim, ".") {
+			m, isMap := v.(map[string]any)
+			if !isMap {
+				return nil
+			}
+			v = m[name]
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var roles []string
+		for _, r := range x {
+			if s, ok := r.(string); ok {
+				roles = append(roles, s)
+			}
+		}
+		return roles
+	}
+	return nil
 }
 
 // FromRequest verifies the request's "Authorization: Bearer" token.

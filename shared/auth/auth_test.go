@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,7 +81,7 @@ func TestJWKS(t *testing.T) {
 	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(jwks) }))
 	defer srv.Close()
-	v, err := New(Options{JWKSURL: srv.URL, Issuer: "https://idp.example", Audience: "pulsevault-api"})
+	v, err := New(Options{JWKSURL: srv.URL, Issuer: "https://idp.example", Audience: "pulsevault-api", RolesClaim: "realm_access.roles"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +96,11 @@ func TestJWKS(t *testing.T) {
 	}
 	base := func() jwt.MapClaims {
 		return jwt.MapClaims{"sub": "nurse-3", "iss": "https://idp.example", "aud": "pulsevault-api",
-			"exp": time.Now().Add(time.Minute).Unix(), "groups": []string{"viewer"}}
+			"exp": time.Now().Add(time.Minute).Unix(), "groups": []string{"pulsevault:admin"},
+			"realm_access": map[string]any{"roles": []string{"pulsevault:viewer"}}}
 	}
 	c, err := v.Verify(context.Background(), sign(key, base()))
-	if err != nil || c.Subject != "nurse-3" || !c.HasRole("viewer") {
+	if err != nil || c.Subject != "nurse-3" || !c.HasRole("pulsevault:viewer") || c.HasRole("pulsevault:admin") {
 		t.Fatalf("good RS256 token: %+v %v", c, err)
 	}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -109,6 +111,67 @@ func TestJWKS(t *testing.T) {
 	for name, tok := range map[string]string{"other key": sign(other, base()), "wrong audience": sign(key, wrongAud), "expired": sign(key, expired)} {
 		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnauthorized) {
 			t.Errorf("%s: want ErrUnauthorized, got %v", name, err)
+		}
+	}
+}
+
+// Regression (issue 15, finding 9): a group a user could create themselves at
+// the IdP ("viewer" in groups) is no role: only the configured claim counts.
+func TestGroupsAreNoRolesByDefault(t *testing.T) {
+	v, err := New(Options{HS256Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "anyone",
+		"exp": time.Now().Add(time.Minute).Unix(), "groups": []string{"pulsevault:viewer", "viewer"}}).SignedString(secret)
+	c, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Roles) != 0 {
+		t.Fatalf("roles %v taken from the groups claim", c.Roles)
+	}
+}
+
+// The roles claim is configurable: a name, a dotted path into nested
+// claims, or a name that itself holds dots; only that claim is read.
+func TestRolesClaim(t *testing.T) {
+	body := jwt.MapClaims{"sub": "u", "exp": time.Now().Add(time.Minute).Unix(),
+		"roles":                            []string{"pulsevault:viewer"},
+		"groups":                           []string{"pulsevault:admin"},
+		"realm_access":                     map[string]any{"roles": []string{"pulsevault:admin", "offline_access"}},
+		"https://pulsevault.example/roles": []string{"pulsevault:viewer", "x"},
+		"scalar":                           "pulsevault:admin",
+		"mixed":                            []any{"pulsevault:viewer", 7, map[string]any{}},
+		"number":                           7,
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, body).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for claim, want := range map[string][]string{
+		"":                                 {"pulsevault:viewer"},
+		"roles":                            {"pulsevault:viewer"},
+		"groups":                           {"pulsevault:admin"},
+		"realm_access.roles":               {"pulsevault:admin", "offline_access"},
+		"https://pulsevault.example/roles": {"pulsevault:viewer", "x"},
+		"scalar":                           {"pulsevault:admin"},
+		"mixed":                            {"pulsevault:viewer"},
+		"number":                           nil,
+		"realm_access":                     nil,
+		"realm_access.roles.deeper":        nil,
+		"missing.path":                     nil,
+	} {
+		v, err := New(Options{HS256Secret: secret, RolesClaim: claim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := v.Verify(context.Background(), tok)
+		if err != nil {
+			t.Fatalf("%q: %v", claim, err)
+		}
+		if !slices.Equal(c.Roles, want) {
+			t.Errorf("roles claim %q: %v, want %v", claim, c.Roles, want)
 		}
 	}
 }

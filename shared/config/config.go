@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -46,9 +47,10 @@ type Config struct {
 	TLSKey      string
 	StackFile   string // stack.yml that `dev` deploys to the local provider
 
-	JWKSURL     string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
-	JWTIssuer   string
-	JWTAudience string
+	JWKSURL       string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
+	JWTIssuer     string
+	JWTAudience   string
+	JWTRolesClaim string // claim (or dotted path) of API tokens that holds the roles
 
 	EventSubject string // NATS subject the S3 server publishes bucket events to
 	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
@@ -99,9 +101,9 @@ var Vars = []Var{
 	}},
 	{"S3_PORT", "9000", "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.S3Port = n })},
 	{"S3_REGION", "us-east-1", "S3 region", nonEmpty(func(c *Config, v string) { c.S3Region = v })},
-	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it); unset, read from SECRETS_DIR/pulsevault-s3-access-key when that file exists", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
-	{"S3_SECRET_KEY", "pulsevault-dev-secret", "S3 secret key; unset, read from SECRETS_DIR/pulsevault-s3-secret-key when that file exists (how functions get it in production)", func(c *Config, v string) error {
-		if len(v) < 8 {
+	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it); unset, read from SECRETS_DIR: a function's own pulsevault-s3-FUNCTION-access-key when its pair is there, else pulsevault-s3-access-key", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
+	{"S3_SECRET_KEY", "", "S3 secret key; unset, read from SECRETS_DIR like S3_ACCESS_KEY (pulsevault-s3-FUNCTION-secret-key, else pulsevault-s3-secret-key: how functions get it in production). No default: pulsevault dev generates one for its local versitygw (kept in PULSEVAULT_DATA_DIR/secrets/pulsevault-s3-secret-key), everything else that talks to S3 refuses to start without it", func(c *Config, v string) error {
+		if v != "" && len(v) < 8 {
 			return errors.New("must be at least 8 characters")
 		}
 		c.S3SecretKey = v
@@ -130,6 +132,13 @@ var Vars = []Var{
 	}},
 	{"JWT_ISSUER", "pulsevault", "required iss claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTIssuer = v })},
 	{"JWT_AUDIENCE", "pulsevault-api", "required aud claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTAudience = v })},
+	{"JWT_ROLES_CLAIM", "roles", "claim of API tokens that holds the caller's roles: a claim name, or a dotted path into nested claims such as realm_access.roles; no other claim (groups, say) is read", func(c *Config, v string) error {
+		if v == "" || strings.ContainsAny(v, " \t") || strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+			return errors.New("must be a claim name or a dotted path such as realm_access.roles")
+		}
+		c.JWTRolesClaim = v
+		return nil
+	}},
 	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
@@ -143,19 +152,66 @@ var Vars = []Var{
 
 // SecretFiles names the secret each credential falls back to when its
 // variable is unset, so a deployment can keep credentials out of its
-// environment (stack.yml lists the secrets instead).
+// environment (stack.yml lists the secrets instead). A function's own S3
+// user (FunctionSecretFile) comes first.
 var SecretFiles = map[string]string{
 	"S3_ACCESS_KEY": "pulsevault-s3-access-key",
 	"S3_SECRET_KEY": "pulsevault-s3-secret-key",
 }
 
+const s3SecretPrefix = "pulsevault-s3-"
+
+// functionName is what a function (or command) name must look like to have
+// secrets of its own.
+var functionName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// FunctionSecretFile is the secret holding credential env (a SecretFiles
+// key) of function's own S3 user, e.g. pulsevault-s3-upload-access-key:
+// each function gets credentials whose policy grants what it needs only.
+func FunctionSecretFile(env, function string) string {
+	return s3SecretPrefix + function + "-" + strings.TrimPrefix(SecretFiles[env], s3SecretPrefix)
+}
+
+// CredentialOf reports which setting (S3_ACCESS_KEY or S3_SECRET_KEY) the
+// secret named secret holds, for the shared names and every function's own.
+func CredentialOf(secret string) (env string, ok bool) {
+	for env, shared := range SecretFiles {
+		suffix := "-" + strings.TrimPrefix(shared, s3SecretPrefix)
+		fn, isFn := strings.CutSuffix(strings.TrimPrefix(secret, s3SecretPrefix), suffix)
+		if secret == shared || (strings.HasPrefix(secret, s3SecretPrefix) && isFn && functionName.MatchString(fn)) {
+			return env, true
+		}
+	}
+	return "", false
+}
+
+// credentialSecrets are the secret names Load reads the S3 credentials
+// from when their variables are unset: the function's own pair when its
+// secret key is there (a pair is never mixed), else the shared pair.
+func credentialSecrets(getenv func(string) string, name string) map[string]string {
+	if functionName.MatchString(name) {
+		own := map[string]string{}
+		for env := range SecretFiles {
+			own[env] = FunctionSecretFile(env, name)
+		}
+		if _, err := os.Stat(filepath.Join(secretsDir(getenv), own["S3_SECRET_KEY"])); err == nil {
+			return own
+		}
+	}
+	return SecretFiles
+}
+
+func secretsDir(getenv func(string) string) string {
+	if dir := getenv(secrets.EnvDir); dir != "" {
+		return dir
+	}
+	return secrets.DefaultDir
+}
+
 // fromSecret reads secret name from $SECRETS_DIR (OpenFaaS's mount point by
 // default); a missing file is no error, just no value.
 func fromSecret(getenv func(string) string, name string) (string, error) {
-	dir := getenv(secrets.EnvDir)
-	if dir == "" {
-		dir = secrets.DefaultDir
-	}
+	dir := secretsDir(getenv)
 	if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -170,12 +226,13 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	vals := make([]*string, len(Vars))
+	creds := credentialSecrets(getenv, name)
 	for i, v := range Vars {
 		def := v.Default
 		if e := getenv(v.Env); e != "" {
 			def = e
-		} else if name, ok := SecretFiles[v.Env]; ok {
-			s, err := fromSecret(getenv, name)
+		} else if secret, ok := creds[v.Env]; ok {
+			s, err := fromSecret(getenv, secret)
 			if err != nil {
 				return Config{}, fmt.Errorf("invalid %s: %v", v.Env, err)
 			}
@@ -226,8 +283,6 @@ func (c Config) Env() []string {
 		"PULSEVAULT_DATA_DIR=" + c.DataDir,
 		"NATS_URL=" + c.NATSURL,
 		"S3_REGION=" + c.S3Region,
-		"S3_ACCESS_KEY=" + c.S3AccessKey,
-		"S3_SECRET_KEY=" + c.S3SecretKey,
 		"BUCKET_UPLOADS=" + c.UploadsBucket,
 		"BUCKET_MEDIA=" + c.MediaBucket,
 		"BUCKET_AUDIT=" + c.AuditBucket,
@@ -238,6 +293,12 @@ func (c Config) Env() []string {
 		"LOG_LEVEL=" + c.LogLevel,
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + c.JWTAudience,
+		"JWT_ROLES_CLAIM=" + c.JWTRolesClaim,
+	}
+	// Credentials go as a pair, and only when there is a secret: without one,
+	// each function reads its own from its secrets.
+	if c.S3SecretKey != "" {
+		env = append(env, "S3_ACCESS_KEY="+c.S3AccessKey, "S3_SECRET_KEY="+c.S3SecretKey)
 	}
 	if c.JWKSURL != "" {
 		env = append(env, "JWKS_URL="+c.JWKSURL)
@@ -246,6 +307,15 @@ func (c Config) Env() []string {
 		env = append(env, "S3_ENDPOINT="+c.S3Endpoint)
 	}
 	return env
+}
+
+// CheckS3 reports a missing S3 secret key: there is no well-known default,
+// and only the local versitygw gets a generated one (shared/stack).
+func (c Config) CheckS3() error {
+	if c.S3SecretKey == "" {
+		return fmt.Errorf("S3_SECRET_KEY is not set (nor %s in SECRETS_DIR): give the store's secret key; only pulsevault dev's own local store gets a generated one", SecretFiles["S3_SECRET_KEY"])
+	}
+	return nil
 }
 
 // LocalS3 reports whether the local versitygw should be started.

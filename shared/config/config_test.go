@@ -47,6 +47,9 @@ func TestBadValues(t *testing.T) {
 		{"LOG_LEVEL", "loud", "debug"},
 		{"EVENT_SUBJECT", "a.*", "wildcards"},
 		{"S3_SECRET_KEY", "short", "8 characters"},
+		{"JWT_ROLES_CLAIM", "realm_access..roles", "dotted path"},
+		{"JWT_ROLES_CLAIM", "roles.", "dotted path"},
+		{"JWT_ROLES_CLAIM", "my roles", "claim name"},
 	}
 	for _, tc := range cases {
 		_, err := Load("t", nil, env(map[string]string{tc.env: tc.val}))
@@ -105,5 +108,58 @@ func TestS3CredentialsFromSecrets(t *testing.T) {
 	env = map[string]string{"SECRETS_DIR": t.TempDir()}
 	if c, err = Load("t", nil, getenv); err != nil || c.S3AccessKey != "pulsevault" {
 		t.Fatalf("no secret: want the default, got %q, %v", c.S3AccessKey, err)
+	}
+}
+
+// Regression (issue 15, finding 8): no well-known S3 secret. Unset and
+// without a secret file, the secret is empty (pulsevault dev generates one
+// for its own store; everything else refuses to start, see CheckS3).
+func TestNoWellKnownS3Secret(t *testing.T) {
+	c, err := Load("t", nil, env(map[string]string{"SECRETS_DIR": t.TempDir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3SecretKey != "" {
+		t.Fatalf("S3 secret defaults to %q", c.S3SecretKey)
+	}
+	for _, v := range Vars {
+		if v.Env == "S3_SECRET_KEY" && v.Default != "" {
+			t.Fatalf("S3_SECRET_KEY has the default %q", v.Default)
+		}
+	}
+}
+
+// A function's own S3 user (issue 15, finding 10): its pair of secrets
+// comes before the shared pair, and pairs are never mixed.
+func TestS3CredentialsPerFunction(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{
+		"pulsevault-s3-access-key": "shared-user", "pulsevault-s3-secret-key": "shared-secret",
+		"pulsevault-s3-upload-access-key": "upload-user", "pulsevault-s3-upload-secret-key": "upload-secret",
+		"pulsevault-s3-media-access-key": "half-a-pair",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getenv := env(map[string]string{"SECRETS_DIR": dir})
+	for fn, want := range map[string]string{"upload": "upload-user/upload-secret", "videos": "shared-user/shared-secret",
+		"media": "shared-user/shared-secret", "audit verify": "shared-user/shared-secret"} {
+		c, err := Load(fn, nil, getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.S3AccessKey + "/" + c.S3SecretKey; got != want {
+			t.Errorf("%s: credentials %s, want %s", fn, got, want)
+		}
+	}
+	for secret, want := range map[string]string{"pulsevault-s3-access-key": "S3_ACCESS_KEY", "pulsevault-s3-upload-finalize-secret-key": "S3_SECRET_KEY",
+		"pulsevault-s3-media-access-key": "S3_ACCESS_KEY", "pulsevault-s3--secret-key": "", "pulsevault-jwt-secret": "", "pulsevault-s3-a/b-access-key": ""} {
+		if got, _ := CredentialOf(secret); got != want {
+			t.Errorf("CredentialOf(%s) = %q, want %q", secret, got, want)
+		}
+	}
+	if got := FunctionSecretFile("S3_SECRET_KEY", "sign-url"); got != "pulsevault-s3-sign-url-secret-key" {
+		t.Errorf("FunctionSecretFile: %s", got)
 	}
 }

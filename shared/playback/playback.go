@@ -22,11 +22,19 @@ import (
 // JWTSecretName is the HS256 secret used when JWKS_URL is empty.
 const JWTSecretName = "pulsevault-jwt-secret"
 
+// The default roles that may watch every video. They are namespaced: an IdP
+// shared with other applications has generic "viewer" or "admin" roles (or
+// groups its users create) that must grant nothing here.
+const (
+	ViewerRole = "pulsevault:viewer"
+	AdminRole  = "pulsevault:admin"
+)
+
 // Settings lists the variables LoadSettings reads.
 var Settings = []settings.Setting{
 	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)"},
 	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)"},
-	{Env: "PLAYBACK_ROLES", Default: "viewer,admin", Usage: "JWT roles/groups that may watch every video (comma-separated; uploaders always see their own)"},
+	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the JWT_ROLES_CLAIM claim) that may watch every video (comma-separated; uploaders always see their own)"},
 }
 
 // Config is the validated playback settings.
@@ -111,7 +119,7 @@ func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, err
 // Verifier builds the API token verifier from the configuration: the OIDC
 // JWKS when JWKS_URL is set, else HS256 with the pulsevault-jwt-secret secret.
 func Verifier(cfg config.Config) (*auth.Verifier, error) {
-	o := auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: 30 * time.Second}
+	o := auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, RolesClaim: cfg.JWTRolesClaim, Leeway: 30 * time.Second}
 	if cfg.JWKSURL == "" {
 		s, err := secrets.ReadString(JWTSecretName)
 		if err != nil {

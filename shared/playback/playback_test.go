@@ -20,7 +20,7 @@ func env(kv ...string) func(string) string {
 
 func TestLoadSettings(t *testing.T) {
 	c, err := LoadSettings(env())
-	if err != nil || c.TTL != 300*time.Second || c.MediaBase != "/media" || strings.Join(c.Roles, ",") != "viewer,admin" {
+	if err != nil || c.TTL != 300*time.Second || c.MediaBase != "/media" || strings.Join(c.Roles, ",") != "pulsevault:viewer,pulsevault:admin" {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	for _, bad := range [][]string{
@@ -78,5 +78,25 @@ func TestPolicyAndGrant(t *testing.T) {
 	}
 	if !Playable(meta.Ready) || !Playable(meta.Complete) || Playable(meta.Processing) || Playable(meta.Failed) {
 		t.Error("Playable")
+	}
+}
+
+// Regression (issue 15, finding 9): the default roles are namespaced, so a
+// generic "viewer" or "admin" from an IdP grants nothing.
+func TestDefaultRolesAreNamespaced(t *testing.T) {
+	c, err := LoadSettings(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &meta.Video{ID: "3f2b8c1e-5d4a-4e6b-9c7d-0a1b2c3d4e5f", Uploader: "u1"}
+	for _, generic := range []string{"viewer", "admin"} {
+		if who := (&auth.Claims{Subject: "u2", Roles: []string{generic}}); c.CanView(who, v) || c.SeesAll(who) {
+			t.Errorf("role %q views every video", generic)
+		}
+	}
+	for _, role := range []string{"pulsevault:viewer", "pulsevault:admin"} {
+		if who := (&auth.Claims{Subject: "u2", Roles: []string{role}}); !c.CanView(who, v) || !c.SeesAll(who) {
+			t.Errorf("role %q does not view every video", role)
+		}
 	}
 }

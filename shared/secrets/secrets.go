@@ -7,6 +7,8 @@
 package secrets
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,5 +56,63 @@ func ReadFrom(dir, name string) ([]byte, error) {
 	default:
 		// The *PathError names the file, never its content.
 		return nil, fmt.Errorf("secrets: read secret %q: %w", name, err)
+	}
+}
+
+// Ensure returns secret name from dir, creating it first with gen's value
+// when it does not exist: the file (mode 0600, dir 0700) appears whole or
+// not at all, and of two concurrent creators one value wins for both.
+// created reports whether this call made it.
+func Ensure(dir, name string, gen func() (string, error)) (value string, created bool, err error) {
+	b, err := ReadFrom(dir, name)
+	if err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, name)); !errors.Is(statErr, fs.ErrNotExist) {
+		return "", false, err
+	}
+	v, err := gen()
+	if err != nil {
+		return "", false, fmt.Errorf("secrets: generate %q: %w", name, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false, fmt.Errorf("secrets: create %q: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*") // 0600
+	if err != nil {
+		return "", false, fmt.Errorf("secrets: create %q: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(v)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("secrets: create %q: %w", name, err)
+	}
+	// A hard link never replaces an existing file: losing a race leaves the
+	// winner's value, which is read back.
+	switch err := os.Link(tmp.Name(), filepath.Join(dir, name)); {
+	case err == nil:
+		return v, true, nil
+	case errors.Is(err, fs.ErrExist):
+		v, _, err := Ensure(dir, name, gen)
+		return v, false, err
+	default:
+		return "", false, fmt.Errorf("secrets: create %q: %w", name, err)
+	}
+}
+
+// Random is a generator for Ensure: n random bytes, base64url without padding.
+func Random(n int) func() (string, error) {
+	return func() (string, error) {
+		b := make([]byte, n)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		return base64.RawURLEncoding.EncodeToString(b), nil
 	}
 }

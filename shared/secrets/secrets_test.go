@@ -43,3 +43,23 @@ func TestDefaultDir(t *testing.T) {
 		t.Fatal(secrets.Dir())
 	}
 }
+
+func TestEnsure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	v, created, err := secrets.Ensure(dir, "s3-key", secrets.Random(32))
+	if err != nil || !created || len(v) != 43 {
+		t.Fatalf("first Ensure: %q %v %v", v, created, err)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "s3-key"): 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want %v", p, fi, err, want)
+		}
+	}
+	again, created, err := secrets.Ensure(dir, "s3-key", func() (string, error) { t.Fatal("generated again"); return "", nil })
+	if err != nil || created || again != v {
+		t.Fatalf("second Ensure: %q %v %v, want the first value", again, created, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("left behind %v", ents)
+	}
+}

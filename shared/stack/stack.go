@@ -15,14 +15,19 @@ import (
 	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/localnats"
 	"github.com/mieweb/pulsevault/shared/locals3"
+	"github.com/mieweb/pulsevault/shared/secrets"
 )
 
 // Stack is the running infrastructure. Config has NATSURL and S3Endpoint
-// filled in with the addresses actually in use.
+// filled in with the addresses actually in use, and S3SecretKey when it
+// was generated.
 type Stack struct {
 	Config config.Config
 	NATS   *localnats.Server // nil when external
 	S3     *locals3.Server   // nil when external
+	// S3SecretFile is where the local store's generated secret key is kept;
+	// empty when the configuration gave one.
+	S3SecretFile string
 
 	s3log *os.File
 }
@@ -47,6 +52,17 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, er
 		if err != nil {
 			st.Stop()
 			return nil, err
+		}
+		if cfg.S3SecretKey == "" {
+			// Generated on first start, then reused: objects, and the
+			// functions' copies of the secret, outlive one run.
+			dir, name := filepath.Join(cfg.DataDir, "secrets"), config.SecretFiles["S3_SECRET_KEY"]
+			key, _, err := secrets.Ensure(dir, name, secrets.Random(32))
+			if err != nil {
+				st.Stop()
+				return nil, fmt.Errorf("local S3 secret: %w", err)
+			}
+			cfg.S3SecretKey, st.Config.S3SecretKey, st.S3SecretFile = key, key, filepath.Join(dir, name)
 		}
 		st.s3log, err = os.OpenFile(filepath.Join(cfg.DataDir, "logs", "versitygw.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

@@ -176,6 +176,7 @@ type Info struct {
 	Size                                      int64 // whole object, also after a ranged Get
 	LastModified                              time.Time
 	Retention                                 *Retention // nil when the object has none (or the store did not say)
+	DeleteMarker                              bool       // a delete marker (ListVersions only)
 }
 
 // Sentinel errors; the S3 error is wrapped alongside them, so its code and
@@ -469,6 +470,25 @@ func (s *Store) List(ctx context.Context, bucket, prefix string) iter.Seq2[Info,
 	}
 }
 
+// ListVersions yields every version under prefix, delete markers
+// included (DeleteMarker set), recursively: what an auditor lists to see
+// whether anything was written over or hidden in a versioned bucket.
+func (s *Store) ListVersions(ctx context.Context, bucket, prefix string) iter.Seq2[Info, error] {
+	return func(yield func(Info, error) bool) {
+		for oi := range s.c.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+			if oi.Err != nil {
+				yield(Info{}, wrap("list versions", bucket, prefix, oi.Err))
+				return
+			}
+			info := infoFrom(bucket, oi)
+			info.DeleteMarker = oi.IsDeleteMarker
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
 func infoFrom(bucket string, oi minio.ObjectInfo) Info {
 	return Info{
 		Bucket: bucket, Key: oi.Key, ETag: oi.ETag, VersionID: oi.VersionID,
@@ -550,5 +570,8 @@ func classify(resp minio.ErrorResponse) error {
 
 // FromConfig connects to the store that c names (S3_ENDPOINT and its keys).
 func FromConfig(c config.Config) (*Store, error) {
+	if err := c.CheckS3(); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	return New(Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
 }

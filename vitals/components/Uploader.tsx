@@ -1,11 +1,12 @@
 "use client";
 // Pick, drop or record a video and send it with tus: progress (percent, speed,
-// ETA), pause/resume, and resume after a reload through the tus fingerprint.
+// ETA), pause/resume, and resume after a reload through the tus fingerprint
+// (lib/tus.ts keeps the upload URL only, never the file name, for 24 h).
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import * as tus from "tus-js-client";
+import { tusOptions } from "@/lib/tus";
 import {
   describeFailure,
-  fingerprint,
   formatBytes,
   formatEta,
   idleUpload,
@@ -37,26 +38,20 @@ export default function Uploader({ token, endpoint, onDone, onClose }: Props) {
       if (bad) return;
       up.current?.abort();
       const abs = new URL(endpoint, window.location.href).toString();
-      const u = new tus.Upload(file, {
-        endpoint: abs,
-        headers: { Authorization: `Bearer ${token}` },
-        // The name and type go to the server inside the tus metadata only.
-        metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-        chunkSize: 8 * 1024 * 1024,
-        retryDelays: [0, 1000, 3000, 5000],
-        storeFingerprintForResuming: true,
-        removeFingerprintOnSuccess: true,
-        fingerprint: (f: File) => fingerprint(f, abs),
-        onProgress: (bytes, total) => dispatch({ type: "progress", bytes, total, now: performance.now() }),
-        onSuccess: () => {
-          dispatch({ type: "success" });
-          onDone();
-        },
-        onError: (err) => {
-          const status = (err as tus.DetailedError).originalResponse?.getStatus() ?? null;
-          dispatch({ type: "fail", message: describeFailure(status, navigator.onLine) });
-        },
-      });
+      const u = new tus.Upload(
+        file,
+        tusOptions(file, abs, token, {
+          onProgress: (bytes, total) => dispatch({ type: "progress", bytes, total, now: performance.now() }),
+          onSuccess: () => {
+            dispatch({ type: "success" });
+            onDone();
+          },
+          onError: (err) => {
+            const status = (err as tus.DetailedError).originalResponse?.getStatus() ?? null;
+            dispatch({ type: "fail", message: describeFailure(status, navigator.onLine) });
+          },
+        }),
+      );
       up.current = u;
       const previous = await u.findPreviousUploads();
       if (previous.length > 0) u.resumeFromPreviousUpload(previous[0]);

@@ -92,6 +92,21 @@ try {
   const url = page.url();
   if (url.includes(TOKEN.slice(0, 20))) throw new Error("the token appears in the URL");
 
+  // Web storage while uploads run and after (no file name may be kept there): each entry as
+  // "local:" or "session:" then key=value; the sign-in token is left out of the result.
+  const storageSeen = new Set();
+  const storageNow = () =>
+    page.evaluate(() => {
+      const out = [];
+      for (const [name, s] of [["local", localStorage], ["session", sessionStorage]]) {
+        for (let i = 0; i < s.length; i++) {
+          const k = s.key(i);
+          if (k !== "pulsevault.token") out.push(`${name}:${k}=${s.getItem(k)}`);
+        }
+      }
+      return out;
+    });
+
   const upload = async (clip, shot) => {
     await page.getByRole("button", { name: "Upload", exact: true }).click();
     const seen = new Set();
@@ -102,6 +117,7 @@ try {
     for (;;) {
       const v = Number(await bar.getAttribute("aria-valuenow"));
       seen.add(v);
+      for (const e of await storageNow()) storageSeen.add(e);
       const phase = await page.locator("[data-upload-phase]").getAttribute("data-upload-phase");
       if (phase === "error") throw new Error("upload failed: " + (await page.locator("[role=alert]").allTextContents()).join(" "));
       if (v === 100 && phase === "done") break;
@@ -142,6 +158,8 @@ try {
 
   step("upload clip B");
   result.progressB = await upload(CLIP_B, "03-upload-b.png");
+  result.storageDuringUploads = [...storageSeen];
+  result.storageAfterUploads = await storageNow();
   // Clip B lands on top while the screen stays on clip A (now item 2 of 2).
   await page.waitForFunction(() => /of 2/.test(document.querySelector('section[aria-current="true"]')?.getAttribute("aria-label") ?? ""), null, {
     timeout: WAIT,

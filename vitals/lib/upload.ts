@@ -110,7 +110,8 @@ export function formatEta(sec: number | null): string {
 
 /**
  * The tus fingerprint that lets an upload resume after a reload. It is a
- * hash, so the file's name never lands in localStorage as a key.
+ * hash, so the file's name never lands in storage as a key (lib/tus.ts keeps
+ * no metadata either).
  */
 export async function fingerprint(f: { name: string; size: number; type: string; lastModified: number }, endpoint: string): Promise<string> {
   const data = new TextEncoder().encode([f.name, f.size, f.type, f.lastModified, endpoint].join("\u0000"));

@@ -82,7 +82,9 @@ func TestNoStoreURLInChildArgv(t *testing.T) {
 			ents, _ := os.ReadDir("/proc")
 			for _, e := range ents {
 				pid, err := strconv.Atoi(e.Name())
-				if err != nil || pid == os.Getpid() {
+				// Only this test's stack: packages tested side by side run
+				// ffmpeg of their own against test servers.
+				if err != nil || pid == os.Getpid() || !descendsFrom(pid, os.Getpid()) {
 					continue
 				}
 				raw, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
@@ -178,4 +180,33 @@ func TestNoStoreURLInChildArgv(t *testing.T) {
 	}
 	t.Logf("recorded runs %v; the scan saw %d ffmpeg/ffprobe processes and fetched %d URLs from their argv: answers %v (0: no answer)",
 		runs, mediaProcs, len(tried), answers)
+}
+
+// descendsFrom reports whether process pid is a descendant of ancestor,
+// following parent pids in /proc/<pid>/stat.
+func descendsFrom(pid, ancestor int) bool {
+	for range 64 {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return false
+		}
+		// The command name is in parentheses and may hold spaces.
+		i := bytes.LastIndexByte(raw, ')')
+		if i < 0 {
+			return false
+		}
+		f := strings.Fields(string(raw[i+1:]))
+		if len(f) < 2 {
+			return false
+		}
+		ppid, err := strconv.Atoi(f[1])
+		if err != nil || ppid <= 1 {
+			return false
+		}
+		if ppid == ancestor {
+			return true
+		}
+		pid = ppid
+	}
+	return false
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auditlog"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/token"
@@ -73,7 +74,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 	pub := httptest.NewServer(h)
 	defer pub.Close()
 	client := &http.Client{Timeout: 30 * time.Second}
-	viewer := s.jwt(t, "clinician-2", "viewer") // a second user: not the uploader, sees the feed by role
+	viewer := s.jwt(t, "clinician-2", playback.ViewerRole) // a second user: not the uploader, sees the feed by role
 
 	feed := func(path string) []byte {
 		t.Helper()

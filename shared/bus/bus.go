@@ -180,7 +180,10 @@ type StreamConfig struct {
 	Subjects   []string
 	MaxAge     time.Duration // zero keeps messages until limits or consumers remove them
 	Duplicates time.Duration // dedup window for Nats-Msg-Id; default 2m (capped at MaxAge)
-	Replicas   int           // default 1
+	// Replicas is the number of copies (NATS_REPLICAS); 0 keeps an existing
+	// stream's count, so a caller that does not know never makes a
+	// replicated stream single-copy, and creates a new one with 1.
+	Replicas int
 }
 
 // EnsureStream creates the stream or brings it to c. It is safe to run at
@@ -188,9 +191,6 @@ type StreamConfig struct {
 func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, err error) {
 	if c.Name == "" || len(c.Subjects) == 0 {
 		return false, errors.New("bus: stream needs a name and subjects")
-	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
 	}
 	if c.Duplicates <= 0 {
 		c.Duplicates = DefaultDuplicates
@@ -207,7 +207,7 @@ func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, e
 			Subjects:   c.Subjects,
 			MaxAge:     c.MaxAge,
 			Duplicates: c.Duplicates,
-			Replicas:   c.Replicas,
+			Replicas:   max(c.Replicas, 1),
 			Storage:    jetstream.FileStorage,
 		})
 		if err == nil {
@@ -228,7 +228,9 @@ func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, e
 	want.Subjects = c.Subjects
 	want.MaxAge = c.MaxAge
 	want.Duplicates = c.Duplicates
-	want.Replicas = c.Replicas
+	if c.Replicas > 0 {
+		want.Replicas = c.Replicas
+	}
 	if sameSet(cur.Subjects, want.Subjects) && cur.MaxAge == want.MaxAge &&
 		cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas {
 		return false, nil

@@ -68,8 +68,11 @@ type Options struct {
 	// password, when neither exists (first start of a dev stack).
 	CreateAuth bool
 
-	Bus    *bus.Bus     // NATS JetStream for /async-function; nil answers 503 there
-	Logger *slog.Logger // provider's own log; default discards
+	Bus *bus.Bus // NATS JetStream for /async-function; nil answers 503 there
+	// NATSReplicas is the copies of the async stream (NATS_REPLICAS); 0
+	// keeps the stream's.
+	NATSReplicas int
+	Logger       *slog.Logger // provider's own log; default discards
 	// Env is passed to every replica and overrides the deployment's
 	// variables of the same name (NATS_URL, S3_ENDPOINT, ...).
 	Env []string

@@ -17,6 +17,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/secrets"
 	"github.com/mieweb/pulsevault/shared/token"
 )
 
@@ -27,6 +28,10 @@ var devSecrets = map[string]func() (string, error){
 	"pulsevault-jwt-secret": func() (string, error) { return randomB64(32) },
 	"pulsevault-audit-key":  func() (string, error) { return randomB64(32) }, // Ed25519 seed
 	"pulsevault-media-keys": func() (string, error) { return token.GenerateKeyLine("dev1") },
+	// stack.yml lists it for every function; the local store and NATS use no TLS.
+	secrets.CAName: func() (string, error) {
+		return "# no private CA: the local stack's store and NATS are on 127.0.0.1\n", nil
+	},
 }
 
 func randomB64(n int) (string, error) {

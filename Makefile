@@ -75,7 +75,9 @@ vitals/out/index.html: vitals/node_modules/.package-lock.json $(shell find vital
 # run, A B A B over several rounds; prints a table, writes bench/results.json.
 # bench-quick (small clip, 2 rounds, < 3 min) checks only that every section
 # produced a number: the CI smoke test.
-BENCH_RUN := PULSEVAULT_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 90m ./tests/
+# TestRealGateway adds tus throughput through the real OpenFaaS gateway against the
+# provider's own proxy (its BENCH line).
+BENCH_RUN := PULSEVAULT_BENCH=1 $(GO) test -count=1 -run '^(TestBench|TestRealGateway)$$' -v -timeout 90m ./tests/
 bench: deps tools build
 	set -o pipefail; $(BENCH_RUN) | grep -vE '^\s+\S+\.go:[0-9]+: .*: \[\{|^=== '
 

@@ -744,7 +744,7 @@ func renderNginx(t *testing.T, gateway, s3URL string) *nginxSite {
 	vals := map[string]string{
 		"PULSEVAULT_SERVER_NAME": "localhost", "PULSEVAULT_HTTP_LISTEN": s.http, "PULSEVAULT_HTTPS_LISTEN": s.https,
 		"PULSEVAULT_TLS_CERT": s.certFile, "PULSEVAULT_TLS_KEY": key, "PULSEVAULT_GATEWAY": gateway, "PULSEVAULT_S3_URL": s3URL,
-		"PULSEVAULT_S3_CA": s.certFile, // any PEM certificate: the tests' store is plain http
+		"PULSEVAULT_S3_CA":       s.certFile, // any PEM certificate: the tests' store is plain http
 		"PULSEVAULT_VITALS_ROOT": filepath.Join(dir, "www"), "PULSEVAULT_LOG_DIR": filepath.Join(dir, "logs"),
 	}
 	tpl, err := os.ReadFile(filepath.Join(infraDir(t), "nginx", "pulsevault.conf"))

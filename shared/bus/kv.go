@@ -12,15 +12,19 @@ import (
 // jetstream's CreateOrUpdateKeyValue, except that Replicas 0 keeps an
 // existing bucket's count (CreateOrUpdateKeyValue would make it 1): a
 // process that is not told NATS_REPLICAS never makes a replicated bucket
-// single-copy.
+// single-copy. Requests the server does not answer in time are sent again,
+// as in EnsureStream.
 func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
-		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		var kv jetstream.KeyValue
+		err := retryAPI(ctx, func(ctx context.Context) (err error) { kv, err = js.KeyValue(ctx, cfg.Bucket); return err })
 		switch {
 		case err == nil:
-			st, err := kv.Status(ctx)
-			if err != nil {
+			var st jetstream.KeyValueStatus
+			if err := retryAPI(ctx, func(ctx context.Context) (err error) { st, err = kv.Status(ctx); return err }); err != nil {
 				return nil, fmt.Errorf("bus: kv %s: %w", cfg.Bucket, err)
 			}
 			if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
@@ -30,5 +34,7 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 			return nil, fmt.Errorf("bus: kv %s: %w", cfg.Bucket, err)
 		}
 	}
-	return js.CreateOrUpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := retryAPI(ctx, func(ctx context.Context) (err error) { kv, err = js.CreateOrUpdateKeyValue(ctx, cfg); return err })
+	return kv, err
 }

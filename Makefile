@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-APT_PACKAGES := ffmpeg nginx chromium fonts-liberation prometheus
+APT_PACKAGES := ffmpeg nginx chromium fonts-liberation prometheus iproute2
 export PULSEVAULT_BIN_DIR := $(BIN)
 # Go 1.26.10 fixes standard-library vulnerabilities that govulncheck finds
 # reachable at 1.26.8 (net/http, crypto/tls, crypto/x509); the go command

@@ -4,20 +4,20 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-APT_PACKAGES := ffmpeg nginx chromium fonts-liberation
+APT_PACKAGES := ffmpeg nginx chromium fonts-liberation prometheus iproute2
 export PULSEVAULT_BIN_DIR := $(BIN)
 # Go 1.26.10 fixes standard-library vulnerabilities that govulncheck finds
 # reachable at 1.26.8 (net/http, crypto/tls, crypto/x509); the go command
 # fetches it from the module proxy once. go.mod names it too.
 export GOTOOLCHAIN := go1.26.10
 
-.PHONY: dev test test-faults fuzz vulncheck vitals bench bench-quick deps tools build vet fmt check-fmt clean help
+.PHONY: dev test test-faults fuzz vulncheck vitals bench bench-quick deps tools shared-tools build vet fmt check-fmt clean help
 
 help:
 	@echo "make dev    start the local stack (NATS, S3 with Object Lock, bootstrap) on 127.0.0.1"
 	@echo "make test   install what the tests need and run them all"
 	@echo "make test-faults  the reliability and security suite at full size (kills, cuts, load, bad input, fuzz, govulncheck)"
-	@echo "make tools  build versitygw and faas-cli into ./bin"
+	@echo "make tools  build versitygw, faas-cli (0.13.13 and 0.18.12), the OpenFaaS gateway and kuberender into ./bin"
 	@echo "make build  build ./bin/pulsevault"
 
 dev: deps tools build vitals
@@ -75,7 +75,9 @@ vitals/out/index.html: vitals/node_modules/.package-lock.json $(shell find vital
 # run, A B A B over several rounds; prints a table, writes bench/results.json.
 # bench-quick (small clip, 2 rounds, < 3 min) checks only that every section
 # produced a number: the CI smoke test.
-BENCH_RUN := PULSEVAULT_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 90m ./tests/
+# TestRealGateway adds tus throughput through the real OpenFaaS gateway against the
+# provider's own proxy (its BENCH line).
+BENCH_RUN := PULSEVAULT_BENCH=1 $(GO) test -count=1 -run '^(TestBench|TestRealGateway)$$' -v -timeout 90m ./tests/
 bench: deps tools build
 	set -o pipefail; $(BENCH_RUN) | grep -vE '^\s+\S+\.go:[0-9]+: .*: \[\{|^=== '
 
@@ -93,7 +95,7 @@ deps:
 
 # Tools live in their own module (infra/tools) so their dependencies stay out of
 # ours; Go's build cache makes the second build take seconds.
-tools: $(BIN)/versitygw $(BIN)/faas-cli
+tools: $(BIN)/versitygw $(BIN)/faas-cli $(BIN)/kuberender shared-tools
 
 $(BIN)/versitygw: infra/tools/go.mod infra/tools/go.sum
 	@mkdir -p $(BIN)
@@ -105,6 +107,39 @@ FAAS_CLI_VERSION := 0.13.13
 $(BIN)/faas-cli: infra/tools/go.mod infra/tools/go.sum
 	@mkdir -p $(BIN)
 	cd infra/tools && $(GO) build -ldflags "-X github.com/openfaas/faas-cli/version.Version=$(FAAS_CLI_VERSION)" -o $(BIN)/faas-cli github.com/openfaas/faas-cli
+
+# Helm's template engine and a strict decode into the Kubernetes API types
+# (tests/helm_test.go renders infra/helm against the upstream charts with it).
+$(BIN)/kuberender: infra/tools/go.mod infra/tools/go.sum infra/tools/kuberender/main.go
+	@mkdir -p $(BIN)
+	cd infra/tools && $(GO) build -o $(BIN)/kuberender ./kuberender
+
+# Sources the module proxy cannot serve, kept beside the repository in
+# ../shared/tools (README there): faas-cli 0.18.12, the release platform teams
+# use today, and the OpenFaaS CE gateway, both with vendor/ (offline builds);
+# the upstream OpenFaaS and NATS charts. Without that directory these tools are
+# not built and the tests that need them skip (and fail under CI=true).
+SHARED_TOOLS ?= $(firstword $(wildcard $(CURDIR)/../shared/tools $(CURDIR)/../../shared/tools))
+export PULSEVAULT_SHARED_TOOLS := $(SHARED_TOOLS)
+FAAS_CLI_NEW_VERSION := 0.18.12
+GATEWAY_SRC := openfaas-gateway-2026-07
+ifeq ($(SHARED_TOOLS),)
+shared-tools:
+	@echo "warning: ../shared/tools not found: faas-cli $(FAAS_CLI_NEW_VERSION) and the OpenFaaS gateway are not built"
+else
+shared-tools: $(BIN)/faas-cli-0.18 $(BIN)/of-gateway
+
+$(BIN)/faas-cli-0.18: $(SHARED_TOOLS)/faas-cli-$(FAAS_CLI_NEW_VERSION).tar.gz
+	@mkdir -p $(BIN)/src
+	tar -xzf $< -C $(BIN)/src
+	cd $(BIN)/src/faas-cli-$(FAAS_CLI_NEW_VERSION) && $(GO) build -mod=vendor \
+		-ldflags "-X github.com/openfaas/faas-cli/version.Version=$(FAAS_CLI_NEW_VERSION)" -o $@ .
+
+$(BIN)/of-gateway: $(SHARED_TOOLS)/$(GATEWAY_SRC).tar.gz
+	@mkdir -p $(BIN)/src
+	tar -xzf $< -C $(BIN)/src
+	cd $(BIN)/src/$(GATEWAY_SRC)/gateway && $(GO) build -mod=vendor -o $@ .
+endif
 
 build:
 	@mkdir -p $(BIN)

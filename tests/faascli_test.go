@@ -182,20 +182,38 @@ func (f faas) must(stdin string, args ...string) string {
 	return out
 }
 
-// The real faas-cli drives the local provider: login, deploy of stack.yml, list, describe,
-// invoke (sync and async with a callback), logs, remove, version and `up`; and a message on a
-// topic reaches the annotated function through the real connector process.
+// faasCLIVersions are the faas-cli releases the tests drive: 0.13.13 (October 2021, what the
+// Go module proxy serves) and 0.18.12 (July 2026, what platform teams use today, built from
+// ../shared/tools by `make tools`).
+func faasCLIVersions(t *testing.T) []struct{ version, bin string } {
+	return []struct{ version, bin string }{{"0.13.13", faasCLI(t)}, {"0.18.12", toolOrSkip(t, "faas-cli-0.18")}}
+}
+
+// The real faas-cli, each version, drives the local provider: login, deploy of stack.yml, list
+// (and --json), describe, diff, ready, invoke (sync and async with a callback), logs, secrets,
+// namespaces, remove, version and `up`; and a message on a topic reaches the annotated function
+// through the real connector process.
 func TestFaasCLIAgainstProvider(t *testing.T) {
 	bin := buildPulsevault(t)
+	for _, v := range faasCLIVersions(t) {
+		t.Run(v.version, func(t *testing.T) { faasCLIAgainstProvider(t, bin, v.version, v.bin) })
+	}
+}
+
+func faasCLIAgainstProvider(t *testing.T, bin, version, cli string) {
 	p := startProviderCmd(t, bin)
-	f := faas{t: t, bin: faasCLI(t), home: t.TempDir(), gateway: p.url}
+	f := faas{t: t, bin: cli, home: t.TempDir(), gateway: p.url}
+	newCLI := version != "0.13.13" // 0.18: diff, ready, list --json, `namespace list`
 
 	if out, err := f.run("wrong-password", "login", "-g", p.url, "-u", p.user, "--password-stdin"); err == nil {
 		t.Fatalf("login with a wrong password succeeded:\n%s", out)
 	}
 	f.must(p.pass, "login", "-g", p.url, "-u", p.user, "--password-stdin")
-	if out := f.must("", "version", "--warn-update=false", "-g", p.url); !strings.Contains(out, "pulsevault") {
-		t.Errorf("version does not show the provider:\n%s", out)
+	if out := f.must("", "version", "--warn-update=false", "-g", p.url); !strings.Contains(out, "pulsevault") || !strings.Contains(out, version) {
+		t.Errorf("version does not show the provider and faas-cli %s:\n%s", version, out)
+	}
+	if newCLI {
+		f.must("", "ready", "-g", p.url, "--attempts", "20", "--interval", "100ms")
 	}
 
 	// The secrets stack.yml's functions list must exist before they deploy, as on OpenFaaS.
@@ -215,6 +233,7 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 	if list := f.must("", "secret", "list", "-g", p.url); len(created) > 0 && !strings.Contains(list, "pulsevault-") {
 		t.Errorf("secret list:\n%s", list)
 	}
+	f.must("", "secret", "update", "pulsevault-jwt-secret", "--from-literal="+randomSecret(t), "-g", p.url)
 
 	inRepo := f
 	inRepo.dir = repoRoot(t) // deploy -f reads ./template/<lang>
@@ -222,15 +241,45 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 	if strings.Count(out, "Deployed. 202 Accepted.") != len(sf.Functions) {
 		t.Fatalf("deploy -f stack.yml:\n%s", out)
 	}
+	if newCLI {
+		// What stack.yml says against what the gateway runs: the same functions, so no function
+		// is missing or extra (the provider's own settings replace some environment values).
+		if out := inRepo.must("", "diff", "-f", "stack.yml", "-g", p.url); !strings.Contains(out, "no differences") {
+			t.Errorf("diff after deploy -f:\n%s", out)
+		}
+	}
 	f.must("", "deploy", "--image", "pulsevault-echo:dev", "--name", "echo", "--annotation", "topic=pulse.jobs.echo", "-g", p.url)
+	if newCLI {
+		f.must("", "ready", "echo", "-g", p.url, "--attempts", "50", "--interval", "100ms")
+	}
 	list := f.must("", "list", "-g", p.url)
 	for _, fn := range append(stackFunctions, "echo") {
 		if !strings.Contains(list, fn) {
 			t.Errorf("list lacks %s:\n%s", fn, list)
 		}
 	}
+	if newCLI {
+		var fns []struct {
+			Name     string `json:"name"`
+			Image    string `json:"image"`
+			Replicas int    `json:"replicas"`
+		}
+		out := f.must("", "list", "--json", "-g", p.url)
+		if err := json.Unmarshal([]byte(out), &fns); err != nil || len(fns) != len(sf.Functions)+1 {
+			t.Errorf("list --json: %v, %d functions, want %d:\n%s", err, len(fns), len(sf.Functions)+1, out)
+		}
+	} else if out := f.must("", "list", "-v", "-g", p.url); !strings.Contains(out, "pulsevault-echo:dev") {
+		t.Errorf("list -v does not show echo's image:\n%s", out)
+	}
 	if out := f.must("", "describe", "echo", "-g", p.url); !strings.Contains(out, "Status:") || !strings.Contains(out, "Ready") {
 		t.Errorf("describe echo:\n%s", out)
+	}
+	ns := []string{"namespaces"}
+	if newCLI {
+		ns = []string{"namespace", "list"}
+	}
+	if out := f.must("", append(ns, "-g", p.url)...); !strings.Contains(out, "openfaas-fn") {
+		t.Errorf("%s:\n%s", strings.Join(ns, " "), out)
 	}
 
 	out = f.must("twelve bytes", "invoke", "echo", "-g", p.url)
@@ -243,8 +292,8 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 		t.Fatalf("invoke echo: %v\n%s", err, out)
 	}
 	// A function's error comes back through the gateway: sign-url without a JWT
-	// (faas-cli words any 401 as "Unauthorized access").
-	if out, err := f.run("{}", "invoke", "sign-url", "-g", p.url); err == nil || !strings.Contains(out, "Unauthorized") {
+	// (0.13 words any 401 as "Unauthorized access", 0.18 quotes the status).
+	if out, err := f.run("{}", "invoke", "sign-url", "-g", p.url); err == nil || !strings.Contains(out, "Unauthorized") && !strings.Contains(out, "401") {
 		t.Errorf("invoke sign-url without a token should fail with 401: %v\n%s", err, out)
 	}
 
@@ -258,7 +307,11 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 		}
 	}))
 	defer cb.Close()
-	if out := f.must("async body", "invoke", "echo", "--async", "-H", "X-Callback-Url="+cb.URL, "-g", p.url); !strings.Contains(out, "submitted asynchronously") {
+	callback := "X-Callback-Url=" + cb.URL // 0.13 takes key=value only; 0.18 prefers "Key: Value"
+	if newCLI {
+		callback = "X-Callback-Url: " + cb.URL
+	}
+	if out := f.must("async body", "invoke", "echo", "--async", "-H", callback, "-g", p.url); !strings.Contains(out, "submitted asynchronously") {
 		t.Errorf("invoke --async:\n%s", out)
 	}
 	select {
@@ -281,13 +334,18 @@ func TestFaasCLIAgainstProvider(t *testing.T) {
 	if list := f.must("", "list", "-g", p.url); strings.Contains(list, "echo") {
 		t.Errorf("echo still listed after remove:\n%s", list)
 	}
+	f.must("", "secret", "remove", "pulsevault-audit-key", "-g", p.url)
+	if list := f.must("", "secret", "list", "-g", p.url); strings.Contains(list, "pulsevault-audit-key") {
+		t.Errorf("secret still listed after remove:\n%s", list)
+	}
 
 	// `faas-cli up` builds (shrinkwrapped: no Docker here), skips the push and deploys.
+	f.must("", "secret", "create", "pulsevault-audit-key", "--from-literal="+randomSecret(t), "-g", p.url)
 	dir := copyProject(t)
 	up := exec.Command(f.bin, "up", "--shrinkwrap", "--skip-push", "-f", "stack.yml", "-g", p.url)
 	up.Dir = dir
 	up.Env = f.env()
-	if out, err := up.CombinedOutput(); err != nil {
+	if out, err := up.CombinedOutput(); err != nil || strings.Count(string(out), "Deployed. 202 Accepted.") != len(sf.Functions) {
 		t.Fatalf("faas-cli up --shrinkwrap --skip-push: %v\n%s", err, out)
 	}
 }

@@ -851,7 +851,7 @@ func TestSystemdUnits(t *testing.T) {
 
 // nginxVars are the placeholders infra/nginx/pulsevault.conf documents.
 var nginxVars = []string{"PULSEVAULT_SERVER_NAME", "PULSEVAULT_HTTP_LISTEN", "PULSEVAULT_HTTPS_LISTEN",
-	"PULSEVAULT_TLS_CERT", "PULSEVAULT_TLS_KEY", "PULSEVAULT_GATEWAY", "PULSEVAULT_S3_URL", "PULSEVAULT_VITALS_ROOT", "PULSEVAULT_LOG_DIR"}
+	"PULSEVAULT_TLS_CERT", "PULSEVAULT_TLS_KEY", "PULSEVAULT_GATEWAY", "PULSEVAULT_S3_URL", "PULSEVAULT_S3_CA", "PULSEVAULT_VITALS_ROOT", "PULSEVAULT_LOG_DIR"}
 
 // nginxSite is the shipped config rendered for a test: a temp prefix, loopback ports, a
 // generated certificate, and a main config that runs in the foreground and touches no system path.
@@ -881,6 +881,7 @@ func renderNginx(t *testing.T, gateway, s3URL string) *nginxSite {
 	vals := map[string]string{
 		"PULSEVAULT_SERVER_NAME": "localhost", "PULSEVAULT_HTTP_LISTEN": s.http, "PULSEVAULT_HTTPS_LISTEN": s.https,
 		"PULSEVAULT_TLS_CERT": s.certFile, "PULSEVAULT_TLS_KEY": key, "PULSEVAULT_GATEWAY": gateway, "PULSEVAULT_S3_URL": s3URL,
+		"PULSEVAULT_S3_CA":       s.certFile, // any PEM certificate: the tests' store is plain http
 		"PULSEVAULT_VITALS_ROOT": filepath.Join(dir, "www"), "PULSEVAULT_LOG_DIR": filepath.Join(dir, "logs"),
 	}
 	tpl, err := os.ReadFile(filepath.Join(infraDir(t), "nginx", "pulsevault.conf"))

@@ -20,6 +20,7 @@ import (
 	"github.com/mieweb/pulsevault/functions/videos"
 	"github.com/mieweb/pulsevault/shared/fnrun"
 	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/secrets"
 )
 
 // functions maps each function's stack.yml name to its handler: what
@@ -74,6 +75,10 @@ func runFn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	h, ok := functions[name]
 	if !ok {
 		return fmt.Errorf("%w: unknown function %q: this binary has %s", errUsage, name, strings.Join(functionNames(), ", "))
+	}
+	// A private CA reaches the function as a secret (stack.yml lists it).
+	if _, err := secrets.TrustCA(); err != nil {
+		return fmt.Errorf("fn %s: %w", name, err)
 	}
 	if start, ok := starters[name]; ok {
 		// A failed start is logged by the function and retried on its next

@@ -76,14 +76,15 @@ type gateway struct {
 // extra, if not nil, serves the paths it handles ahead of the gateway API.
 func startGateway(cfg config.Config, b *bus.Bus, log *slog.Logger, extra *http.ServeMux) (*gateway, error) {
 	p, err := provider.New(provider.Options{
-		Functions:  functionNames(),
-		DataDir:    cfg.DataDir,
-		CreateAuth: true,
-		Bus:        b,
-		Logger:     log,
-		Env:        cfg.Env(),
-		LogDir:     filepath.Join(cfg.DataDir, "logs", "functions"),
-		Version:    version,
+		Functions:    functionNames(),
+		DataDir:      cfg.DataDir,
+		CreateAuth:   true,
+		Bus:          b,
+		NATSReplicas: cfg.NATSReplicas,
+		Logger:       log,
+		Env:          cfg.Env(),
+		LogDir:       filepath.Join(cfg.DataDir, "logs", "functions"),
+		Version:      version,
 	})
 	if err != nil {
 		return nil, err

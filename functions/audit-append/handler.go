@@ -101,7 +101,7 @@ func build(ctx context.Context) (*auditchain.Chain, error) {
 	defer cancel()
 	c, err := auditchain.New(sctx, auditchain.Options{
 		Bus: b, Store: st, Bucket: cfg.AuditBucket, RetentionDays: cfg.AuditRetentionDays,
-		Signer: signer, Config: ac, Logger: log,
+		Signer: signer, Config: ac, Logger: log, Replicas: cfg.NATSReplicas,
 	})
 	if err != nil {
 		b.Close()

@@ -110,7 +110,7 @@ func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
 	}
 	f, err := finalize.New(ctx, finalize.Options{
 		Store: st, Bus: b, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket,
-		RetentionDays: cfg.MediaRetentionDays, Limits: lim,
+		RetentionDays: cfg.MediaRetentionDays, Limits: lim, Replicas: cfg.NATSReplicas,
 		Logger: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
 	})
 	if err != nil {

@@ -99,7 +99,7 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	locks, err := lease.Open(ctx, b.JetStream(), tusupload.LockBucket, "tus upload locks shared by the upload function's replicas", lockTTL)
+	locks, err := lease.OpenReplicated(ctx, b.JetStream(), tusupload.LockBucket, "tus upload locks shared by the upload function's replicas", lockTTL, cfg.NATSReplicas)
 	if err != nil {
 		b.Close()
 		return nil, err

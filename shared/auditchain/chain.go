@@ -58,6 +58,7 @@ type Options struct {
 	Config        Config
 	Logger        *slog.Logger
 	Now           func() time.Time // default time.Now
+	Replicas      int              // copies of the KV buckets (NATS_REPLICAS); 0 keeps a bucket's
 }
 
 // Chain is one writer of the audit log. It is safe for concurrent use.
@@ -108,15 +109,16 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 		o.Now = time.Now
 	}
 	js := o.Bus.JetStream()
-	chain, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	chain, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: ChainBucket, Description: "PulseVault audit chain head", History: 1, Storage: jetstream.FileStorage,
+		Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("auditchain: kv %s: %w", ChainBucket, err)
 	}
-	ids, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	ids, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: IDsBucket, Description: "PulseVault audit event ids (dedup)", History: 1,
-		TTL: o.Config.DedupWindow, Storage: jetstream.FileStorage,
+		TTL: o.Config.DedupWindow, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("auditchain: kv %s: %w", IDsBucket, err)

@@ -74,11 +74,15 @@ func (c *Chain) Run(ctx context.Context) error {
 			c.log.Debug("audit: fetch ended early", "err", err)
 		}
 		if len(msgs) == 0 {
+			pending.Set(0)
 			if time.Since(lastIdle) >= time.Second {
 				lastIdle = time.Now()
 				c.idle(ctx)
 			}
 			continue
+		}
+		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
+			pending.Set(float64(md.NumPending))
 		}
 		c.handle(ctx, msgs)
 	}
@@ -198,6 +202,7 @@ func (c *Chain) reject(ctx context.Context, m jetstream.Msg, why error) {
 		return
 	}
 	// The reason stays in the dead letter: it may quote the event.
+	deadLettered.Inc()
 	c.log.Warn("audit: malformed event dead-lettered", "stream_seq", seq, "dead_letter_subject", DeadLetter)
 	c.note(func(s *Status) { s.Rejected++ })
 	_ = m.Term()

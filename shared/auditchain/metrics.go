@@ -22,9 +22,19 @@ var (
 		Help:    "Time to append one batch (dedup, batch object in the locked bucket, chain head CAS).",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	})
+	pending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pulsevault_audit_pending_messages",
+		Help: "Audit events in PULSE_AUDIT not yet delivered to the audit-append consumer, as of this replica's last fetch.",
+	})
+	deadLettered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulsevault_audit_dead_letters_total",
+		Help: "Malformed audit events this replica dead-lettered.",
+	})
 )
 
-func init() { prometheus.MustRegister(appended, chainLength, appendSeconds) }
+func init() {
+	prometheus.MustRegister(appended, chainLength, appendSeconds, pending, deadLettered)
+}
 
 func observeAppend(res Result, d time.Duration) {
 	if res.Appended == 0 {

@@ -49,16 +49,18 @@ type Report struct {
 	Canary         string // "passed" or the reason it did not
 }
 
-// Streams are the JetStream streams PulseVault needs.
+// Streams are the JetStream streams PulseVault needs, each with
+// NATS_REPLICAS copies (an existing stream is converged to that count).
 func Streams(cfg config.Config) []bus.StreamConfig {
 	week := 7 * 24 * time.Hour
+	r := cfg.NATSReplicas
 	return []bus.StreamConfig{
 		// Bucket events: plain NATS publishes from the S3 server are kept here
 		// so a consumer outage loses nothing.
-		{Name: "PULSE_EVENTS", Subjects: []string{cfg.EventSubject}, MaxAge: week},
-		{Name: "PULSE_JOBS", Subjects: []string{SubjectJobs + ".>"}, MaxAge: week},
-		{Name: "PULSE_AUDIT", Subjects: []string{SubjectAudit + ".>"}, MaxAge: 30 * 24 * time.Hour},
-		{Name: "PULSE_DLQ", Subjects: []string{SubjectDLQ + ".>"}, MaxAge: 30 * 24 * time.Hour},
+		{Name: "PULSE_EVENTS", Subjects: []string{cfg.EventSubject}, MaxAge: week, Replicas: r},
+		{Name: "PULSE_JOBS", Subjects: []string{SubjectJobs + ".>"}, MaxAge: week, Replicas: r},
+		{Name: "PULSE_AUDIT", Subjects: []string{SubjectAudit + ".>"}, MaxAge: 30 * 24 * time.Hour, Replicas: r},
+		{Name: "PULSE_DLQ", Subjects: []string{SubjectDLQ + ".>"}, MaxAge: 30 * 24 * time.Hour, Replicas: r},
 	}
 }
 

@@ -180,17 +180,21 @@ type StreamConfig struct {
 	Subjects   []string
 	MaxAge     time.Duration // zero keeps messages until limits or consumers remove them
 	Duplicates time.Duration // dedup window for Nats-Msg-Id; default 2m (capped at MaxAge)
-	Replicas   int           // default 1
+	// Replicas is the number of copies (NATS_REPLICAS); 0 keeps an existing
+	// stream's count, so a caller that does not know never makes a
+	// replicated stream single-copy, and creates a new one with 1.
+	Replicas int
 }
 
 // EnsureStream creates the stream or brings it to c. It is safe to run at
 // every start: when the stream already matches, nothing is sent to the server.
+//
+// A request the server does not answer in time (a replicated stream
+// electing its leader on a busy cluster) is sent again until ctx ends, or
+// for 2 minutes when it has no deadline.
 func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, err error) {
 	if c.Name == "" || len(c.Subjects) == 0 {
 		return false, errors.New("bus: stream needs a name and subjects")
-	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
 	}
 	if c.Duplicates <= 0 {
 		c.Duplicates = DefaultDuplicates
@@ -200,15 +204,21 @@ func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, e
 		}
 	}
 
-	s, err := b.js.Stream(ctx, c.Name)
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
+	var s jetstream.Stream
+	err = retryAPI(ctx, func(ctx context.Context) (err error) { s, err = b.js.Stream(ctx, c.Name); return err })
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = b.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:       c.Name,
-			Subjects:   c.Subjects,
-			MaxAge:     c.MaxAge,
-			Duplicates: c.Duplicates,
-			Replicas:   c.Replicas,
-			Storage:    jetstream.FileStorage,
+		err = retryAPI(ctx, func(ctx context.Context) error {
+			_, err := b.js.CreateStream(ctx, jetstream.StreamConfig{
+				Name:       c.Name,
+				Subjects:   c.Subjects,
+				MaxAge:     c.MaxAge,
+				Duplicates: c.Duplicates,
+				Replicas:   max(c.Replicas, 1),
+				Storage:    jetstream.FileStorage,
+			})
+			return err
 		})
 		if err == nil {
 			return true, nil
@@ -217,7 +227,7 @@ func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, e
 			return false, fmt.Errorf("bus: create stream %s: %w", c.Name, err)
 		}
 		// Another replica won the race; converge on its stream below.
-		s, err = b.js.Stream(ctx, c.Name)
+		err = retryAPI(ctx, func(ctx context.Context) (err error) { s, err = b.js.Stream(ctx, c.Name); return err })
 	}
 	if err != nil {
 		return false, fmt.Errorf("bus: stream %s: %w", c.Name, err)
@@ -228,15 +238,49 @@ func (b *Bus) EnsureStream(ctx context.Context, c StreamConfig) (created bool, e
 	want.Subjects = c.Subjects
 	want.MaxAge = c.MaxAge
 	want.Duplicates = c.Duplicates
-	want.Replicas = c.Replicas
+	if c.Replicas > 0 {
+		want.Replicas = c.Replicas
+	}
 	if sameSet(cur.Subjects, want.Subjects) && cur.MaxAge == want.MaxAge &&
 		cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas {
 		return false, nil
 	}
-	if _, err := b.js.UpdateStream(ctx, want); err != nil {
+	if err := retryAPI(ctx, func(ctx context.Context) error { _, err := b.js.UpdateStream(ctx, want); return err }); err != nil {
 		return false, fmt.Errorf("bus: update stream %s: %w", c.Name, err)
 	}
 	return false, nil
+}
+
+// apiAttempt bounds one JetStream API request. Creating or scaling a
+// replicated stream waits for its Raft group to elect a leader, which on a
+// loaded cluster outlasts nats.go's 5 s default; retryAPI sends such a
+// request again (creating or updating to the same configuration is
+// idempotent) until ctx ends: apiContext gives it 2 minutes when it has no
+// deadline.
+const apiAttempt = 15 * time.Second
+
+func apiContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, 2*time.Minute)
+}
+
+func retryAPI(ctx context.Context, op func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func sameSet(a, b []string) bool {

@@ -24,8 +24,9 @@ import (
 type Config struct {
 	DataDir string // where the local stack keeps NATS, S3 and secrets
 
-	NATSURL  string // external NATS; empty runs the embedded server
-	NATSPort int    // embedded NATS port
+	NATSURL      string // external NATS; empty runs the embedded server
+	NATSPort     int    // embedded NATS port
+	NATSReplicas int    // copies of every stream and key-value bucket PulseVault creates
 
 	S3Endpoint  string // external S3 (http[s]://host:port); empty runs versitygw
 	S3Port      int    // local versitygw port
@@ -90,6 +91,7 @@ var Vars = []Var{
 		return nil
 	}},
 	{"NATS_PORT", "4222", "port of the embedded NATS server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.NATSPort = n })},
+	{"NATS_REPLICAS", "1", "copies JetStream keeps of every PulseVault stream and key-value bucket (1–5, at most the cluster's size; 1 with the embedded server, 3 on the 3-node cluster of infra/); existing ones are converged to it", intIn(1, 5, func(c *Config, n int) { c.NATSReplicas = n })},
 	{"S3_ENDPOINT", "", "external S3 endpoint with Object Lock (http[s]://host:port); empty starts versitygw", func(c *Config, v string) error {
 		if v != "" {
 			if err := checkURL(v, "http", "https"); err != nil {
@@ -254,6 +256,9 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 			return Config{}, fmt.Errorf("invalid %s (--%s) %q: %v", v.Env, v.Flag(), *vals[i], err)
 		}
 	}
+	if c.NATSURL == "" && c.NATSReplicas > 1 {
+		return Config{}, fmt.Errorf("invalid NATS_REPLICAS (--nats-replicas) %d: the embedded NATS server is a single node, so 1 (set NATS_URL to a cluster for more)", c.NATSReplicas)
+	}
 	if c.PublicTLS == "files" && (c.TLSCert == "" || c.TLSKey == "") {
 		return Config{}, errors.New("invalid PUBLIC_TLS (--public-tls) \"files\": needs both PUBLIC_TLS_CERT and PUBLIC_TLS_KEY")
 	}
@@ -282,6 +287,7 @@ func (c Config) Env() []string {
 	env := []string{
 		"PULSEVAULT_DATA_DIR=" + c.DataDir,
 		"NATS_URL=" + c.NATSURL,
+		"NATS_REPLICAS=" + strconv.Itoa(c.NATSReplicas),
 		"S3_REGION=" + c.S3Region,
 		"BUCKET_UPLOADS=" + c.UploadsBucket,
 		"BUCKET_MEDIA=" + c.MediaBucket,

@@ -56,6 +56,7 @@ type Options struct {
 	Limits        Limits
 	Prober        probe.Prober
 	Logger        *slog.Logger
+	Replicas      int // copies of the lease bucket (NATS_REPLICAS); 0 keeps the bucket's
 }
 
 // Finalizer runs the finalize steps. It is safe for concurrent use.
@@ -83,7 +84,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	if o.Prober.Timeout == 0 {
 		o.Prober.Timeout = o.Limits.ProbeTimeout
 	}
-	l, err := newLeases(ctx, o.Bus.JetStream(), lockTTL)
+	l, err := newLeases(ctx, o.Bus.JetStream(), lockTTL, o.Replicas)
 	if err != nil {
 		return nil, err
 	}

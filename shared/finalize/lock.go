@@ -29,8 +29,8 @@ var errLeaseLost = errors.New("finalize: lease lost")
 // (every copy is a new locked version that can never be removed).
 type leases struct{ b *lease.Bucket }
 
-func newLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*leases, error) {
-	b, err := lease.Open(ctx, js, LockBucket, "upload-finalize leases, one per staged upload", ttl)
+func newLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (*leases, error) {
+	b, err := lease.OpenReplicated(ctx, js, LockBucket, "upload-finalize leases, one per staged upload", ttl, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w", err)
 	}

@@ -35,7 +35,7 @@ func leasesOn(t *testing.T, ns *localnats.Server, ttl time.Duration) (*leases, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := newLeases(context.Background(), js, ttl)
+	l, err := newLeases(context.Background(), js, ttl, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mieweb/pulsevault/shared/bus"
 )
 
 // Bucket holds the leases of one purpose (tus uploads, say).
@@ -36,12 +38,19 @@ type Bucket struct {
 
 // Open creates or updates the key-value bucket name with the given TTL: the
 // longest a dead holder keeps a key. A live holder renews its lease every
-// ttl/3.
+// ttl/3. An existing bucket keeps its replica count (a new one has one
+// copy); OpenReplicated sets it.
 func Open(ctx context.Context, js jetstream.JetStream, name, description string, ttl time.Duration) (*Bucket, error) {
+	return OpenReplicated(ctx, js, name, description, ttl, 0)
+}
+
+// OpenReplicated is Open with the bucket kept in replicas copies
+// (NATS_REPLICAS); an existing bucket is converged to that count.
+func OpenReplicated(ctx context.Context, js jetstream.JetStream, name, description string, ttl time.Duration, replicas int) (*Bucket, error) {
 	if ttl < time.Second {
 		return nil, fmt.Errorf("lease: TTL %v is under a second", ttl)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: ttl, Description: description})
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: name, TTL: ttl, Description: description, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("lease: bucket %s: %w", name, err)
 	}

@@ -51,6 +51,7 @@ func (p *Provider) startAsync() error {
 			Name: AsyncStream, Subjects: []string{AsyncSubjectPrefix + ">"},
 			Retention: jetstream.WorkQueuePolicy, MaxAge: asyncMaxAge,
 			Duplicates: bus.DefaultDuplicates, Storage: jetstream.FileStorage,
+			Replicas: max(p.opts.NATSReplicas, 1),
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("provider: create stream %s: %w", AsyncStream, err)
@@ -60,6 +61,7 @@ func (p *Provider) startAsync() error {
 	}
 	if _, err := b.EnsureStream(ctx, bus.StreamConfig{
 		Name: AsyncStream, Subjects: []string{AsyncSubjectPrefix + ">"}, MaxAge: asyncMaxAge,
+		Replicas: p.opts.NATSReplicas,
 	}); err != nil {
 		return fmt.Errorf("provider: %w", err)
 	}

@@ -24,8 +24,9 @@ import (
 // maxSystemBody caps the JSON bodies of /system/* requests.
 const maxSystemBody = 1 << 20
 
-// GatewayInfo is what /system/info answers: the gateway's shape (faas-cli
-// version reads it), wrapping faas-provider's ProviderInfo.
+// GatewayInfo is what /system/info answers faas-cli: the gateway's shape
+// (faas-cli version reads it), wrapping faas-provider's ProviderInfo, which
+// is what it answers the OpenFaaS gateway when that runs in front.
 type GatewayInfo struct {
 	Provider *types.ProviderInfo `json:"provider"`
 	Version  *types.VersionInfo  `json:"version"`
@@ -86,9 +87,16 @@ func (p *Provider) system(w http.ResponseWriter, r *http.Request) {
 			p.scaleHTTP(w, r, strings.TrimPrefix(path, "/system/scale-function/"))
 		}
 	case path == "/system/info":
-		if allow(w, r, http.MethodGet) {
-			writeJSON(w, http.StatusOK, p.info())
+		if !allow(w, r, http.MethodGet) {
+			return
 		}
+		info := p.info()
+		if behindGateway(r) {
+			// The OpenFaaS gateway asks its provider, and wraps the answer.
+			writeJSON(w, http.StatusOK, info.Provider)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
 	case path == "/system/logs":
 		if !allow(w, r, http.MethodGet) || !p.checkNSQuery(w, r) {
 			return
@@ -275,6 +283,13 @@ func (p *Provider) secretsHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		allow(w, r, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete)
 	}
+}
+
+// behindGateway tells the real OpenFaaS gateway, which sets X-Forwarded-For
+// and X-Forwarded-Host on everything it forwards to its provider, from
+// faas-cli calling this provider as its gateway (it sets neither).
+func behindGateway(r *http.Request) bool {
+	return r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("X-Forwarded-Host") != ""
 }
 
 func (p *Provider) info() GatewayInfo {

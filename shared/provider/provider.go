@@ -68,8 +68,11 @@ type Options struct {
 	// password, when neither exists (first start of a dev stack).
 	CreateAuth bool
 
-	Bus    *bus.Bus     // NATS JetStream for /async-function; nil answers 503 there
-	Logger *slog.Logger // provider's own log; default discards
+	Bus *bus.Bus // NATS JetStream for /async-function; nil answers 503 there
+	// NATSReplicas is the copies of the async stream (NATS_REPLICAS); 0
+	// keeps the stream's.
+	NATSReplicas int
+	Logger       *slog.Logger // provider's own log; default discards
 	// Env is passed to every replica and overrides the deployment's
 	// variables of the same name (NATS_URL, S3_ENDPOINT, ...).
 	Env []string
@@ -81,7 +84,7 @@ type Options struct {
 	SHA     string // commit shown by /system/info
 
 	LogLines          int           // lines of output kept per function; default 2000
-	Grace             time.Duration // SIGTERM→SIGKILL when stopping a replica; default 10s
+	Grace             time.Duration // SIGTERM→SIGKILL when stopping a replica; default its drain (write_timeout) + 5s, at least 10s
 	ReadyTimeout      time.Duration // how long a replica may take to answer /_/health; default 10s
 	InvokeTimeout     time.Duration // one invocation through the gateway, response included; default 30m
 	LogsTimeout       time.Duration // how long /system/logs follows a function; default 30s (faas-cli's "up to 30s")
@@ -125,7 +128,6 @@ func (o *Options) setDefaults() error {
 			*d = v
 		}
 	}
-	def(&o.Grace, 10*time.Second)
 	def(&o.ReadyTimeout, 10*time.Second)
 	def(&o.InvokeTimeout, 30*time.Minute)
 	def(&o.LogsTimeout, 30*time.Second)

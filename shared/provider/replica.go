@@ -209,13 +209,17 @@ func (r *replica) terminate(pid int, exited chan error) error {
 	// SIGTERM to the function alone, as Kubernetes signals a container's
 	// main process: what it started (ffmpeg) keeps working while it drains.
 	_ = syscall.Kill(pid, syscall.SIGTERM)
+	grace := r.p.opts.Grace
+	if grace <= 0 {
+		grace = drainTime(r.env)
+	}
 	select {
 	case err := <-exited:
 		return err
-	case <-time.After(r.p.opts.Grace):
+	case <-time.After(grace):
 	}
 	r.p.log.Warn("function process did not stop in time; killing it", "function_name", r.f.name,
-		"instance", r.instance, "pid", pid, "grace", r.p.opts.Grace.String())
+		"instance", r.instance, "pid", pid, "grace", grace.String())
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	return <-exited
 }

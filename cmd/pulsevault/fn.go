@@ -18,8 +18,8 @@ import (
 	"github.com/mieweb/pulsevault/functions/upload"
 	"github.com/mieweb/pulsevault/functions/upload-finalize"
 	"github.com/mieweb/pulsevault/functions/videos"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
 )
 
 // functions maps each function's stack.yml name to its handler: what

@@ -21,8 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
 // Name is the function's name in stack.yml.

@@ -3,11 +3,11 @@ package auditchain
 import (
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 // Settings lists audit-append's own environment variables (the store, bus
-// and AUDIT_RETENTION_DAYS come from shared/config).
+// and AUDIT_RETENTION_DAYS come from shared/platform/config).
 var Settings = []settings.Setting{
 	{Env: "AUDIT_BATCH_MAX", Default: "1000", Usage: "most events in one batch object (1–5000)"},
 	{Env: "AUDIT_BATCH_WAIT", Default: "100ms", Usage: "longest an event waits for its batch to fill before the batch is written (1ms–10s)"},

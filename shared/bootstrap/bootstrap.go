@@ -16,7 +16,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/notification"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 

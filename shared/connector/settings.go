@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 // PasswordFile is the gateway password's file name in the secrets dir, as
@@ -19,7 +19,7 @@ import (
 const PasswordFile = "basic-auth-password"
 
 // Settings lists the connector's own environment variables (NATS_URL,
-// LOG_LEVEL and the other shared ones come from shared/config).
+// LOG_LEVEL and the other shared ones come from shared/platform/config).
 var Settings = []settings.Setting{
 	{Env: "GATEWAY_URL", Default: "http://127.0.0.1:8080", Usage: "OpenFaaS gateway (or `pulsevault provider`) the connector lists functions from and invokes"},
 	{Env: "GATEWAY_USER", Default: "admin", Usage: "gateway basic-auth user"},

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 // The request id and trace of a message reach the function; a message

@@ -4,7 +4,7 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
 )
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

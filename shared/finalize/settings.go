@@ -3,11 +3,11 @@ package finalize
 import (
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 // Settings lists upload-finalize's own environment variables (buckets,
-// retention and the store come from shared/config).
+// retention and the store come from shared/platform/config).
 var Settings = []settings.Setting{
 	{Env: "UPLOAD_MAX_BYTES", Default: "4294967296", Usage: "largest upload finalized, in bytes (default 4 GiB); larger ones are rejected as too-big"},
 	{Env: "VIDEO_MAX_SECONDS", Default: "3600", Usage: "longest video accepted, in seconds (1–86400); longer ones are rejected as too-long"},

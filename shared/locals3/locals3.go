@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/childproc"
+	"github.com/mieweb/pulsevault/shared/platform/childproc"
 )
 
 // Options configures Start.

@@ -22,9 +22,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/childproc"
-	"github.com/mieweb/pulsevault/shared/loopback"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/platform/childproc"
+	"github.com/mieweb/pulsevault/shared/platform/loopback"
 )
 
 // Rejection reasons (audit and meta.json machine codes).

@@ -19,7 +19,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 // Asynchronous invocations: /async-function/NAME answers 202 with an

@@ -44,7 +44,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
 )
 
 // Options configures New. DataDir and Functions are required.

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mieweb/pulsevault/shared/childproc"
+	"github.com/mieweb/pulsevault/shared/platform/childproc"
 )
 
 // replica is one child process of a function (`BIN fn NAME`), kept running

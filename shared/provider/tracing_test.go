@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 // The gateway gives every invocation a request id (keeping a safe one the

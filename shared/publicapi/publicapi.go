@@ -38,8 +38,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/copybuf"
 	"github.com/mieweb/pulsevault/shared/mediaserve"
+	"github.com/mieweb/pulsevault/shared/platform/copybuf"
 )
 
 // Options configures Handler and Serve.

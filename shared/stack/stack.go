@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/binpath"
-	"github.com/mieweb/pulsevault/shared/config"
 	"github.com/mieweb/pulsevault/shared/localnats"
 	"github.com/mieweb/pulsevault/shared/locals3"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
 // Stack is the running infrastructure. Config has NATSURL and S3Endpoint

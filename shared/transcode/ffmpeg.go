@@ -24,8 +24,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/childproc"
 	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/platform/childproc"
 	"github.com/mieweb/pulsevault/shared/probe"
 )
 

@@ -5,11 +5,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 // Settings lists the transcode function's own environment variables (the
-// store, bus and retention come from shared/config).
+// store, bus and retention come from shared/platform/config).
 var Settings = []settings.Setting{
 	{Env: "TRANSCODE_FANOUT", Default: "grouped", Usage: "fan-out policy: grouped (the lowest rung with the audio for time-to-playable, the higher rungs from one shared decode: least CPU, measured by TestFanoutCost) or rendition (every rung its own job and decode: most parallel)"},
 	{Env: "TRANSCODE_GROUP_NICE", Default: "19", Usage: "grouped fan-out: nice value added to the ffmpeg encoding the higher rungs, so the lowest rung's job beside it (what makes the video playable) gets the CPU first (0–19; 0 disables)"},

@@ -6,11 +6,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 // Settings lists the upload function's own environment variables (the store
-// and JWT settings come from shared/config).
+// and JWT settings come from shared/platform/config).
 var Settings = []settings.Setting{
 	{Env: "UPLOAD_MAX_BYTES", Default: "4294967296", Usage: "largest upload accepted, in bytes (1 B–5 TiB; default 4 GiB); larger ones get 413 at creation"},
 	{Env: "UPLOAD_BASE_PATH", Default: "/function/upload/", Usage: "public path of the tus endpoint, used in Location headers; a request's X-Forwarded-Prefix overrides it"},

@@ -52,7 +52,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/lease"
-	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/staging"
 )
 
@@ -69,7 +69,7 @@ type Options struct {
 	// locks in this process: then run one replica only.
 	Locks *lease.Bucket
 	// LogWriter receives tusd's own log (warnings and errors, redacted as
-	// shared/logging does); default: discarded.
+	// shared/platform/logging does); default: discarded.
 	LogWriter io.Writer
 	// TempDir holds the parts s3store buffers before sending them; default
 	// the system's temporary directory.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 func TestRedactsSensitiveAttributes(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
 func TestRead(t *testing.T) {

@@ -27,7 +27,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/transcode"
@@ -128,9 +128,9 @@ func (r *faultRig) restartNATS(down time.Duration) error {
 	port, _ := strconv.Atoi(u.Port())
 	r.env.NATS.Shutdown()
 	time.Sleep(down)
-	var ns *localnats.Server
+	var ns *localstack.NATS
 	for range 20 { // the port was just released; retry if its listener lingers
-		if ns, err = localnats.Start(localnats.Options{Port: port, StoreDir: filepath.Join(r.env.Config.DataDir, "nats")}); err == nil {
+		if ns, err = localstack.StartNATS(localstack.NATSOptions{Port: port, StoreDir: filepath.Join(r.env.Config.DataDir, "nats")}); err == nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)

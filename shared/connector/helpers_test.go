@@ -19,7 +19,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -34,7 +34,7 @@ const (
 // bootstrap creates them, and returns its URL and a connected Bus.
 func startNATS(t *testing.T) (string, *bus.Bus) {
 	t.Helper()
-	s, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	s, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/localstack"
 )
 
 func testLeases(t *testing.T, ttl time.Duration) *leases {
 	t.Helper()
-	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func testLeases(t *testing.T, ttl time.Duration) *leases {
 }
 
 // leasesOn opens the lease bucket over a connection of its own to ns.
-func leasesOn(t *testing.T, ns *localnats.Server, ttl time.Duration) (*leases, *nats.Conn) {
+func leasesOn(t *testing.T, ns *localstack.NATS, ttl time.Duration) (*leases, *nats.Conn) {
 	t.Helper()
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
@@ -46,7 +46,7 @@ func leasesOn(t *testing.T, ns *localnats.Server, ttl time.Duration) (*leases, *
 // neither renews nor releases) blocks the upload for about the TTL, not
 // for good.
 func TestLeaseOfADeadHolderExpires(t *testing.T) {
-	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestLeaseOfALiveHolderHolds(t *testing.T) {
 // A holder that cannot renew its lease for a TTL (NATS away) stops: its
 // context ends with errLeaseLost.
 func TestLeaseLostCancelsTheHolder(t *testing.T) {
-	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

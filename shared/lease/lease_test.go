@@ -11,14 +11,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/localstack"
 )
 
 // open starts a real NATS server and returns two Buckets over the same KV
 // bucket, each on its own connection: two processes, as far as NATS knows.
 func open(t *testing.T, ttl time.Duration) (*Bucket, *Bucket, jetstream.KeyValue) {
 	t.Helper()
-	srv, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	srv, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/localnats"
+	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/provider"
 )
 
@@ -482,7 +482,7 @@ func TestMetricsInfoLogs(t *testing.T) {
 
 func TestAsyncWithCallback(t *testing.T) {
 	t.Parallel()
-	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/platform/config"
-	"github.com/mieweb/pulsevault/shared/stack"
 )
 
 // Env is a running NATS + S3 pair and the configuration that points at it.
-type Env = stack.Stack
+type Env = localstack.Stack
 
 // Start brings up NATS and versitygw for t. Every test gets its own data
 // dir and ports, so tests run in parallel and beside a running `make dev`.
@@ -29,7 +29,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	st, err := stack.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	st, err := localstack.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b, _ := os.ReadFile(filepath.Join(dir, "logs", "versitygw.log"))
 		t.Fatalf("testenv: %v\nversitygw log:\n%s", err, b)

@@ -310,7 +310,7 @@ func (c Config) Env() []string {
 }
 
 // CheckS3 reports a missing S3 secret key: there is no well-known default,
-// and only the local versitygw gets a generated one (shared/stack).
+// and only the local versitygw gets a generated one (shared/localstack).
 func (c Config) CheckS3() error {
 	if c.S3SecretKey == "" {
 		return fmt.Errorf("S3_SECRET_KEY is not set (nor %s in SECRETS_DIR): give the store's secret key; only pulsevault dev's own local store gets a generated one", SecretFiles["S3_SECRET_KEY"])

@@ -1,7 +1,8 @@
-// Package stack starts the infrastructure of the single-machine stack —
-// embedded NATS with JetStream and a supervised versitygw — or points at
-// external ones when NATS_URL / S3_ENDPOINT are set.
-package stack
+// Package localstack is the infrastructure of the single-machine stack:
+// embedded NATS with JetStream (StartNATS), a supervised versitygw (StartS3),
+// the lookup of the tools in ./bin (FindBinary), and Start, which runs
+// them or points at external ones when NATS_URL / S3_ENDPOINT are set.
+package localstack
 
 import (
 	"context"
@@ -11,9 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/binpath"
-	"github.com/mieweb/pulsevault/shared/localnats"
-	"github.com/mieweb/pulsevault/shared/locals3"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
@@ -23,8 +21,8 @@ import (
 // was generated.
 type Stack struct {
 	Config config.Config
-	NATS   *localnats.Server // nil when external
-	S3     *locals3.Server   // nil when external
+	NATS   *NATS // nil when external
+	S3     *S3   // nil when external
 	// S3SecretFile is where the local store's generated secret key is kept;
 	// empty when the configuration gave one.
 	S3SecretFile string
@@ -39,7 +37,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, er
 	}
 	st := &Stack{Config: cfg}
 	if cfg.LocalNATS() {
-		ns, err := localnats.Start(localnats.Options{Port: cfg.NATSPort, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+		ns, err := StartNATS(NATSOptions{Port: cfg.NATSPort, StoreDir: filepath.Join(cfg.DataDir, "nats")})
 		if err != nil {
 			return nil, err
 		}
@@ -48,7 +46,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, er
 		log.Info("nats started", "url", ns.URL())
 	}
 	if cfg.LocalS3() {
-		bin, err := binpath.Find("versitygw")
+		bin, err := FindBinary("versitygw")
 		if err != nil {
 			st.Stop()
 			return nil, err
@@ -69,7 +67,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, er
 			st.Stop()
 			return nil, err
 		}
-		s3, err := locals3.Start(ctx, locals3.Options{
+		s3, err := StartS3(ctx, S3Options{
 			Binary: bin, Port: cfg.S3Port, DataDir: filepath.Join(cfg.DataDir, "s3"),
 			AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region,
 			NATSURL: st.Config.NATSURL, EventSubject: cfg.EventSubject,

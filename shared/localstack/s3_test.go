@@ -1,4 +1,4 @@
-package locals3_test
+package localstack_test
 
 import (
 	"bytes"
@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/binpath"
-	"github.com/mieweb/pulsevault/shared/localnats"
-	"github.com/mieweb/pulsevault/shared/locals3"
+	"github.com/mieweb/pulsevault/shared/localstack"
 )
 
 func healthy(endpoint string) bool {
@@ -30,19 +28,19 @@ func healthy(endpoint string) bool {
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // start runs versitygw with its NATS for one test; the caller stops it.
-func start(t *testing.T) *locals3.Server {
+func start(t *testing.T) *localstack.S3 {
 	t.Helper()
-	bin, err := binpath.Find("versitygw")
+	bin, err := localstack.FindBinary("versitygw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ns, err := localnats.Start(localnats.Options{StoreDir: filepath.Join(dir, "nats")})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	s, err := locals3.Start(context.Background(), locals3.Options{
+	s, err := localstack.StartS3(context.Background(), localstack.S3Options{
 		Binary: bin, DataDir: filepath.Join(dir, "s3"), AccessKey: "test", SecretKey: "testsecret",
 		Region: "us-east-1", NATSURL: ns.URL(), EventSubject: "t.events",
 	})
@@ -113,11 +111,11 @@ func TestKeepsConnectionsAlive(t *testing.T) {
 }
 
 func TestStartFailsClearlyWithoutNATS(t *testing.T) {
-	bin, err := binpath.Find("versitygw")
+	bin, err := localstack.FindBinary("versitygw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = locals3.Start(context.Background(), locals3.Options{
+	_, err = localstack.StartS3(context.Background(), localstack.S3Options{
 		Binary: bin, DataDir: t.TempDir(), AccessKey: "test", SecretKey: "testsecret",
 		Region: "us-east-1", NATSURL: "nats://127.0.0.1:1", EventSubject: "t.events",
 	})

@@ -1,6 +1,7 @@
-// Package localnats runs an embedded NATS server with JetStream for the
-// single-machine stack, so `pulsevault dev` needs no separately installed NATS.
-package localnats
+package localstack
+
+// The embedded NATS server with JetStream, so `pulsevault dev` needs no
+// separately installed NATS.
 
 import (
 	"errors"
@@ -11,23 +12,23 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Server is a running embedded NATS server.
-type Server struct {
+// NATS is a running embedded NATS server.
+type NATS struct {
 	ns *server.Server
 }
 
-// Options configures Start. A zero Port picks a free port, so tests never
+// NATSOptions configures StartNATS. A zero Port picks a free port, so tests never
 // collide with a running `make dev`.
-type Options struct {
+type NATSOptions struct {
 	Host     string // default 127.0.0.1: the dev stack never listens beyond loopback
 	Port     int
 	StoreDir string // JetStream data lives here and survives restarts
 }
 
-// Start launches the server and waits until it accepts clients.
-func Start(o Options) (*Server, error) {
+// StartNATS launches the server and waits until it accepts clients.
+func StartNATS(o NATSOptions) (*NATS, error) {
 	if o.StoreDir == "" {
-		return nil, errors.New("localnats: StoreDir is required")
+		return nil, errors.New("localstack: nats: StoreDir is required")
 	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
@@ -49,21 +50,21 @@ func Start(o Options) (*Server, error) {
 		JetStreamMaxMemory: 64 << 20,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("localnats: %w", err)
+		return nil, fmt.Errorf("localstack: nats: %w", err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("localnats: not ready on %s:%d within 10s (port in use?)", o.Host, o.Port)
+		return nil, fmt.Errorf("localstack: nats: not ready on %s:%d within 10s (port in use?)", o.Host, o.Port)
 	}
-	return &Server{ns: ns}, nil
+	return &NATS{ns: ns}, nil
 }
 
 // URL is the client URL, e.g. nats://127.0.0.1:4222.
-func (s *Server) URL() string { return s.ns.ClientURL() }
+func (s *NATS) URL() string { return s.ns.ClientURL() }
 
 // Shutdown stops the server and waits for it to finish.
-func (s *Server) Shutdown() {
+func (s *NATS) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }

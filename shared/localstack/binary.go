@@ -1,6 +1,7 @@
-// Package binpath finds the helper programs that `make tools` builds into
-// ./bin (versitygw, faas-cli), wherever PulseVault is started from.
-package binpath
+package localstack
+
+// Lookup of the helper programs that `make tools` builds into ./bin
+// (versitygw, faas-cli), wherever PulseVault is started from.
 
 import (
 	"fmt"
@@ -9,11 +10,11 @@ import (
 	"path/filepath"
 )
 
-// Find returns the path of the named program, looking in order at
+// FindBinary returns the path of the named program, looking in order at
 // $PULSEVAULT_BIN_DIR, the directory of the running executable, a bin/
 // directory in the working directory or any parent (the repository's, for
 // tests), and finally $PATH.
-func Find(name string) (string, error) {
+func FindBinary(name string) (string, error) {
 	var dirs []string
 	if d := os.Getenv("PULSEVAULT_BIN_DIR"); d != "" {
 		dirs = append(dirs, d)

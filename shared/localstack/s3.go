@@ -1,6 +1,7 @@
-// Package locals3 supervises versitygw, the S3 server with Object Lock that
-// the single-machine stack runs as a child process in place of MinIO.
-package locals3
+package localstack
+
+// The supervised versitygw, the S3 server with Object Lock that the
+// single-machine stack runs as a child process in place of MinIO.
 
 import (
 	"context"
@@ -21,8 +22,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/childproc"
 )
 
-// Options configures Start.
-type Options struct {
+// S3Options configures StartS3.
+type S3Options struct {
 	Binary       string // path of versitygw
 	Port         int    // 0 picks a free port
 	DataDir      string // holds root/ (objects) and versions/ (kept outside the root, as versitygw requires)
@@ -35,10 +36,10 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// Server is a supervised versitygw: restarted with backoff if it dies,
+// S3 is a supervised versitygw: restarted with backoff if it dies,
 // stopped with SIGTERM (then SIGKILL) by Stop.
-type Server struct {
-	opts     Options
+type S3 struct {
+	opts     S3Options
 	endpoint string
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -47,10 +48,10 @@ type Server struct {
 	cmd *exec.Cmd
 }
 
-// Start launches versitygw and waits until its health endpoint answers.
-func Start(ctx context.Context, o Options) (*Server, error) {
+// StartS3 launches versitygw and waits until its health endpoint answers.
+func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	if o.Binary == "" || o.DataDir == "" || o.NATSURL == "" || o.EventSubject == "" {
-		return nil, errors.New("locals3: Binary, DataDir, NATSURL and EventSubject are required")
+		return nil, errors.New("localstack: s3: Binary, DataDir, NATSURL and EventSubject are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -60,17 +61,17 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for _, d := range []string{o.root(), o.versions()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("locals3: %w", err)
+			return nil, fmt.Errorf("localstack: s3: %w", err)
 		}
 	}
 	if o.Port == 0 {
 		p, err := freePort()
 		if err != nil {
-			return nil, fmt.Errorf("locals3: %w", err)
+			return nil, fmt.Errorf("localstack: s3: %w", err)
 		}
 		o.Port = p
 	}
-	s := &Server{opts: o, endpoint: "http://127.0.0.1:" + strconv.Itoa(o.Port), done: make(chan struct{})}
+	s := &S3{opts: o, endpoint: "http://127.0.0.1:" + strconv.Itoa(o.Port), done: make(chan struct{})}
 	p, err := s.launch()
 	if err != nil {
 		return nil, err
@@ -86,10 +87,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 }
 
 // Endpoint is the S3 URL, e.g. http://127.0.0.1:9000.
-func (s *Server) Endpoint() string { return s.endpoint }
+func (s *S3) Endpoint() string { return s.endpoint }
 
 // PID is the current versitygw process id (for fault tests).
-func (s *Server) PID() int {
+func (s *S3) PID() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil || s.cmd.Process == nil {
@@ -99,7 +100,7 @@ func (s *Server) PID() int {
 }
 
 // Stop terminates versitygw: SIGTERM, then SIGKILL after grace.
-func (s *Server) Stop(grace time.Duration) {
+func (s *S3) Stop(grace time.Duration) {
 	s.cancel()
 	s.mu.Lock()
 	cmd := s.cmd
@@ -115,8 +116,8 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 }
 
-func (o Options) root() string     { return filepath.Join(o.DataDir, "root") }
-func (o Options) versions() string { return filepath.Join(o.DataDir, "versions") }
+func (o S3Options) root() string     { return filepath.Join(o.DataDir, "root") }
+func (o S3Options) versions() string { return filepath.Join(o.DataDir, "versions") }
 
 // proc is one run of versitygw; done closes when it exits, then err is set.
 type proc struct {
@@ -125,7 +126,7 @@ type proc struct {
 	err  error
 }
 
-func (s *Server) launch() (*proc, error) {
+func (s *S3) launch() (*proc, error) {
 	o := s.opts
 	// --keep-alive: versitygw closes every connection after one request by
 	// default, so each S3 call (a meta.json read per sign-url, a segment
@@ -144,7 +145,7 @@ func (s *Server) launch() (*proc, error) {
 	// Pdeathsig: versitygw must not outlive us even if we are SIGKILLed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := childproc.Start(cmd); err != nil {
-		return nil, fmt.Errorf("locals3: start %s: %w", o.Binary, err)
+		return nil, fmt.Errorf("localstack: s3: start %s: %w", o.Binary, err)
 	}
 	s.mu.Lock()
 	s.cmd = cmd
@@ -154,13 +155,13 @@ func (s *Server) launch() (*proc, error) {
 	return p, nil
 }
 
-func (s *Server) waitHealthy(ctx context.Context, p *proc, limit time.Duration) error {
+func (s *S3) waitHealthy(ctx context.Context, p *proc, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
-			return fmt.Errorf("locals3: versitygw exited at start (%v); is NATS up and port %d free? see its log", p.err, s.opts.Port)
+			return fmt.Errorf("localstack: s3: versitygw exited at start (%v); is NATS up and port %d free? see its log", p.err, s.opts.Port)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -173,11 +174,11 @@ func (s *Server) waitHealthy(ctx context.Context, p *proc, limit time.Duration) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("locals3: versitygw not healthy on %s within %s", s.endpoint, limit)
+	return fmt.Errorf("localstack: s3: versitygw not healthy on %s within %s", s.endpoint, limit)
 }
 
 // supervise restarts versitygw when it dies, with exponential backoff.
-func (s *Server) supervise(ctx context.Context, p *proc) {
+func (s *S3) supervise(ctx context.Context, p *proc) {
 	defer close(s.done)
 	backoff := 200 * time.Millisecond
 	for {
@@ -213,7 +214,7 @@ func (s *Server) supervise(ctx context.Context, p *proc) {
 	}
 }
 
-func (s *Server) kill() {
+func (s *S3) kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil && s.cmd.Process != nil {

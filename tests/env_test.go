@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
 )

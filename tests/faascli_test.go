@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/faas/stackfile"
 	"github.com/mieweb/pulsevault/shared/localstack"
-	"github.com/mieweb/pulsevault/shared/stackfile"
 	"github.com/mieweb/pulsevault/shared/testenv"
 )
 

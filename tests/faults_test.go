@@ -25,7 +25,7 @@ import (
 
 	transcodefn "github.com/mieweb/pulsevault/functions/transcode"
 	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/connector"
+	"github.com/mieweb/pulsevault/shared/faas/connector"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"

@@ -25,8 +25,8 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"

@@ -20,16 +20,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/connector"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/faas/connector"
+	"github.com/mieweb/pulsevault/shared/faas/stackfile"
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/stackfile"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 

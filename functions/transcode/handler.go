@@ -22,9 +22,9 @@ import (
 	"sync"
 
 	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/connector"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/faas/connector"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"

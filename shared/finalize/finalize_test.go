@@ -20,8 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/probe"

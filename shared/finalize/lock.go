@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/lease"
+	"github.com/mieweb/pulsevault/shared/bus/lease"
 )
 
 // LockBucket is the JetStream key-value bucket holding finalize leases.

@@ -6,14 +6,14 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
-	"github.com/mieweb/pulsevault/shared/lease"
+	"github.com/mieweb/pulsevault/shared/bus/lease"
 )
 
 // LockBucket is the JetStream key-value bucket of upload locks shared by
 // the upload function's replicas.
 const LockBucket = "PULSE_UPLOAD_LOCKS"
 
-// leaseLocker is tusd's Locker over shared/lease: a request for an upload
+// leaseLocker is tusd's Locker over shared/bus/lease: a request for an upload
 // that another replica is serving asks that replica to let go (tusd then
 // ends its PATCH cleanly, as it does within one process).
 type leaseLocker struct{ b *lease.Bucket }

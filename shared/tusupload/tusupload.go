@@ -51,7 +51,7 @@ import (
 	expslog "golang.org/x/exp/slog"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/lease"
+	"github.com/mieweb/pulsevault/shared/bus/lease"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/staging"
 )

@@ -16,9 +16,9 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/lease"
+	"github.com/mieweb/pulsevault/shared/bus/lease"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"

@@ -23,8 +23,8 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/faas/provider"
 	"github.com/mieweb/pulsevault/shared/localstack"
-	"github.com/mieweb/pulsevault/shared/provider"
 )
 
 // binPath is the real pulsevault binary, built once: replicas are its

@@ -24,10 +24,10 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/tusclient"
 )
 
 // badCase is one hostile or broken input. do sends it and returns the

@@ -27,11 +27,11 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/transcode"
-	"github.com/mieweb/pulsevault/shared/tusclient"
 )
 
 // faultRig is the whole pipeline (upload, upload-finalize, transcode,

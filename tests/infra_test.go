@@ -28,8 +28,8 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/tusclient"
 )
 
 // infraDir is the production manifests' folder (infra/tools is the tools module, not manifests).

@@ -32,15 +32,15 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/events"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
 )
 
 // ingestPHI is a patient-like file name that must never leave meta.json.
@@ -284,7 +284,7 @@ func (s *ingestStack) eventFor(upload string) []byte {
 	for {
 		select {
 		case m := <-s.captured:
-			objs, err := events.Objects(m)
+			objs, err := s3event.Objects(m)
 			if err == nil && len(objs) == 1 && objs[0].Key == upload && objs[0].Created() {
 				return m
 			}

@@ -17,11 +17,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mieweb/pulsevault/shared/auth"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/tusclient"
 )
 
 // Issue 15's attacks of one user on another's uploads and on the public

@@ -1,6 +1,6 @@
 // Package upload is the upload function: the tus 1.0 resumable upload
 // endpoint (tusd v2 writing to the uploads bucket), behind
-// /function/upload/ on the gateway. See shared/tusupload.
+// /function/upload/ on the gateway. See shared/ingest/tusupload.
 package upload
 
 import (
@@ -15,12 +15,12 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/bus/lease"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
-	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/tusupload"
 )
 
 // Name is the function's name in stack.yml.

@@ -24,9 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mieweb/pulsevault/shared/ingest/probe"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/platform/childproc"
-	"github.com/mieweb/pulsevault/shared/probe"
 )
 
 // SegmentSeconds is the segment and keyframe grid of every rendition.

@@ -11,8 +11,8 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/events"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
 )
@@ -80,10 +80,10 @@ func TestUploadEventReachesJetStream(t *testing.T) {
 	if _, err := bootstrap.Run(ctx, f.env.Config, f.st, f.b, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan events.Object, 16)
+	got := make(chan s3event.Object, 16)
 	cons, err := f.b.Consume(ctx, bus.ConsumeOptions{Stream: "PULSE_EVENTS", Durable: "test-finalize"}, func(_ context.Context, m bus.Msg) error {
-		objs, err := events.Objects(m.Data)
-		if errors.Is(err, events.ErrTestEvent) {
+		objs, err := s3event.Objects(m.Data)
+		if errors.Is(err, s3event.ErrTestEvent) {
 			return nil
 		}
 		if err != nil {

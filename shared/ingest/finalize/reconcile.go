@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/videoid"
 )
 
 // Report says what a reconcile pass did: counts, and the ids it acted on.

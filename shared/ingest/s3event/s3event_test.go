@@ -1,4 +1,4 @@
-package events_test
+package s3event_test
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 
 	lambda "github.com/aws/aws-lambda-go/events"
 
-	"github.com/mieweb/pulsevault/shared/events"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
 )
 
 // The fixtures are copies of ../../../shared/fixtures/s3-events (real
@@ -34,7 +34,7 @@ func fixtureLines(t testing.TB, name string) [][]byte {
 	t.Helper()
 	var lines [][]byte
 	sc := bufio.NewScanner(bytes.NewReader(readFixture(t, name)))
-	sc.Buffer(nil, events.MaxMessageSize)
+	sc.Buffer(nil, s3event.MaxMessageSize)
 	for sc.Scan() {
 		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 {
 			lines = append(lines, append([]byte(nil), l...))
@@ -90,7 +90,7 @@ func TestVersitygwFixtures(t *testing.T) {
 		for _, w := range rows {
 			t.Run(strings.TrimSuffix(file, ".jsonl")+"/"+strconv.Itoa(w.line), func(t *testing.T) {
 				msg := lines[w.line-1]
-				ev, err := events.Decode(msg)
+				ev, err := s3event.Decode(msg)
 				if err != nil {
 					t.Fatalf("Decode: %v", err)
 				}
@@ -112,7 +112,7 @@ func TestVersitygwFixtures(t *testing.T) {
 					t.Errorf("GlacierEventData with an empty time should be dropped, got %+v", r.GlacierEventData)
 				}
 
-				objs, err := events.Objects(msg)
+				objs, err := s3event.Objects(msg)
 				if err != nil {
 					t.Fatalf("Objects: %v", err)
 				}
@@ -155,7 +155,7 @@ func TestMinioFixtures(t *testing.T) {
 		{"minio-put-2023.json", "mnist", "0.png", "ebed21f6f77b0a64673a3c96b0c623ba", "", 324},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			objs, err := events.Objects(readFixture(t, tc.file))
+			objs, err := s3event.Objects(readFixture(t, tc.file))
 			if err != nil {
 				t.Fatalf("Objects: %v", err)
 			}
@@ -192,7 +192,7 @@ func TestKeyEscaping(t *testing.T) {
 			if msg == tc.msg {
 				t.Fatalf("fixture no longer contains %s", tc.old)
 			}
-			ev, err := events.Decode([]byte(msg))
+			ev, err := s3event.Decode([]byte(msg))
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -206,10 +206,10 @@ func TestKeyEscaping(t *testing.T) {
 
 func TestStartupTestEvent(t *testing.T) {
 	msg := readFixture(t, "versitygw-v1.8.0-startup-test-event.json")
-	if _, err := events.Decode(msg); !errors.Is(err, events.ErrTestEvent) {
+	if _, err := s3event.Decode(msg); !errors.Is(err, s3event.ErrTestEvent) {
 		t.Errorf("Decode: got %v, want ErrTestEvent", err)
 	}
-	if objs, err := events.Objects(msg); !errors.Is(err, events.ErrTestEvent) || objs != nil {
+	if objs, err := s3event.Objects(msg); !errors.Is(err, s3event.ErrTestEvent) || objs != nil {
 		t.Errorf("Objects: got %v, %v, want nil, ErrTestEvent", objs, err)
 	}
 }
@@ -217,7 +217,7 @@ func TestStartupTestEvent(t *testing.T) {
 func TestGlacierDataKeptWhenValid(t *testing.T) {
 	msg := strings.Replace(string(fixtureLines(t, "versitygw-v1.8.0-run1.jsonl")[0]),
 		`"lifecycleRestorationExpiryTime":""`, `"lifecycleRestorationExpiryTime":"2026-12-01T00:00:00Z"`, 1)
-	ev, err := events.Decode([]byte(msg))
+	ev, err := s3event.Decode([]byte(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,17 +259,17 @@ func TestMalformed(t *testing.T) {
 		{"second record bad", `{"Records":[` + valid[len(`{"Records":[`):len(valid)-2] + `,{}]}`, "record 1:"},
 		{"minio bad escape", sub(minio, `"key":"0.png"`, `"key":"100%.png"`), "not query-escaped"},
 		{"minio invalid utf8", sub(minio, `"key":"0.png"`, `"key":"%FF.png"`), "not valid UTF-8"},
-		{"too large", `{"Records":[],"pad":"` + strings.Repeat("x", events.MaxMessageSize) + `"}`, "over the 1048576-byte limit"},
+		{"too large", `{"Records":[],"pad":"` + strings.Repeat("x", s3event.MaxMessageSize) + `"}`, "over the 1048576-byte limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev, err := events.Decode([]byte(tc.msg))
+			ev, err := s3event.Decode([]byte(tc.msg))
 			if err == nil {
 				t.Fatalf("Decode succeeded with %+v", ev)
 			}
-			if errors.Is(err, events.ErrTestEvent) || !strings.Contains(err.Error(), tc.wantErr) {
+			if errors.Is(err, s3event.ErrTestEvent) || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error %q, want it to contain %q", err, tc.wantErr)
 			}
-			if objs, err := events.Objects([]byte(tc.msg)); err == nil || objs != nil {
+			if objs, err := s3event.Objects([]byte(tc.msg)); err == nil || objs != nil {
 				t.Errorf("Objects: got %v, %v", objs, err)
 			}
 		})
@@ -286,7 +286,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		ev, err := events.Decode(msg)
+		ev, err := s3event.Decode(msg)
 		if err != nil {
 			if len(ev.Records) != 0 {
 				t.Fatalf("error %v with %d records", err, len(ev.Records))
@@ -304,7 +304,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("record %d: URLDecodedKey %q != Key %q", i, r.S3.Object.URLDecodedKey, r.S3.Object.Key)
 			}
 		}
-		objs, err := events.Objects(msg)
+		objs, err := s3event.Objects(msg)
 		if err != nil || len(objs) != len(ev.Records) {
 			t.Fatalf("Objects disagrees with Decode: %d objects, %v", len(objs), err)
 		}

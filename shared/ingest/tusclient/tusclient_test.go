@@ -47,7 +47,7 @@ func TestStateRoundTrip(t *testing.T) {
 }
 
 // A unit test against a scripted server (the real tusd is exercised in
-// shared/finalize, shared/tusupload and tests/).
+// shared/ingest/finalize, shared/ingest/tusupload and tests/).
 func TestUploadErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "f.bin")
 	if err := os.WriteFile(f, []byte("0123456789"), 0o600); err != nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/staging"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 )
 
 // victimUpload is an upload of nurse-1 (r.token) holding 5 of its 10

@@ -1,4 +1,4 @@
-// Package events decodes the S3 bucket notifications that MinIO and versitygw
+// Package s3event decodes the S3 bucket notifications that MinIO and versitygw
 // publish to NATS into aws-lambda-go's events.S3Event, smoothing over the ways
 // each server departs from what that type expects.
 //
@@ -6,7 +6,7 @@
 // events arrive out of order, duplicated or not at all, and versitygw reports
 // size 0 for multipart uploads and copies. Callers should HEAD the object
 // before acting, and treat Size, VersionID and ETag here as hints.
-package events
+package s3event
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ const MaxMessageSize = 1 << 20
 // ErrTestEvent is returned for the s3:TestEvent message a server sends when a
 // notification target is set up (versitygw at every start). It carries no
 // object: acknowledge it and move on.
-var ErrTestEvent = errors.New("events: s3:TestEvent message, no records")
+var ErrTestEvent = errors.New("s3event: s3:TestEvent message, no records")
 
 // minioSource is MinIO's eventSource; its record keys are QueryEscaped.
 const minioSource = "minio:s3"
@@ -68,26 +68,26 @@ type wireEvent struct {
 // Every record in a successful result has a bucket name, key and event name.
 func Decode(msg []byte) (events.S3Event, error) {
 	if len(msg) > MaxMessageSize {
-		return events.S3Event{}, fmt.Errorf("events: message is %d bytes, over the %d-byte limit", len(msg), MaxMessageSize)
+		return events.S3Event{}, fmt.Errorf("s3event: message is %d bytes, over the %d-byte limit", len(msg), MaxMessageSize)
 	}
 	if len(bytes.TrimSpace(msg)) == 0 {
-		return events.S3Event{}, errors.New("events: empty message")
+		return events.S3Event{}, errors.New("s3event: empty message")
 	}
 	var w wireEvent
 	if err := json.Unmarshal(msg, &w); err != nil {
-		return events.S3Event{}, fmt.Errorf("events: not an S3 notification: %w", err)
+		return events.S3Event{}, fmt.Errorf("s3event: not an S3 notification: %w", err)
 	}
 	if w.Event == "s3:TestEvent" {
 		return events.S3Event{}, ErrTestEvent
 	}
 	if len(w.Records) == 0 {
-		return events.S3Event{}, errors.New("events: message has no Records")
+		return events.S3Event{}, errors.New("s3event: message has no Records")
 	}
 	out := events.S3Event{Records: make([]events.S3EventRecord, len(w.Records))}
 	for i, wr := range w.Records {
 		rec, err := wr.record()
 		if err != nil {
-			return events.S3Event{}, fmt.Errorf("events: record %d: %w", i, err)
+			return events.S3Event{}, fmt.Errorf("s3event: record %d: %w", i, err)
 		}
 		out.Records[i] = rec
 	}

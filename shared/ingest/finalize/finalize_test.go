@@ -22,16 +22,16 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/ingest/probe"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/probe"
-	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/tusupload"
-	"github.com/mieweb/pulsevault/shared/videoid"
 )
 
 var secret = []byte("finalize-test-secret-0123456789abcdef")

@@ -52,8 +52,8 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus/lease"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/staging"
 )
 
 // Options configures New.

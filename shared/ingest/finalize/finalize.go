@@ -23,15 +23,15 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/events"
+	"github.com/mieweb/pulsevault/shared/ingest/probe"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media"
 	"github.com/mieweb/pulsevault/shared/meta"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
-	"github.com/mieweb/pulsevault/shared/probe"
-	"github.com/mieweb/pulsevault/shared/staging"
 	"github.com/mieweb/pulsevault/shared/status"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/videoid"
 )
 
 // Rejection reasons besides probe's (machine codes in meta.json and audit).
@@ -117,8 +117,8 @@ type Outcome struct {
 // uploads names another upload. Such a record makes HandleEvent sweep:
 // finalize every complete staged upload, whatever its age.
 func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, error) {
-	objs, err := events.Objects(msg)
-	if errors.Is(err, events.ErrTestEvent) {
+	objs, err := s3event.Objects(msg)
+	if errors.Is(err, s3event.ErrTestEvent) {
 		return nil, nil
 	}
 	if err != nil {
@@ -169,7 +169,7 @@ const eventCompleteMultipart = "s3:ObjectCreated:CompleteMultipartUpload"
 
 // matches reports whether record o is about the upload it names: the
 // staged object, or the video finalized from it, carries o's ETag.
-func (f *Finalizer) matches(ctx context.Context, o events.Object) (bool, error) {
+func (f *Finalizer) matches(ctx context.Context, o s3event.Object) (bool, error) {
 	info, err := f.o.Store.Stat(ctx, o.Bucket, o.Key)
 	if err == nil {
 		return info.ETag == o.ETag, nil

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
 )
 

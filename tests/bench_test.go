@@ -27,13 +27,13 @@ import (
 	"github.com/mieweb/pulsevault/shared/bench"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // The figures `make bench` reports; bench-quick checks each produced a number.
@@ -427,7 +427,7 @@ func benchTranscode(t *testing.T, m benchMode, rep *bench.Report) {
 	s.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "upload", Image: "pulsevault-upload:dev",
 		Secrets: []string{"pulsevault-jwt-secret"},
 		EnvVars: map[string]string{"UPLOAD_MAX_BYTES": strconv.Itoa(1 << 30), "read_timeout": "5m", "write_timeout": "5m", "exec_timeout": "5m"}}, http.StatusAccepted)
-	jobs := map[string]string{"topic": media.JobSubject}
+	jobs := map[string]string{"topic": ladder.JobSubject}
 	env := map[string]string{"exec_timeout": "15m", "write_timeout": "15m"}
 	if v := os.Getenv("TRANSCODE_GROUP_NICE"); v != "" { // for before/after runs
 		env["TRANSCODE_GROUP_NICE"] = v
@@ -581,7 +581,7 @@ func lowestRung(v *meta.Video) *meta.Rendition {
 
 // firstVariant is the key of the first variant playlist the master lists.
 func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (string, error) {
-	rc, _, err := st.Get(ctx, bucket, transcode.VideoKey(id, transcode.MasterFile), 0, -1)
+	rc, _, err := st.Get(ctx, bucket, encode.VideoKey(id, encode.MasterFile), 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -592,7 +592,7 @@ func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (st
 	}
 	for l := range strings.Lines(string(b)) {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return transcode.VideoKey(id, path.Join(path.Dir(transcode.MasterFile), l)), nil
+			return encode.VideoKey(id, path.Join(path.Dir(encode.MasterFile), l)), nil
 		}
 	}
 	return "", errors.New("master playlist lists no variant yet")
@@ -606,7 +606,7 @@ func rawFFmpeg(ctx context.Context, clip string, v *meta.Video) (time.Duration, 
 	if lowest == nil {
 		return 0, 0, errors.New("no video rendition planned")
 	}
-	one, err := transcode.Args(transcode.Spec{Input: clip, Rendition: *lowest, Probe: *v.Probe})
+	one, err := encode.Args(encode.Spec{Input: clip, Rendition: *lowest, Probe: *v.Probe})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -615,7 +615,7 @@ func rawFFmpeg(ctx context.Context, clip string, v *meta.Video) (time.Duration, 
 		return 0, 0, err
 	}
 	raw := time.Since(start)
-	all, err := transcode.LadderArgs(clip, v.Renditions, *v.Probe, "")
+	all, err := encode.LadderArgs(clip, v.Renditions, *v.Probe, "")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -631,7 +631,7 @@ func runFFmpeg(ctx context.Context, args []string) (float64, error) {
 	}
 	defer os.RemoveAll(dir)
 	for _, a := range args {
-		if strings.HasSuffix(a, "/"+transcode.PlaylistFile) {
+		if strings.HasSuffix(a, "/"+encode.PlaylistFile) {
 			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(a)), 0o700); err != nil {
 				return 0, err
 			}

@@ -29,9 +29,9 @@ import (
 	"github.com/mieweb/pulsevault/shared/auditlog"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/localstack"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/transcode"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 // faultRig is the whole pipeline (upload, upload-finalize, transcode,
@@ -49,7 +49,7 @@ func startFaultRig(t *testing.T) *faultRig {
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
 	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: auditlog.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
+	jobs := map[string]string{"topic": ladder.JobSubject}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "5"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
@@ -191,7 +191,7 @@ func (r *faultRig) missingMedia(ctx context.Context, id string) ([]string, error
 		b, err := io.ReadAll(rc)
 		return string(b), err
 	}
-	master := transcode.VideoKey(id, transcode.MasterFile)
+	master := encode.VideoKey(id, encode.MasterFile)
 	text, err := read(master)
 	if err != nil {
 		return nil, err

@@ -36,8 +36,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/s3event"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -258,7 +258,7 @@ func (s *ingestStack) jobs() map[string]int {
 		} else if err != nil {
 			s.t.Fatal(err)
 		}
-		var j media.Job
+		var j ladder.Job
 		if json.Unmarshal(m.Data, &j) == nil {
 			out[j.Video+"/"+j.Rendition]++
 		}

@@ -31,13 +31,13 @@ import (
 	"github.com/mieweb/pulsevault/shared/bench"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/status"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
 	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // loadSize is how big a load run is: the sizes with
@@ -413,7 +413,7 @@ func TestLoadUploads(t *testing.T) {
 	for id, i := range ids {
 		if !inStore[id] {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): no meta.json in the store", id, i))
-		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, transcode.VideoKey(id, transcode.MasterFile)); err != nil && !runs[i].complete.IsZero() {
+		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, encode.VideoKey(id, encode.MasterFile)); err != nil && !runs[i].complete.IsZero() {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): complete without a master playlist: %v", id, i, err))
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/media"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/token"
 )
@@ -55,7 +55,7 @@ func (s *ingestStack) deployPipeline() *token.Keyring {
 		s.t.Fatal(err)
 	}
 	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: keys}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
+	jobs := map[string]string{"topic": ladder.JobSubject}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",

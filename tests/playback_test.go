@@ -27,7 +27,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/status"

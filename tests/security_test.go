@@ -19,7 +19,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/ingest/staging"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/publicapi"
 	"github.com/mieweb/pulsevault/shared/storage"
 )

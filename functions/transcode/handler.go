@@ -1,6 +1,6 @@
 // Package transcode is the transcode function: one invocation runs one
 // rendition's job of one video — under TRANSCODE_FANOUT=grouped a job may
-// encode several renditions from one decode (shared/transcode does the work). The connector
+// encode several renditions from one decode (shared/media/encode does the work). The connector
 // POSTs a media.Job from pulse.jobs.transcode; the answer tells it what to
 // do with the message: 200 ack, 5xx redeliver (dead-letter after the last
 // try, on which the rendition is marked failed), 400/422 dead-letter now.
@@ -25,14 +25,14 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/faas/connector"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/status"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // Name is the function's name in stack.yml.
@@ -47,14 +47,14 @@ const maxBody = 64 << 10
 
 var state struct {
 	mu     sync.Mutex
-	worker *transcode.Worker
+	worker *encode.Worker
 	bus    *bus.Bus
 	log    *slog.Logger
 }
 
 // worker builds the worker on first use and keeps it once it works, so a
 // store or NATS that is down at start only fails the requests meanwhile.
-func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
+func worker() (*encode.Worker, *bus.Bus, *slog.Logger, error) {
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	if state.log == nil {
@@ -68,7 +68,7 @@ func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, state.log, err
 	}
-	tc, err := transcode.LoadConfig(os.Getenv)
+	tc, err := encode.LoadConfig(os.Getenv)
 	if err != nil {
 		return nil, nil, state.log, err
 	}
@@ -83,7 +83,7 @@ func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, state.log, err
 	}
-	state.worker = &transcode.Worker{
+	state.worker = &encode.Worker{
 		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
 	}
@@ -122,7 +122,7 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	var job media.Job
+	var job ladder.Job
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil || len(body) > maxBody || json.Unmarshal(body, &job) != nil || job.Video == "" || job.Rendition == "" {
 		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be a JSON job {"video": "<id>", "rendition": "<name>"} under 64 KiB`, "function": Name})

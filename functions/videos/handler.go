@@ -31,7 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/catalog"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"

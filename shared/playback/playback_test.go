@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/token"
 )
 

@@ -27,8 +27,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/s3event"
 	"github.com/mieweb/pulsevault/shared/ingest/staging"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 	"github.com/mieweb/pulsevault/shared/status"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -274,7 +274,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	}
 	v.Status = meta.Processing
 	v.Original = orig
-	v.Renditions = media.Plan(res.Probe)
+	v.Renditions = ladder.Plan(res.Probe)
 	if err := f.metas.Create(ctx, v); errors.Is(err, storage.ErrPreconditionFailed) {
 		// Written by a run that lost its lease: continue from what it says.
 		if v, _, err = f.metas.Get(ctx, id); err != nil {
@@ -310,12 +310,12 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 		if r.State != meta.RenditionPlanned {
 			continue
 		}
-		j := media.Job{Video: v.ID, Rendition: r.Name}
+		j := ladder.Job{Video: v.ID, Rendition: r.Name}
 		b, err := json.Marshal(j)
 		if err != nil {
 			return out, err
 		}
-		if err := f.o.Bus.Publish(ctx, media.JobSubject, b, j.MsgID()); err != nil {
+		if err := f.o.Bus.Publish(ctx, ladder.JobSubject, b, j.MsgID()); err != nil {
 			return out, err
 		}
 		out.Jobs++

@@ -27,8 +27,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -141,7 +141,7 @@ func (r *rig) jobs() map[string]int {
 		} else if err != nil {
 			r.t.Fatal(err)
 		}
-		var j media.Job
+		var j ladder.Job
 		if err := json.Unmarshal(m.Data, &j); err != nil {
 			r.t.Fatal(err)
 		}
@@ -218,7 +218,7 @@ func TestFinalizeVideo(t *testing.T) {
 	if v.Probe == nil || v.Probe.Width != 360 || v.Probe.Height != 640 || !v.Probe.HasAudio {
 		t.Fatalf("probe: %+v", v.Probe)
 	}
-	want := media.Plan(*v.Probe)
+	want := ladder.Plan(*v.Probe)
 	if len(v.Renditions) != len(want) || len(want) < 2 || want[len(want)-1].Name != "audio" {
 		t.Fatalf("renditions %+v, planned %+v", v.Renditions, want)
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 // Report says what a reconcile pass did: counts, and the ids it acted on.

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/childproc"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 )

@@ -1,9 +1,9 @@
-// Package media plans and describes the renditions of a video: the ladder,
+// Package ladder plans and describes the renditions of a video: the ladder,
 // and the transcode jobs that produce it.
-package media
+package ladder
 
 import (
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 // Rung is one step of the video ladder, named by its short side so that

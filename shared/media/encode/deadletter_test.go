@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 const deadLetters = "pulse.dlq.transcode"
@@ -25,7 +25,7 @@ const deadLetters = "pulse.dlq.transcode"
 func (r *rig) deadLetter(data string) {
 	r.t.Helper()
 	m := &nats.Msg{Subject: deadLetters, Data: []byte(data), Header: nats.Header{}}
-	m.Header.Set(bus.HeaderDLQSubject, media.JobSubject)
+	m.Header.Set(bus.HeaderDLQSubject, ladder.JobSubject)
 	m.Header.Set(bus.HeaderDLQError, "function transcode answered 502 after 1.2s")
 	m.Header.Set(bus.HeaderDLQDeliveries, "2")
 	if _, err := r.bus.JetStream().PublishMsg(context.Background(), m); err != nil {
@@ -34,7 +34,7 @@ func (r *rig) deadLetter(data string) {
 }
 
 func job(id, rendition string) string {
-	b, _ := json.Marshal(media.Job{Video: id, Rendition: rendition})
+	b, _ := json.Marshal(ladder.Job{Video: id, Rendition: rendition})
 	return string(b)
 }
 
@@ -44,7 +44,7 @@ func job(id, rendition string) string {
 // job is dropped without logging it; a second drain is a no-op.
 func TestDeadLetterDrain(t *testing.T) {
 	r := newRig(t)
-	r.w.Config.Fanout = transcode.FanoutGrouped
+	r.w.Config.Fanout = encode.FanoutGrouped
 	id, v := r.stage(testclip.Options{Width: 480, Height: 854, Seconds: 2}, nil)
 	if names := names(v); names != "240p,360p,480p,audio" {
 		t.Fatalf("plan %s", names)
@@ -57,7 +57,7 @@ func TestDeadLetterDrain(t *testing.T) {
 	// The 360p job claims 360p and 480p, then its worker is killed on every
 	// delivery: the claims stay running, as a SIGKILL leaves them.
 	if _, err := r.meta.Update(ctx, id, func(v *meta.Video) error {
-		_, err := transcode.Claim(v, "360p", transcode.FanoutGrouped)
+		_, err := encode.Claim(v, "360p", encode.FanoutGrouped)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -73,12 +73,12 @@ func TestDeadLetterDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (transcode.DrainReport{Messages: 3, Failed: 2, Malformed: 1}); rep != want {
+	if want := (encode.DrainReport{Messages: 3, Failed: 2, Malformed: 1}); rep != want {
 		t.Errorf("drain %+v, want %+v", rep, want)
 	}
 	got := r.get(id)
 	for _, rd := range got.Renditions {
-		want, code := meta.RenditionFailed, transcode.CodeWorkerLost
+		want, code := meta.RenditionFailed, encode.CodeWorkerLost
 		if rd.Name == "240p" || rd.Name == "audio" {
 			want, code = meta.RenditionReady, ""
 		}
@@ -100,8 +100,8 @@ func TestDeadLetterDrain(t *testing.T) {
 			failedEvents = append(failedEvents, e.Reason)
 		}
 	}
-	if !slices.Equal(failedEvents, []string{transcode.CodeWorkerLost, transcode.CodeWorkerLost}) {
-		t.Errorf("transcode.failed events %q, want two with %s", failedEvents, transcode.CodeWorkerLost)
+	if !slices.Equal(failedEvents, []string{encode.CodeWorkerLost, encode.CodeWorkerLost}) {
+		t.Errorf("transcode.failed events %q, want two with %s", failedEvents, encode.CodeWorkerLost)
 	}
 	if strings.Contains(r.logs.String(), phi) {
 		t.Errorf("logs carry the dead letter's contents:\n%s", r.logs.String())
@@ -112,13 +112,13 @@ func TestDeadLetterDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := r.w.DrainDeadLetters(ctx, r.bus, deadLetters); err != nil || rep != (transcode.DrainReport{}) {
+	if rep, err := r.w.DrainDeadLetters(ctx, r.bus, deadLetters); err != nil || rep != (encode.DrainReport{}) {
 		t.Errorf("second drain: %+v, %v", rep, err)
 	}
 	if _, again, _ := r.meta.Get(ctx, id); again != etag {
 		t.Error("the second drain rewrote meta.json")
 	}
-	cons, err := r.bus.JetStream().Consumer(ctx, "PULSE_DLQ", transcode.DeadLetterDurable)
+	cons, err := r.bus.JetStream().Consumer(ctx, "PULSE_DLQ", encode.DeadLetterDurable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,14 +131,14 @@ func TestDeadLetterDrain(t *testing.T) {
 // whose only video rung's job died ends failed with the machine reason.
 func TestDeadLetterOfLoneJobFailsVideo(t *testing.T) {
 	r := newRig(t)
-	r.w.Config.Fanout = transcode.FanoutRendition
+	r.w.Config.Fanout = encode.FanoutRendition
 	id, v := r.stage(testclip.Options{Width: 320, Height: 240, Seconds: 1, NoAudio: true}, nil)
 	if names := names(v); names != "240p" {
 		t.Fatalf("plan %s", names)
 	}
 	ctx := context.Background()
 	if _, err := r.meta.Update(ctx, id, func(v *meta.Video) error {
-		_, err := transcode.Claim(v, "240p", transcode.FanoutRendition)
+		_, err := encode.Claim(v, "240p", encode.FanoutRendition)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -148,8 +148,8 @@ func TestDeadLetterOfLoneJobFailsVideo(t *testing.T) {
 	if err != nil || rep.Failed != 1 {
 		t.Fatalf("drain %+v, %v", rep, err)
 	}
-	if got := r.get(id); got.Status != meta.Failed || got.Reason != "transcode-failed" || got.Renditions[0].Error != transcode.CodeWorkerLost {
-		t.Errorf("video %s %q (%s), want failed transcode-failed with 240p %s", got.Status, got.Reason, states(got), transcode.CodeWorkerLost)
+	if got := r.get(id); got.Status != meta.Failed || got.Reason != "transcode-failed" || got.Renditions[0].Error != encode.CodeWorkerLost {
+		t.Errorf("video %s %q (%s), want failed transcode-failed with 240p %s", got.Status, got.Reason, states(got), encode.CodeWorkerLost)
 	}
 }
 

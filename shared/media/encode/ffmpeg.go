@@ -1,10 +1,10 @@
-// Package transcode produces renditions of a video with FFmpeg (one per
+// Package encode produces renditions of a video with FFmpeg (one per
 // process, or a group of video rungs from one decode) — CMAF
 // fMP4 segments plus a media playlist on a fixed 2 s grid, so every
 // rendition lines up in one master playlist and one MPD — and runs a
 // transcode job end to end: original in, segments, posters and meta.json
 // out, with progress, retries and failure reasons a machine can read.
-package transcode
+package encode
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/ingest/probe"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/childproc"
 )
 

@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // statusGuard checks the invariant clients rely on: whenever a video's
@@ -34,7 +34,7 @@ func newStatusGuard(r *rig) *statusGuard { return &statusGuard{r: r, seen: map[m
 
 // manifestObject reads a manifest; "" when it does not exist.
 func (g *statusGuard) manifestObject(id, file string) (string, error) {
-	rc, _, err := g.r.st.Get(context.Background(), g.r.cfg.MediaBucket, transcode.VideoKey(id, file), 0, -1)
+	rc, _, err := g.r.st.Get(context.Background(), g.r.cfg.MediaBucket, encode.VideoKey(id, file), 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", nil
 	}
@@ -61,12 +61,12 @@ func (g *statusGuard) check(where string, v *meta.Video) {
 		defer g.mu.Unlock()
 		g.bad = append(g.bad, fmt.Sprintf("%s: status %s: ", where, v.Status)+fmt.Sprintf(format, args...))
 	}
-	master, err := g.manifestObject(v.ID, transcode.MasterFile)
+	master, err := g.manifestObject(v.ID, encode.MasterFile)
 	if err != nil {
 		fail("read master: %v", err)
 		return
 	}
-	mpd, err := g.manifestObject(v.ID, transcode.MPDFile)
+	mpd, err := g.manifestObject(v.ID, encode.MPDFile)
 	if err != nil {
 		fail("read MPD: %v", err)
 		return
@@ -106,7 +106,7 @@ func (g *statusGuard) report(t *testing.T) {
 // guardedWorker is r's worker with its own config and a meta store that
 // checks the invariant right after every write that changes a status, in
 // the writer's goroutine (before the worker goes on to anything else).
-func (r *rig) guardedWorker(g *statusGuard, fanout string) *transcode.Worker {
+func (r *rig) guardedWorker(g *statusGuard, fanout string) *encode.Worker {
 	w := *r.w
 	w.Config.Fanout = fanout
 	w.Meta = meta.NewStore(r.st, r.cfg.MediaBucket).OnStatus(func(_ context.Context, v *meta.Video) {
@@ -125,9 +125,9 @@ func TestStatusNeverAheadOfManifests(t *testing.T) {
 		name, fanout string
 		o            testclip.Options
 	}{
-		{"grouped", transcode.FanoutGrouped, testclip.Options{Width: 480, Height: 854, Seconds: 4}},
-		{"rendition", transcode.FanoutRendition, testclip.Options{Width: 480, Height: 854, Seconds: 4}},
-		{"grouped-no-audio", transcode.FanoutGrouped, testclip.Options{Width: 480, Height: 854, Seconds: 2, NoAudio: true}},
+		{"grouped", encode.FanoutGrouped, testclip.Options{Width: 480, Height: 854, Seconds: 4}},
+		{"rendition", encode.FanoutRendition, testclip.Options{Width: 480, Height: 854, Seconds: 4}},
+		{"grouped-no-audio", encode.FanoutGrouped, testclip.Options{Width: 480, Height: 854, Seconds: 2, NoAudio: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -150,7 +150,7 @@ func TestStatusNeverAheadOfManifests(t *testing.T) {
 				}
 			})
 			var jobs sync.WaitGroup
-			for _, j := range transcode.Jobs(id, v.Renditions) {
+			for _, j := range encode.Jobs(id, v.Renditions) {
 				jobs.Go(func() {
 					res := w.Do(context.Background(), j, 1)
 					if res.Status != http.StatusOK {
@@ -188,30 +188,30 @@ func TestStatusNeverAheadOfManifests(t *testing.T) {
 func TestRedeliveryPublishesUnlistedRendition(t *testing.T) {
 	r := newRig(t)
 	g := newStatusGuard(r)
-	w := r.guardedWorker(g, transcode.FanoutGrouped)
+	w := r.guardedWorker(g, encode.FanoutGrouped)
 	id, _ := r.stage(testclip.Options{Width: 480, Height: 854, Seconds: 2}, nil)
 	ctx := context.Background()
 	run := func(name string) {
 		t.Helper()
-		if res := w.Do(ctx, media.Job{Video: id, Rendition: name}, 1); res.Status != http.StatusOK || res.Outcome != transcode.OutcomeDone {
+		if res := w.Do(ctx, ladder.Job{Video: id, Rendition: name}, 1); res.Status != http.StatusOK || res.Outcome != encode.OutcomeDone {
 			t.Fatalf("%s: %+v", name, res)
 		}
 	}
 	run("240p") // encodes the audio too
-	if res := w.Do(ctx, media.Job{Video: id, Rendition: "audio"}, 1); res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop {
+	if res := w.Do(ctx, ladder.Job{Video: id, Rendition: "audio"}, 1); res.Status != http.StatusOK || res.Outcome != encode.OutcomeNoop {
 		t.Fatalf("audio after 240p: %+v", res)
 	}
 	if got := r.get(id); got.Status != meta.Ready {
 		t.Fatalf("status %s after 240p and audio, want ready", got.Status)
 	}
-	early := map[string]string{transcode.MasterFile: r.fetch(id, transcode.MasterFile), transcode.MPDFile: r.fetch(id, transcode.MPDFile)}
+	early := map[string]string{encode.MasterFile: r.fetch(id, encode.MasterFile), encode.MPDFile: r.fetch(id, encode.MPDFile)}
 	run("360p") // encodes 480p too
 	r.checkComplete(t, id)
 
 	// What the killed worker leaves: 360p and 480p ready, never listed,
 	// the manifests of 240p + audio, a status that counts neither.
 	for f, body := range early {
-		if _, err := r.st.PutBytes(ctx, r.cfg.MediaBucket, transcode.VideoKey(id, f), []byte(body), storage.PutOptions{}); err != nil {
+		if _, err := r.st.PutBytes(ctx, r.cfg.MediaBucket, encode.VideoKey(id, f), []byte(body), storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -227,8 +227,8 @@ func TestRedeliveryPublishesUnlistedRendition(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 480p was encoded by 360p's group: its own job is the one redelivered.
-	res := w.Do(ctx, media.Job{Video: id, Rendition: "480p"}, 2)
-	if res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop {
+	res := w.Do(ctx, ladder.Job{Video: id, Rendition: "480p"}, 2)
+	if res.Status != http.StatusOK || res.Outcome != encode.OutcomeNoop {
 		t.Fatalf("redelivered 480p: %+v, want 200 noop\n%s", res, r.logs.String())
 	}
 	g.report(t)
@@ -240,7 +240,7 @@ func TestRedeliveryPublishesUnlistedRendition(t *testing.T) {
 		}
 	}
 	// Once published, a redelivery is a plain no-op again: nothing written.
-	if res := w.Do(ctx, media.Job{Video: id, Rendition: "240p"}, 2); res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop || res.Code != "" {
+	if res := w.Do(ctx, ladder.Job{Video: id, Rendition: "240p"}, 2); res.Status != http.StatusOK || res.Outcome != encode.OutcomeNoop || res.Code != "" {
 		t.Fatalf("240p after publishing: %+v, want a plain noop", res)
 	}
 	if after := r.get(id); !after.Updated.Equal(before.Updated) {

@@ -1,4 +1,4 @@
-package transcode
+package encode
 
 import (
 	"bufio"
@@ -25,9 +25,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/manifest"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/manifest"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -117,7 +117,7 @@ var (
 
 // Do runs job; delivered is the delivery count (1 on the first), so the
 // last allowed delivery marks the rendition failed instead of retrying.
-func (w *Worker) Do(ctx context.Context, job media.Job, delivered int) Result {
+func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 	log := logging.With(ctx, w.log()).With("video", job.Video, "rendition", job.Rendition, "delivery", delivered)
 	if uuid.Validate(job.Video) != nil || !renditionRe.MatchString(job.Rendition) {
 		log = logging.With(ctx, w.log()).With("delivery", delivered) // the job's fields may be anything: keep them out of the log
@@ -1038,10 +1038,10 @@ func (w *Worker) timeline(ctx context.Context, id, name string) (manifest.Timeli
 
 // Jobs is the rendition fan-out policy: one job per planned rendition, in
 // plan order (lowest rung first, so it tends to be playable first).
-func Jobs(id string, rs []meta.Rendition) []media.Job {
-	out := make([]media.Job, 0, len(rs))
+func Jobs(id string, rs []meta.Rendition) []ladder.Job {
+	out := make([]ladder.Job, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, media.Job{Video: id, Rendition: r.Name})
+		out = append(out, ladder.Job{Video: id, Rendition: r.Name})
 	}
 	return out
 }

@@ -1,9 +1,9 @@
-package media
+package ladder
 
 import (
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 func names(rs []meta.Rendition) (s []string) {

@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"bytes"
@@ -17,14 +17,14 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // phi is client metadata that must never reach a log line or an object key.
@@ -37,7 +37,7 @@ type rig struct {
 	st    *storage.Store
 	bus   *bus.Bus
 	meta  *meta.Store
-	w     *transcode.Worker
+	w     *encode.Worker
 	logs  *testenv.Buffer
 	proxy string // base URL serving the media bucket through presigned GETs
 }
@@ -86,7 +86,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := bootstrap.Run(ctx, cfg, st, b, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	tc, err := transcode.LoadConfig(func(k string) string {
+	tc, err := encode.LoadConfig(func(k string) string {
 		return map[string]string{"TRANSCODE_TMPDIR": t.TempDir(), "TRANSCODE_PROGRESS_INTERVAL": "100ms"}[k]
 	})
 	if err != nil {
@@ -94,7 +94,7 @@ func newRig(t *testing.T) *rig {
 	}
 	logs := &testenv.Buffer{}
 	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), logs: logs}
-	r.w = &transcode.Worker{Store: st, Meta: r.meta, Audit: audit.NewPublisher(b, "transcode"),
+	r.w = &encode.Worker{Store: st, Meta: r.meta, Audit: audit.NewPublisher(b, "transcode"),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: logging.New(logs, "debug", "fn/transcode")}
 	r.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)
 	return r
@@ -200,7 +200,7 @@ func (r *rig) stage(o testclip.Options, mangle func([]byte) []byte) (string, *me
 	v := &meta.Video{ID: id, Status: meta.Processing, Uploader: "test-user", UploadID: "up-" + id,
 		Client:   map[string]string{"filename": phi + ".mp4"},
 		Original: &meta.Original{Key: key, Size: int64(len(b)), ContentType: "video/mp4", RetainUntil: ret.Until},
-		Probe:    &p, Renditions: media.Plan(p)}
+		Probe:    &p, Renditions: ladder.Plan(p)}
 	if err := r.meta.Create(ctx, v); err != nil {
 		r.t.Fatal(err)
 	}

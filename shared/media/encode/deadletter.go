@@ -1,4 +1,4 @@
-package transcode
+package encode
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 )
 
@@ -137,7 +137,7 @@ func seq(m jetstream.Msg) uint64 {
 // and returns how many renditions it marked, or malformed when data is not
 // a job (nothing to do).
 func (w *Worker) deadJob(ctx context.Context, data []byte) (failed int, malformed bool, err error) {
-	var job media.Job
+	var job ladder.Job
 	if json.Unmarshal(data, &job) != nil || uuid.Validate(job.Video) != nil || !renditionRe.MatchString(job.Rendition) {
 		return 0, true, nil
 	}

@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // countFFmpeg puts a logging ffmpeg in front of the real one on PATH and
@@ -68,7 +68,7 @@ func countFFmpeg(t *testing.T, v *meta.Video) func() map[string]int {
 // and every rendition is encoded exactly once.
 func TestGroupedConcurrentDelivery(t *testing.T) {
 	r := newRig(t)
-	r.w.Config.Fanout = transcode.FanoutGrouped
+	r.w.Config.Fanout = encode.FanoutGrouped
 	id, v := r.stage(testclip.Options{Width: 480, Height: 854, Seconds: 4}, nil)
 	if names := names(v); names != "240p,360p,480p,audio" {
 		t.Fatalf("plan %s", names)
@@ -79,7 +79,7 @@ func TestGroupedConcurrentDelivery(t *testing.T) {
 		switch {
 		case res.Status != http.StatusOK:
 			t.Fatalf("%s: %+v", name, res)
-		case res.Outcome == transcode.OutcomeNoop: // "claimed", or already ready if it came late
+		case res.Outcome == encode.OutcomeNoop: // "claimed", or already ready if it came late
 			claimed++
 		}
 	}
@@ -166,15 +166,15 @@ func TestGroupedWorkerHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tc, err := transcode.LoadConfig(func(k string) string {
+	tc, err := encode.LoadConfig(func(k string) string {
 		return map[string]string{"TRANSCODE_TMPDIR": a.TempDir, "TRANSCODE_PROGRESS_INTERVAL": "100ms", "TRANSCODE_FANOUT": "grouped"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &transcode.Worker{Store: st, Meta: meta.NewStore(st, a.Bucket), Audit: audit.NewPublisher(b, "transcode"),
+	w := &encode.Worker{Store: st, Meta: meta.NewStore(st, a.Bucket), Audit: audit.NewPublisher(b, "transcode"),
 		Bucket: a.Bucket, RetentionDays: a.Retention, Config: tc, Log: logging.New(os.Stderr, "info", "fn/transcode")}
-	res := w.Do(context.Background(), media.Job{Video: a.Video, Rendition: a.Rendition}, 1)
+	res := w.Do(context.Background(), ladder.Job{Video: a.Video, Rendition: a.Rendition}, 1)
 	t.Logf("helper finished: %+v", res)
 }
 
@@ -184,9 +184,9 @@ func TestGroupedWorkerHelper(t *testing.T) {
 // every claimed rung so the video completes with aligned segments.
 func TestGroupedKilledWorker(t *testing.T) {
 	r := newRig(t)
-	r.w.Config.Fanout = transcode.FanoutGrouped
+	r.w.Config.Fanout = encode.FanoutGrouped
 	id, v := r.stage(testclip.Options{Width: 480, Height: 854, Seconds: 8, NoAudio: true}, nil)
-	if res := r.runJobs(id, v, 1, "240p")["240p"]; res.Status != http.StatusOK || res.Outcome != transcode.OutcomeDone {
+	if res := r.runJobs(id, v, 1, "240p")["240p"]; res.Status != http.StatusOK || res.Outcome != encode.OutcomeDone {
 		t.Fatalf("240p: %+v", res)
 	}
 	args, _ := json.Marshal(helperArgs{Endpoint: r.cfg.S3Endpoint, Access: r.cfg.S3AccessKey, Secret: r.cfg.S3SecretKey,
@@ -236,7 +236,7 @@ func TestGroupedKilledWorker(t *testing.T) {
 		t.Fatalf("480p while claimed: %+v", res)
 	}
 	// The redelivered group job redoes every claimed rung.
-	if res := r.runJobs(id, v, 2, "360p")["360p"]; res.Status != http.StatusOK || res.Outcome != transcode.OutcomeDone {
+	if res := r.runJobs(id, v, 2, "360p")["360p"]; res.Status != http.StatusOK || res.Outcome != encode.OutcomeDone {
 		t.Fatalf("redelivered 360p: %+v", res)
 	}
 	r.checkComplete(t, id)
@@ -245,7 +245,7 @@ func TestGroupedKilledWorker(t *testing.T) {
 			t.Errorf("%s: %d segments, want 4 for 8 s", name, n)
 		}
 	}
-	if res := r.runJobs(id, v, 3, "360p")["360p"]; res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop {
+	if res := r.runJobs(id, v, 3, "360p")["360p"]; res.Status != http.StatusOK || res.Outcome != encode.OutcomeNoop {
 		t.Fatalf("360p after completion: %+v, want noop", res)
 	}
 }
@@ -279,7 +279,7 @@ func procFile(pid int, name string) string {
 // A grouped failure on the final delivery marks every claimed rung failed.
 func TestGroupedFinalFailureMarksEveryClaimedRung(t *testing.T) {
 	r := newRig(t)
-	r.w.Config.Fanout = transcode.FanoutGrouped
+	r.w.Config.Fanout = encode.FanoutGrouped
 	id, v := r.stage(testclip.Options{Width: 480, Height: 854, Seconds: 2, NoAudio: true}, nil)
 	ctx := context.Background()
 	if _, err := r.meta.Update(ctx, id, func(v *meta.Video) error {
@@ -289,20 +289,20 @@ func TestGroupedFinalFailureMarksEveryClaimedRung(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := r.runJobs(id, v, 1, "360p")["360p"]
-	if res.Status != http.StatusServiceUnavailable || res.Code != transcode.CodeUnreachable {
+	if res.Status != http.StatusServiceUnavailable || res.Code != encode.CodeUnreachable {
 		t.Fatalf("first delivery: %+v", res)
 	}
 	if res := r.runJobs(id, v, 1, "480p")["480p"]; res.Status != http.StatusOK || res.Code != "claimed" {
 		t.Fatalf("480p: %+v, want 200 claimed", res)
 	}
 	res = r.runJobs(id, v, r.w.Config.MaxDeliver, "360p")["360p"]
-	if res.Status != http.StatusInternalServerError || res.Outcome != transcode.OutcomeFailed {
+	if res.Status != http.StatusInternalServerError || res.Outcome != encode.OutcomeFailed {
 		t.Fatalf("last delivery: %+v", res)
 	}
 	got := r.get(id)
 	for _, rd := range got.Renditions[1:] {
-		if rd.State != meta.RenditionFailed || rd.Error != transcode.CodeUnreachable {
-			t.Errorf("%s: %+v, want failed %s", rd.Name, rd, transcode.CodeUnreachable)
+		if rd.State != meta.RenditionFailed || rd.Error != encode.CodeUnreachable {
+			t.Errorf("%s: %+v, want failed %s", rd.Name, rd, encode.CodeUnreachable)
 		}
 	}
 	if got.Renditions[0].State != meta.RenditionPlanned {
@@ -346,7 +346,7 @@ exec %q "$@"
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	out := t.TempDir()
-	err = transcode.RunGroup(context.Background(), transcode.GroupSpec{Input: src, Dir: out, Probe: meta.Probe{Width: 360, Height: 640, FPS: 30},
+	err = encode.RunGroup(context.Background(), encode.GroupSpec{Input: src, Dir: out, Probe: meta.Probe{Width: 360, Height: 640, FPS: 30},
 		Renditions: []meta.Rendition{{Name: "240p", Kind: "video", Width: 136, Height: 240, Bitrate: 300_000}}, Preset: "ultrafast", Nice: 7}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ exec %q "$@"
 	if want := strconv.Itoa(min(own+7, 19)); strings.TrimSpace(string(got)) != want {
 		t.Fatalf("group ffmpeg nice %q, want %s (ours %d)", strings.TrimSpace(string(got)), want, own)
 	}
-	if _, err := os.Stat(filepath.Join(out, "240p", transcode.PlaylistFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(out, "240p", encode.PlaylistFile)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // childCPU is the CPU time (user + system) of every reaped child so far.
@@ -47,7 +47,7 @@ func TestFanoutCost(t *testing.T) {
 
 	// Baseline 1: raw ffmpeg, 240p only, local file.
 	out := t.TempDir()
-	args, _ := transcode.Args(transcode.Spec{Input: src, Rendition: v.Renditions[0], Probe: probe})
+	args, _ := encode.Args(encode.Spec{Input: src, Rendition: v.Renditions[0], Probe: probe})
 	start := time.Now()
 	ffmpeg(t, out, args)
 	raw240 := time.Since(start)
@@ -78,12 +78,12 @@ func TestFanoutCost(t *testing.T) {
 		id, v := r.stage(o, nil)
 		cpu0, wall0 := childCPU(), time.Now()
 		n := 0
-		for _, j := range transcode.Jobs(id, v.Renditions) {
+		for _, j := range encode.Jobs(id, v.Renditions) {
 			res := w.Do(context.Background(), j, 1)
 			if res.Status != http.StatusOK {
 				t.Fatalf("%s %s: %+v", fanout, j.Rendition, res)
 			}
-			if res.Outcome == transcode.OutcomeDone {
+			if res.Outcome == encode.OutcomeDone {
 				n++
 			}
 		}
@@ -93,8 +93,8 @@ func TestFanoutCost(t *testing.T) {
 		}
 		return c
 	}
-	perRendition := ladder(transcode.FanoutRendition)
-	grouped := ladder(transcode.FanoutGrouped)
+	perRendition := ladder(encode.FanoutRendition)
+	grouped := ladder(encode.FanoutGrouped)
 
 	// Baseline 2: one ffmpeg, one decode, every rung + audio.
 	v2 := v
@@ -104,7 +104,7 @@ func TestFanoutCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	args, err := transcode.LadderArgs(src, v2.Renditions, probe, "")
+	args, err := encode.LadderArgs(src, v2.Renditions, probe, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestFanoutCost(t *testing.T) {
 	for _, p := range []struct {
 		name string
 		c    cost
-	}{{transcode.FanoutRendition, perRendition}, {transcode.FanoutGrouped, grouped}} {
+	}{{encode.FanoutRendition, perRendition}, {encode.FanoutGrouped, grouped}} {
 		t.Logf("ladder CPU, %-9s policy: %.2f s (wall %.2f s, %d jobs ran ffmpeg, posters included) ÷ one ffmpeg %.2f s = %.2f (goal <= 1.15)",
 			p.name, p.c.cpu.Seconds(), p.c.wall.Seconds(), p.c.encodes, oneProc.Seconds(), p.c.cpu.Seconds()/oneProc.Seconds())
 	}
@@ -158,19 +158,19 @@ func TestLadderArgs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	args, err := transcode.LadderArgs(src, rs, meta.Probe{Width: 360, Height: 640, FPS: 30, HasAudio: true}, "ultrafast")
+	args, err := encode.LadderArgs(src, rs, meta.Probe{Width: 360, Height: 640, FPS: 30, HasAudio: true}, "ultrafast")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ffmpeg(t, dir, args)
 	for _, r := range rs {
-		for _, f := range []string{transcode.PlaylistFile, transcode.InitFile, transcode.SegmentFile(0)} {
+		for _, f := range []string{encode.PlaylistFile, encode.InitFile, encode.SegmentFile(0)} {
 			if st, err := os.Stat(filepath.Join(dir, r.Name, f)); err != nil || st.Size() == 0 {
 				t.Errorf("%s/%s: %v", r.Name, f, err)
 			}
 		}
 	}
-	if _, err := transcode.LadderArgs(src, []meta.Rendition{rs[0], rs[0]}, meta.Probe{FPS: 30}, ""); err == nil {
+	if _, err := encode.LadderArgs(src, []meta.Rendition{rs[0], rs[0]}, meta.Probe{FPS: 30}, ""); err == nil {
 		t.Error("a repeated rendition name was accepted")
 	}
 }
@@ -186,14 +186,14 @@ func TestJobReadCost(t *testing.T) {
 	}
 	r := newRig(t)
 	w := *r.w
-	w.Config.Fanout = transcode.FanoutRendition
+	w.Config.Fanout = encode.FanoutRendition
 	o := testclip.Options{Width: 720, Height: 1280, Seconds: 10}
 	const rounds = 7
 	var wall, child, self []time.Duration
 	for range rounds {
 		id, v := r.stage(o, nil)
 		c0, s0, w0 := childCPU(), selfCPU(), time.Now()
-		if res := w.Do(context.Background(), media.Job{Video: id, Rendition: v.Renditions[0].Name}, 1); res.Outcome != transcode.OutcomeDone {
+		if res := w.Do(context.Background(), ladder.Job{Video: id, Rendition: v.Renditions[0].Name}, 1); res.Outcome != encode.OutcomeDone {
 			t.Fatalf("240p: %+v", res)
 		}
 		wall, child, self = append(wall, time.Since(w0)), append(child, childCPU()-c0), append(self, selfCPU()-s0)

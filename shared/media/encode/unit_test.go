@@ -1,4 +1,4 @@
-package transcode
+package encode
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 func TestArgsAlignEveryRendition(t *testing.T) {

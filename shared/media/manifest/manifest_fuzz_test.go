@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 // fuzzRenditions turns fuzz bytes into ready renditions in the domain the

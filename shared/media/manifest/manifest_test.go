@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 )
 
 // encode makes a short fMP4 HLS rendition with the real ffmpeg.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
 )

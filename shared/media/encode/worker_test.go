@@ -1,4 +1,4 @@
-package transcode_test
+package encode_test
 
 import (
 	"context"
@@ -16,28 +16,28 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/manifest"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/manifest"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
 )
 
 // runJobs runs the named renditions concurrently (all of them when names is
 // empty) and returns their results by name.
-func (r *rig) runJobs(id string, v *meta.Video, delivered int, names ...string) map[string]transcode.Result {
+func (r *rig) runJobs(id string, v *meta.Video, delivered int, names ...string) map[string]encode.Result {
 	if len(names) == 0 {
-		for _, j := range transcode.Jobs(id, v.Renditions) {
+		for _, j := range encode.Jobs(id, v.Renditions) {
 			names = append(names, j.Rendition)
 		}
 	}
 	var mu sync.Mutex
-	out := map[string]transcode.Result{}
+	out := map[string]encode.Result{}
 	var wg sync.WaitGroup
 	for _, n := range names {
 		wg.Go(func() {
-			res := r.w.Do(context.Background(), media.Job{Video: id, Rendition: n}, delivered)
+			res := r.w.Do(context.Background(), ladder.Job{Video: id, Rendition: n}, delivered)
 			mu.Lock()
 			out[n] = res
 			mu.Unlock()
@@ -49,7 +49,7 @@ func (r *rig) runJobs(id string, v *meta.Video, delivered int, names ...string) 
 
 func (r *rig) timeline(id, name string) manifest.Timeline {
 	r.t.Helper()
-	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, transcode.RenditionKey(id, name, transcode.TimelineFile), 0, -1)
+	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, encode.RenditionKey(id, name, encode.TimelineFile), 0, -1)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 			t.Errorf("audio codecs %q", rd.Codecs)
 		}
 	}
-	for _, f := range []string{transcode.MasterFile, transcode.MPDFile} {
+	for _, f := range []string{encode.MasterFile, encode.MPDFile} {
 		p := ffprobe(t, r.proxy+"/videos/"+id+"/"+f)
 		if count(p, "video") != videos || count(p, "audio") != btoi(src.HasAudio) {
 			t.Errorf("%s: %d video and %d audio streams, want %d and %d", f, count(p, "video"), count(p, "audio"), videos, btoi(src.HasAudio))
@@ -124,11 +124,11 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 	}
 	// Media is locked; the regenerated manifests are not.
 	for key, locked := range map[string]bool{
-		transcode.RenditionKey(id, v.Renditions[0].Name, "seg_0.m4s"): true,
-		transcode.RenditionKey(id, v.Renditions[0].Name, "init.mp4"):  true,
-		transcode.VideoKey(id, transcode.PosterFile):                  true,
-		transcode.VideoKey(id, transcode.ThumbFile):                   true,
-		transcode.VideoKey(id, transcode.MasterFile):                  false,
+		encode.RenditionKey(id, v.Renditions[0].Name, "seg_0.m4s"): true,
+		encode.RenditionKey(id, v.Renditions[0].Name, "init.mp4"):  true,
+		encode.VideoKey(id, encode.PosterFile):                     true,
+		encode.VideoKey(id, encode.ThumbFile):                      true,
+		encode.VideoKey(id, encode.MasterFile):                     false,
 	} {
 		info, err := r.st.Stat(ctx, r.cfg.MediaBucket, key)
 		if err != nil {
@@ -172,7 +172,7 @@ func TestLadders(t *testing.T) {
 			id, v := r.stage(c.o, nil)
 			for name, res := range r.runJobs(id, v, 1) {
 				// Under grouped the lowest rung's job may have taken the audio along.
-				if res.Status != http.StatusOK || res.Outcome != transcode.OutcomeDone && (name != "audio" || res.Outcome != transcode.OutcomeNoop) {
+				if res.Status != http.StatusOK || res.Outcome != encode.OutcomeDone && (name != "audio" || res.Outcome != encode.OutcomeNoop) {
 					t.Fatalf("%s: %+v", name, res)
 				}
 			}
@@ -209,24 +209,24 @@ func TestProgressiveAvailability(t *testing.T) {
 	if got := r.get(id); got.Status != meta.Ready {
 		t.Fatalf("status %q after 240p + audio, want ready", got.Status)
 	}
-	master := r.fetch(id, transcode.MasterFile)
+	master := r.fetch(id, encode.MasterFile)
 	if strings.Count(master, "#EXT-X-STREAM-INF") != 1 || !strings.Contains(master, "\n240p/index.m3u8\n") ||
 		!strings.Contains(master, `TYPE=AUDIO,GROUP-ID="audio"`) {
 		t.Fatalf("master with 240p + audio:\n%s", master)
 	}
 	// It plays: ffmpeg decodes the first segment of each stream through it.
-	out, err := exec.Command("ffmpeg", "-v", "error", "-i", r.proxy+"/videos/"+id+"/"+transcode.MasterFile,
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", r.proxy+"/videos/"+id+"/"+encode.MasterFile,
 		"-t", "1.9", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("decode the first segment: %v\n%s", err, out)
 	}
-	if p := ffprobe(t, r.proxy+"/videos/"+id+"/"+transcode.MPDFile); count(p, "video") != 1 || count(p, "audio") != 1 {
+	if p := ffprobe(t, r.proxy+"/videos/"+id+"/"+encode.MPDFile); count(p, "video") != 1 || count(p, "audio") != 1 {
 		t.Fatalf("MPD with 240p + audio: %+v", p.Streams)
 	}
 	if res := r.runJobs(id, v, 1, "360p")["360p"]; res.Status != http.StatusOK {
 		t.Fatalf("360p: %+v", res)
 	}
-	master = r.fetch(id, transcode.MasterFile)
+	master = r.fetch(id, encode.MasterFile)
 	if strings.Count(master, "#EXT-X-STREAM-INF") != 2 {
 		t.Fatalf("master after 360p:\n%s", master)
 	}
@@ -235,7 +235,7 @@ func TestProgressiveAvailability(t *testing.T) {
 
 func (r *rig) fetch(id, file string) string {
 	r.t.Helper()
-	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, transcode.VideoKey(id, file), 0, -1)
+	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, encode.VideoKey(id, file), 0, -1)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -254,19 +254,19 @@ func TestUndecodableSourceFailsTheRendition(t *testing.T) {
 		return b
 	})
 	res := r.runJobs(id, v, 1, "240p")["240p"]
-	if res.Status != http.StatusUnprocessableEntity || res.Code != transcode.CodeUndecodable {
-		t.Fatalf("corrupt source: %+v, want 422 %s", res, transcode.CodeUndecodable)
+	if res.Status != http.StatusUnprocessableEntity || res.Code != encode.CodeUndecodable {
+		t.Fatalf("corrupt source: %+v, want 422 %s", res, encode.CodeUndecodable)
 	}
 	got := r.get(id)
 	rd := got.Renditions[0]
-	if rd.State != meta.RenditionFailed || rd.Error != transcode.CodeUndecodable {
+	if rd.State != meta.RenditionFailed || rd.Error != encode.CodeUndecodable {
 		t.Fatalf("rendition: %+v", rd)
 	}
-	if got.Status != meta.Processing || !slices.Contains(got.Errors, "transcode.240p."+transcode.CodeUndecodable) {
+	if got.Status != meta.Processing || !slices.Contains(got.Errors, "transcode.240p."+encode.CodeUndecodable) {
 		t.Fatalf("video: status %q errors %v", got.Status, got.Errors)
 	}
-	tail := r.object(transcode.RenditionKey(id, "240p", transcode.ErrorFile))
-	if !strings.HasPrefix(tail, transcode.CodeUndecodable+"\n") || strings.Contains(tail, "X-Amz") || strings.Contains(tail, "http") {
+	tail := r.object(encode.RenditionKey(id, "240p", encode.ErrorFile))
+	if !strings.HasPrefix(tail, encode.CodeUndecodable+"\n") || strings.Contains(tail, "X-Amz") || strings.Contains(tail, "http") {
 		t.Fatalf("stderr tail:\n%s", tail)
 	}
 	var failed []audit.Event
@@ -275,7 +275,7 @@ func TestUndecodableSourceFailsTheRendition(t *testing.T) {
 			failed = append(failed, e)
 		}
 	}
-	if len(failed) != 1 || failed[0].Reason != transcode.CodeUndecodable {
+	if len(failed) != 1 || failed[0].Reason != encode.CodeUndecodable {
 		t.Fatalf("audit: %+v", failed)
 	}
 }
@@ -308,18 +308,18 @@ func TestRetryThenFinalAttemptMarksFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := r.runJobs(id, v, 1, "240p")["240p"]
-	if res.Status != http.StatusServiceUnavailable || res.Code != transcode.CodeUnreachable {
-		t.Fatalf("first delivery: %+v, want 503 %s", res, transcode.CodeUnreachable)
+	if res.Status != http.StatusServiceUnavailable || res.Code != encode.CodeUnreachable {
+		t.Fatalf("first delivery: %+v, want 503 %s", res, encode.CodeUnreachable)
 	}
 	if rd := r.get(id).Renditions[0]; rd.State != meta.RenditionRunning {
 		t.Fatalf("after a retryable failure the rendition is %q", rd.State)
 	}
 	res = r.runJobs(id, v, r.w.Config.MaxDeliver, "240p")["240p"]
-	if res.Status != http.StatusInternalServerError || res.Outcome != transcode.OutcomeFailed {
+	if res.Status != http.StatusInternalServerError || res.Outcome != encode.OutcomeFailed {
 		t.Fatalf("last delivery: %+v, want 500 failed", res)
 	}
 	got := r.get(id)
-	if rd := got.Renditions[0]; rd.State != meta.RenditionFailed || rd.Error != transcode.CodeUnreachable {
+	if rd := got.Renditions[0]; rd.State != meta.RenditionFailed || rd.Error != encode.CodeUnreachable {
 		t.Fatalf("rendition: %+v", rd)
 	}
 	if got.Status != meta.Failed || got.Reason != "transcode-failed" {
@@ -335,7 +335,7 @@ func TestRerunAndBadJobs(t *testing.T) {
 	}
 	before := r.get(id)
 	res := r.runJobs(id, v, 1, "240p")["240p"]
-	if res.Status != http.StatusOK || res.Outcome != transcode.OutcomeNoop {
+	if res.Status != http.StatusOK || res.Outcome != encode.OutcomeNoop {
 		t.Fatalf("re-run: %+v, want 200 noop", res)
 	}
 	if after := r.get(id); !after.Updated.Equal(before.Updated) {
@@ -343,14 +343,14 @@ func TestRerunAndBadJobs(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, c := range []struct {
-		job  media.Job
+		job  ladder.Job
 		want int
 		code string
 	}{
-		{media.Job{Video: "../../etc", Rendition: "240p"}, 400, "bad-job"},
-		{media.Job{Video: id, Rendition: "240p/../x"}, 400, "bad-job"},
-		{media.Job{Video: "3f1e5a8e-4c1b-4b7a-9a53-0a4f1e2d3c4b", Rendition: "240p"}, 422, "unknown-video"},
-		{media.Job{Video: id, Rendition: "1080p"}, 422, "unknown-rendition"},
+		{ladder.Job{Video: "../../etc", Rendition: "240p"}, 400, "bad-job"},
+		{ladder.Job{Video: id, Rendition: "240p/../x"}, 400, "bad-job"},
+		{ladder.Job{Video: "3f1e5a8e-4c1b-4b7a-9a53-0a4f1e2d3c4b", Rendition: "240p"}, 422, "unknown-video"},
+		{ladder.Job{Video: id, Rendition: "1080p"}, 422, "unknown-rendition"},
 	} {
 		if res := r.w.Do(ctx, c.job, 1); res.Status != c.want || res.Code != c.code {
 			t.Errorf("%+v: %+v, want %d %s", c.job, res, c.want, c.code)

@@ -26,8 +26,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // badCase is one hostile or broken input. do sends it and returns the

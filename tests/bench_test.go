@@ -30,10 +30,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // The figures `make bench` reports; bench-quick checks each produced a number.
@@ -233,14 +233,14 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 	if !ok {
 		t.Fatalf("sign-url answer %s", raw)
 	}
-	// The public origin (shared/publicapi, as `pulsevault dev` runs it; nginx
+	// The public origin (shared/playback/origin, as `pulsevault dev` runs it; nginx
 	// does the same in production) offloads: the function checks the token,
 	// the origin reads the bytes from the store.
-	origin, err := publicapi.Handler(publicapi.Options{GatewayURL: s.p.url, Store: s.s3})
+	originHandler, err := origin.Handler(origin.Options{GatewayURL: s.p.url, Store: s.s3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	originSrv := httptest.NewServer(origin)
+	originSrv := httptest.NewServer(originHandler)
 	defer originSrv.Close()
 	var viaOrigin, viaMedia, presigned []string
 	segBytes := 0
@@ -294,7 +294,7 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 	t.Logf("media child called directly ÷ presigned: %+v", childPairs)
 	addFigure(t, rep, bench.Figure{Section: "playback", Name: figMedia, Unit: "MB/s", BaselineName: "presigned S3 GET, same objects",
 		Rounds: pairs, Goal: bench.Goal{Value: 0.9},
-		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments (%.0f KB average) of a 6 s 1080x1920 rendition, through the public origin (publicapi; nginx in production); without offload, through the gateway and the function: %.2f×, the function alone: %.2f× of presigned (medians of %d rounds)",
+		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments (%.0f KB average) of a 6 s 1080x1920 rendition, through the public origin (shared/playback/origin; nginx in production); without offload, through the gateway and the function: %.2f×, the function alone: %.2f× of presigned (medians of %d rounds)",
 			m.requests, len(viaMedia), float64(segBytes)/float64(len(viaMedia))/1000, bench.MedianRatio(gwPairs), bench.MedianRatio(childPairs), len(childPairs))}, errors.Join(err, gerr, cerr))
 
 	signDirect := childURL(t, s.p, "sign-url") + "/"

@@ -19,9 +19,9 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/auditlog"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // TestFeedPosterTokenGrantsOnlyThePoster is the feed attack through the
@@ -66,7 +66,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gw})
+	h, err := origin.Handler(origin.Options{GatewayURL: gw})
 	if err != nil {
 		t.Fatal(err)
 	}

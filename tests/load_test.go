@@ -33,11 +33,11 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/testclip"
 	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // loadSize is how big a load run is: the sizes with
@@ -292,7 +292,7 @@ func TestLoadUploads(t *testing.T) {
 	// meta.json poll below is the truth when a live message is missed.
 	var seenMu sync.Mutex
 	seen := map[string]map[meta.Status]time.Time{}
-	sub, err := status.Subscribe(s.bus.Conn(), func(c status.Change) {
+	sub, err := livestatus.Subscribe(s.bus.Conn(), func(c livestatus.Change) {
 		seenMu.Lock()
 		defer seenMu.Unlock()
 		if seen[c.Video] == nil {
@@ -761,7 +761,7 @@ func BenchmarkSignURLHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pol, err := playback.LoadSettings(func(string) string { return "" })
+	pol, err := grant.LoadSettings(func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}

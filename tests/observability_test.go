@@ -30,8 +30,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // sinkSpan is one span as an OTLP collector received it.

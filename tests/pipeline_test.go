@@ -10,8 +10,8 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // The whole pipeline through the real binary: `pulsevault upload --wait` of a phone-like clip

@@ -16,7 +16,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 )
 
 // devSecrets are the secrets `pulsevault dev` creates on first start, each

@@ -1,5 +1,5 @@
 // Package media is the media function: a playback token's bytes, served by
-// shared/mediaserve.
+// shared/playback/mediaserve.
 package media
 
 import (
@@ -11,13 +11,13 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/mediaserve"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.

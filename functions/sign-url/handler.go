@@ -30,9 +30,9 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
-	"github.com/mieweb/pulsevault/shared/playback"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.
@@ -51,7 +51,7 @@ type Server struct {
 	Meta     *meta.Store
 	Verifier *auth.Verifier
 	Keys     func() (*token.Keyring, error)
-	Policy   playback.Config
+	Policy   grant.Config
 	Audit    func(ctx context.Context, e audit.Event) error
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -65,7 +65,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	who, ok := playback.Authenticate(s.Verifier, w, r)
+	who, ok := grant.Authenticate(s.Verifier, w, r)
 	if !ok {
 		return
 	}
@@ -94,7 +94,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
 		return
 	}
-	if !playback.Playable(v.Status) {
+	if !grant.Playable(v.Status) {
 		fnrun.WriteJSON(w, http.StatusConflict, map[string]string{"error": "the video is not playable yet", "status": string(v.Status)})
 		return
 	}
@@ -133,11 +133,11 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := playback.LoadSettings(os.Getenv)
+	pol, err := grant.LoadSettings(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	ver, err := playback.Verifier(cfg)
+	ver, err := grant.Verifier(cfg)
 	if err != nil {
 		return nil, err
 	}

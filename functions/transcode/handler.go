@@ -31,7 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -84,7 +84,7 @@ func worker() (*encode.Worker, *bus.Bus, *slog.Logger, error) {
 		return nil, nil, state.log, err
 	}
 	state.worker = &encode.Worker{
-		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
+		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
 	}
 	state.bus = b

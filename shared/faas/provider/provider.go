@@ -216,7 +216,7 @@ func New(o Options) (*Provider, error) {
 func (p *Provider) Handler() http.Handler { return p.handler }
 
 // MaxHeaderBytes bounds a request's header at the gateway, as at the public
-// origin (publicapi.MaxHeaderBytes, nginx's 4 × 8k): a function never
+// origin (origin.MaxHeaderBytes, nginx's 4 × 8k): a function never
 // receives more (Go's default, 1 MiB, let a 233 KB Upload-Metadata through).
 const MaxHeaderBytes = 32 << 10
 

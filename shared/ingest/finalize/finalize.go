@@ -30,7 +30,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -88,7 +88,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 		return nil, err
 	}
 	return &Finalizer{
-		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, o.Bus, v) }),
+		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
 		audit: audit.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
 	}, nil
 }

@@ -1,4 +1,4 @@
-package publicapi
+package origin
 
 import (
 	"crypto/ecdsa"
@@ -24,11 +24,11 @@ import (
 // listener, with TLS 1.2 as the floor and HTTP/2 offered by ALPN.
 func TLSConfig(certFile, keyFile string) (*tls.Config, error) {
 	if certFile == "" || keyFile == "" {
-		return nil, errors.New("publicapi: TLS needs both a certificate file and a key file")
+		return nil, errors.New("origin: TLS needs both a certificate file and a key file")
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("publicapi: TLS certificate %s / key %s: %w", certFile, keyFile, err)
+		return nil, fmt.Errorf("origin: TLS certificate %s / key %s: %w", certFile, keyFile, err)
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -62,7 +62,7 @@ func SelfSigned(dir string, hosts ...string) (certFile, keyFile, fingerprint str
 		return certFile, keyFile, fp, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", "", fmt.Errorf("publicapi: TLS dir: %w", err)
+		return "", "", "", fmt.Errorf("origin: TLS dir: %w", err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -124,7 +124,7 @@ func existing(certFile, keyFile string) (string, bool) {
 func writePEM(path, typ string, der []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		return fmt.Errorf("publicapi: write %s: %w", path, err)
+		return fmt.Errorf("origin: write %s: %w", path, err)
 	}
 	return os.Rename(tmp, path)
 }

@@ -1,7 +1,7 @@
-// Package playback decides who may watch a video and grants it: the viewing
+// Package grant decides who may watch a video and grants it: the viewing
 // policy, the signed playback URLs, and the settings the HTTP functions
 // (sign-url, videos, events) share.
-package playback
+package grant
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 )
 
 // JWTSecretName is the HS256 secret used when JWKS_URL is empty.
@@ -126,7 +126,7 @@ func Verifier(cfg config.Config) (*auth.Verifier, error) {
 			return nil, err
 		}
 		if s == "" {
-			return nil, errors.New("playback: secret " + JWTSecretName + " is empty")
+			return nil, errors.New("grant: secret " + JWTSecretName + " is empty")
 		}
 		o.HS256Secret = []byte(s)
 	}

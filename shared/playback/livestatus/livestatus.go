@@ -1,11 +1,11 @@
-// Package status carries live status changes of videos over core NATS, so
+// Package livestatus carries live status changes of videos over core NATS, so
 // that the events function can push them to viewers without polling.
 //
 // Whoever writes a new Status into meta.json (upload-finalize, transcode)
 // calls Publish with the video it wrote. Delivery is best effort and live
 // only (no stream keeps them): meta.json stays the source of truth, and a
 // client that reconnects re-reads the list.
-package status
+package livestatus
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func PublishConn(ctx context.Context, nc *nats.Conn, v *meta.Video) error {
 		return err
 	}
 	if err := nc.Publish(Subject(v.ID), data); err != nil {
-		return fmt.Errorf("status: publish: %w", err)
+		return fmt.Errorf("livestatus: publish: %w", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -55,7 +55,7 @@ func PublishConn(ctx context.Context, nc *nats.Conn, v *meta.Video) error {
 		defer cancel()
 	}
 	if err := nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("status: flush: %w", err)
+		return fmt.Errorf("livestatus: flush: %w", err)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@
 //
 // Offload: bytes that cross the function also cross the gateway, two more
 // sockets and two more processes each. A front proxy that can read the
-// store itself (nginx with X-Accel-Redirect, shared/publicapi) says so
+// store itself (nginx with X-Accel-Redirect, shared/playback/origin) says so
 // with OffloadHeader; a GET that passes every check is then answered with
 // an empty 200 and X-Accel-Redirect naming a presigned GET of the object
 // under the proxy's internal prefix, and the proxy serves the bytes (and
@@ -39,8 +39,8 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit"
 	"github.com/mieweb/pulsevault/shared/platform/copybuf"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // MetricsPath serves this function's own metrics alone; they are also on

@@ -1,4 +1,4 @@
-package playback
+package grant
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 )
 
 func env(kv ...string) func(string) string {

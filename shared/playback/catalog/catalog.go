@@ -29,7 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -93,7 +93,7 @@ func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) 
 	c.following, c.log, c.idx = true, log, map[string]indexed{}
 	c.mu.Unlock()
 	// Subscribed before the first scan, so nothing falls between the two.
-	if _, err := status.Subscribe(nc, func(ch status.Change) { c.apply(ch.Video) }); err != nil {
+	if _, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) }); err != nil {
 		return fmt.Errorf("catalog: subscribe: %w", err)
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) { go c.refresh() })

@@ -13,9 +13,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // TestOffload runs against the real S3 server: a front proxy's offload

@@ -1,4 +1,4 @@
-// Package publicapi is the public origin: the one listener browsers and
+// Package origin is the public origin: the one listener browsers and
 // players talk to. It forwards
 //
 //	/media/<token>/...  → GATEWAY_URL/function/media/<token>/...
@@ -21,7 +21,7 @@
 // the router asks the media function to offload (mediaserve.OffloadHeader)
 // and serves the X-Accel-Redirect it answers from the store itself, as
 // nginx does in production (infra/nginx).
-package publicapi
+package origin
 
 import (
 	"context"
@@ -38,8 +38,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/mediaserve"
 	"github.com/mieweb/pulsevault/shared/platform/copybuf"
+	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
 )
 
 // Options configures Handler and Serve.
@@ -100,7 +100,7 @@ func internal(rest string) bool {
 func Handler(o Options) (http.Handler, error) {
 	gw, err := url.Parse(o.GatewayURL)
 	if err != nil || (gw.Scheme != "http" && gw.Scheme != "https") || gw.Host == "" || gw.RawQuery != "" || gw.User != nil {
-		return nil, fmt.Errorf("publicapi: gateway URL %q must be http(s)://host:port without credentials or query", o.GatewayURL)
+		return nil, fmt.Errorf("origin: gateway URL %q must be http(s)://host:port without credentials or query", o.GatewayURL)
 	}
 	gw.Path = strings.TrimRight(gw.Path, "/")
 	log := o.Logger
@@ -111,7 +111,7 @@ func Handler(o Options) (http.Handler, error) {
 	if o.Store != "" {
 		store, err = url.Parse(o.Store)
 		if err != nil || (store.Scheme != "http" && store.Scheme != "https") || store.Host == "" || store.User != nil || strings.Trim(store.Path, "/") != "" {
-			return nil, fmt.Errorf("publicapi: store URL %q must be http(s)://host:port", o.Store)
+			return nil, fmt.Errorf("origin: store URL %q must be http(s)://host:port", o.Store)
 		}
 	}
 	tr := o.Transport
@@ -165,7 +165,7 @@ func Handler(o Options) (http.Handler, error) {
 			if fn, _ := res.Request.Context().Value(fnKey{}).(string); store == nil || !ok || fn != "media" {
 				// Only the media function offloads; from anything else
 				// it would be a way to make this origin read the store.
-				return errors.New("publicapi: unexpected X-Accel-Redirect")
+				return errors.New("origin: unexpected X-Accel-Redirect")
 			}
 			return fromStore(res, tr, store, rest)
 		},
@@ -173,7 +173,7 @@ func Handler(o Options) (http.Handler, error) {
 		// other bodies stream with the default buffering.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// Never the URL: it carries tokens.
-			log.Warn("publicapi: gateway unreachable", "function", r.Context().Value(fnKey{}), "err", errClass(err))
+			log.Warn("origin: gateway unreachable", "function", r.Context().Value(fnKey{}), "err", errClass(err))
 			http.Error(w, "bad gateway", http.StatusBadGateway)
 		},
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mieweb/pulsevault/shared/catalog"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/playback/catalog"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
 )
@@ -50,7 +50,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(pub.Close)
 	return &rig{t: t, st: st, bucket: bucket, nc: nc,
 		announce: meta.NewStore(st, bucket).OnStatus(func(ctx context.Context, v *meta.Video) {
-			if err := status.PublishConn(ctx, pub, v); err != nil {
+			if err := livestatus.PublishConn(ctx, pub, v); err != nil {
 				t.Error(err)
 			}
 		}),

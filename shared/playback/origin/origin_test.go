@@ -1,4 +1,4 @@
-package publicapi
+package origin
 
 import (
 	"crypto/tls"
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/mediaserve"
+	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
 )
 
 func TestRouting(t *testing.T) {

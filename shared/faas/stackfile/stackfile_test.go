@@ -7,7 +7,7 @@ import (
 
 func TestRepositoryStackYML(t *testing.T) {
 	env := map[string]string{"TAG": "1.2.3", "NATS_URL": "nats://127.0.0.1:4999"}
-	s, err := ReadFile("../../stack.yml", func(k string) string { return env[k] })
+	s, err := ReadFile("../../../stack.yml", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func TestBadValues(t *testing.T) {
 
 // The README's configuration table must list every variable the code reads.
 func TestREADMEListsEveryVar(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/media/meta"
@@ -497,12 +497,12 @@ func (s *ingestStack) checkNothingStored(t *testing.T, before storeState, reason
 		// The rejection is audited, with the reason and the video only.
 		if str, err := s.bus.JetStream().Stream(context.Background(), "PULSE_AUDIT"); err != nil {
 			t.Fatal(err)
-		} else if m, err := str.GetLastMsgForSubject(context.Background(), audit.Subject+"."+audit.UploadRejected); err != nil {
-			t.Errorf("no %s audit event: %v", audit.UploadRejected, err)
+		} else if m, err := str.GetLastMsgForSubject(context.Background(), event.Subject+"."+event.UploadRejected); err != nil {
+			t.Errorf("no %s audit event: %v", event.UploadRejected, err)
 		} else {
-			var e audit.Event
+			var e event.Event
 			if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != reason {
-				t.Errorf("last %s audit event: %s, want video %s reason %s", audit.UploadRejected, m.Data, id, reason)
+				t.Errorf("last %s audit event: %s, want video %s reason %s", event.UploadRejected, m.Data, id, reason)
 			}
 		}
 		res, err := http.Post(s.gateway+"/function/upload-finalize", "application/json",

@@ -26,7 +26,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/media/encode"
@@ -48,12 +48,12 @@ func startFaultRig(t *testing.T) *faultRig {
 	s := startIngestStack(t)
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
-	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: auditlog.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
+	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: record.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
 	jobs := map[string]string{"topic": ladder.JobSubject}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "5"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
-		Secrets: []string{auditlog.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms", "AUDIT_ACK_WAIT": "5s"}}, http.StatusAccepted)
+		Secrets: []string{record.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms", "AUDIT_ACK_WAIT": "5s"}}, http.StatusAccepted)
 	r := &faultRig{ingestStack: s, conn: s.startConnector()}
 	r.wakeAudit()
 	// The safety net `pulsevault dev` runs every minute, sped up: it

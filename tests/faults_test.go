@@ -24,7 +24,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	transcodefn "github.com/mieweb/pulsevault/functions/transcode"
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/faas/connector"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
@@ -507,12 +507,12 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 			t.Errorf("rendition %s: %s %q, want failed %s (all: %v)", rd.Name, rd.State, rd.Error, encode.CodeWorkerLost, states)
 		}
 	}
-	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, audit.Subject+"."+audit.TranscodeFailed); err != nil {
-		t.Errorf("no %s audit event: %v", audit.TranscodeFailed, err)
+	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, event.Subject+"."+event.TranscodeFailed); err != nil {
+		t.Errorf("no %s audit event: %v", event.TranscodeFailed, err)
 	} else {
-		var e audit.Event
+		var e event.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != encode.CodeWorkerLost {
-			t.Errorf("last %s audit event %s, want video %s reason %s", audit.TranscodeFailed, m.Data, id, encode.CodeWorkerLost)
+			t.Errorf("last %s audit event %s, want video %s reason %s", event.TranscodeFailed, m.Data, id, encode.CodeWorkerLost)
 		}
 	}
 	if err := r.settle(ctx, 2*time.Minute, func() (string, bool) {

@@ -16,8 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/playback/token"
@@ -39,9 +39,9 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
-	s.secret(http.MethodPost, auditlog.SecretName, base64.StdEncoding.EncodeToString(seed))
+	s.secret(http.MethodPost, record.SecretName, base64.StdEncoding.EncodeToString(seed))
 	dep := types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
-		Secrets: []string{auditlog.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms"}}
+		Secrets: []string{record.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms"}}
 	if code, _, body := s.p.do(http.MethodPost, "/system/functions", dep, true); code != http.StatusAccepted {
 		t.Fatalf("deploy audit-append: %d %s", code, body)
 	}
@@ -141,7 +141,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 	want := map[string]bool{s.video: true, other: true}
 	for deadline := time.Now().Add(time.Minute); len(want) > 0; time.Sleep(200 * time.Millisecond) {
 		for _, r := range auditRecords(t, s.st, s.auditBkt) {
-			if r.Action == audit.URLSigned && r.Reason == "poster" && r.Actor == "clinician-2" && r.Outcome == audit.Success {
+			if r.Action == event.URLSigned && r.Reason == "poster" && r.Actor == "clinician-2" && r.Outcome == event.Success {
 				delete(want, r.Object)
 			}
 		}
@@ -152,14 +152,14 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 }
 
 // auditRecords reads every record of the audit log's batches.
-func auditRecords(t *testing.T, st *storage.Store, bucket string) []auditlog.Record {
+func auditRecords(t *testing.T, st *storage.Store, bucket string) []record.Record {
 	t.Helper()
-	var out []auditlog.Record
+	var out []record.Record
 	for info, err := range st.List(t.Context(), bucket, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if auditlog.ParseKey(info.Key).Kind != auditlog.KindBatch {
+		if record.ParseKey(info.Key).Kind != record.KindBatch {
 			continue
 		}
 		rc, _, err := st.Get(t.Context(), bucket, info.Key, 0, -1)
@@ -169,7 +169,7 @@ func auditRecords(t *testing.T, st *storage.Store, bucket string) []auditlog.Rec
 		sc := bufio.NewScanner(rc)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			r, err := auditlog.ParseLine(sc.Bytes())
+			r, err := record.ParseLine(sc.Bytes())
 			if err != nil {
 				t.Fatalf("%s: %v", info.Key, err)
 			}

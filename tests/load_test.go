@@ -26,7 +26,7 @@ import (
 	"github.com/google/uuid"
 
 	signurl "github.com/mieweb/pulsevault/functions/sign-url"
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bench"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
@@ -766,7 +766,7 @@ func BenchmarkSignURLHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	srv := &signurl.Server{Meta: metas, Verifier: ver, Keys: func() (*token.Keyring, error) { return ring, nil }, Policy: pol,
-		Audit: audit.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+		Audit: event.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
 	jwt, err := auth.SignHS256(secret, cfg.JWTIssuer, cfg.JWTAudience, "uploader-1", nil, time.Hour)
 	if err != nil {
 		b.Fatal(err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
@@ -38,7 +38,7 @@ var server = fnrun.Lazy(func() (*mediaserve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub := audit.NewPublisher(b, Name)
+	pub := event.NewPublisher(b, Name)
 	s := mediaserve.NewServer(&mediaserve.Server{
 		Store:  st,
 		Bucket: cfg.MediaBucket,

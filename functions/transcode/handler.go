@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/faas/connector"
@@ -84,7 +84,7 @@ func worker() (*encode.Worker, *bus.Bus, *slog.Logger, error) {
 		return nil, nil, state.log, err
 	}
 	state.worker = &encode.Worker{
-		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
+		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }), Audit: event.NewPublisher(b, Name),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
 	}
 	state.bus = b

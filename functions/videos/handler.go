@@ -27,7 +27,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media/meta"
@@ -90,7 +90,7 @@ type Server struct {
 	Verifier *auth.Verifier
 	Keys     func() (*token.Keyring, error)
 	Policy   grant.Config
-	Audit    func(ctx context.Context, e audit.Event) error
+	Audit    func(ctx context.Context, e event.Event) error
 	Log      *slog.Logger
 	Now      func() time.Time
 }
@@ -187,8 +187,8 @@ func (s *Server) posters(ctx context.Context, who *auth.Claims, ring *token.Keyr
 		wg.Go(func() {
 			u, err := s.Policy.Poster(ring, items[i].ID, s.Now())
 			if err == nil {
-				err = s.Audit(ctx, audit.Event{Actor: who.Subject, Action: audit.URLSigned, Object: items[i].ID,
-					Outcome: audit.Success, Reason: ReasonPoster})
+				err = s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: items[i].ID,
+					Outcome: event.Success, Reason: ReasonPoster})
 			}
 			if err != nil {
 				failed.Add(1)
@@ -242,7 +242,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
 		Policy:   pol,
-		Audit:    audit.NewPublisher(b, Name).Publish,
+		Audit:    event.NewPublisher(b, Name).Publish,
 		Log:      log,
 		Now:      time.Now,
 	}, nil

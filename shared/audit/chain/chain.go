@@ -1,4 +1,4 @@
-// Package auditchain extends PulseVault's audit log: it pulls audit events
+// Package chain extends PulseVault's audit log: it pulls audit events
 // from JetStream, appends them to the hash chain in batches, writes each
 // batch (and the signed checkpoints) to the locked audit bucket, and only
 // then acknowledges the events.
@@ -11,7 +11,7 @@
 // next writer, which writes the same bytes (Ed25519 signatures are
 // deterministic), so nothing acknowledged is lost and nothing is written
 // twice.
-package auditchain
+package chain
 
 import (
 	"bytes"
@@ -29,8 +29,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
@@ -54,7 +54,7 @@ type Options struct {
 	Store         *storage.Store
 	Bucket        string
 	RetentionDays int
-	Signer        *auditlog.Signer
+	Signer        *record.Signer
 	Config        Config
 	Logger        *slog.Logger
 	Now           func() time.Time // default time.Now
@@ -123,7 +123,7 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 	}
 	c := &Chain{o: o, log: o.Logger, chain: chain, ids: ids}
 	pub := o.Signer.Public()
-	if err := c.putOnce(ctx, auditlog.PublicKeyKey(o.Signer.KeyID()), auditlog.EncodePublicKey(pub), "text/plain"); err != nil {
+	if err := c.putOnce(ctx, record.PublicKeyKey(o.Signer.KeyID()), record.EncodePublicKey(pub), "text/plain"); err != nil {
 		return nil, fmt.Errorf("auditchain: publish public key: %w", err)
 	}
 	return c, nil
@@ -145,15 +145,15 @@ func (c *Chain) note(f func(s *Status)) {
 // state is the chain head as stored in KV, followed there by the bytes of
 // Objects.
 type state struct {
-	Seq              uint64        `json:"seq"`
-	Hash             string        `json:"hash"`
-	Day              string        `json:"day"`       // UTC day whose tree is open
-	DayFirst         uint64        `json:"day_first"` // first seq of Day's tree, 0 while empty
-	Tree             auditlog.Tree `json:"tree"`
-	CheckpointedSize uint64        `json:"checkpointed_size"` // Day's tree size at its last checkpoint
-	CheckpointAt     time.Time     `json:"checkpoint_at"`
-	Committed        time.Time     `json:"committed"`
-	Objects          []object      `json:"objects,omitempty"` // to be written by whoever settles this head
+	Seq              uint64      `json:"seq"`
+	Hash             string      `json:"hash"`
+	Day              string      `json:"day"`       // UTC day whose tree is open
+	DayFirst         uint64      `json:"day_first"` // first seq of Day's tree, 0 while empty
+	Tree             record.Tree `json:"tree"`
+	CheckpointedSize uint64      `json:"checkpointed_size"` // Day's tree size at its last checkpoint
+	CheckpointAt     time.Time   `json:"checkpoint_at"`
+	Committed        time.Time   `json:"committed"`
+	Objects          []object    `json:"objects,omitempty"` // to be written by whoever settles this head
 }
 
 type object struct {
@@ -200,7 +200,7 @@ func decodeState(v []byte) (state, error) {
 func (c *Chain) readHead(ctx context.Context) (state, uint64, error) {
 	e, err := c.chain.Get(ctx, headKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return state{Hash: auditlog.GenesisHash}, 0, nil
+		return state{Hash: record.GenesisHash}, 0, nil
 	}
 	if err != nil {
 		return state{}, 0, fmt.Errorf("auditchain: read head: %w", err)
@@ -291,7 +291,7 @@ func (c *Chain) settle(ctx context.Context, s state, rev uint64) error {
 		if err := c.putOnce(ctx, o.Key, o.data, contentType(o.Key)); err != nil {
 			return err
 		}
-		if auditlog.ParseKey(o.Key).Kind != auditlog.KindBatch {
+		if record.ParseKey(o.Key).Kind != record.KindBatch {
 			continue
 		}
 		for line := range bytes.Lines(o.data) {
@@ -328,10 +328,10 @@ func (c *Chain) settle(ctx context.Context, s state, rev uint64) error {
 }
 
 func contentType(key string) string {
-	switch auditlog.ParseKey(key).Kind {
-	case auditlog.KindBatch:
+	switch record.ParseKey(key).Kind {
+	case record.KindBatch:
 		return "application/x-ndjson"
-	case auditlog.KindCheckpoint:
+	case record.KindCheckpoint:
 		return "application/json"
 	}
 	return "text/plain"
@@ -377,7 +377,7 @@ func idKey(id string) string {
 
 // seen reports which events were appended already (within the dedup
 // window), looking ids up concurrently.
-func (c *Chain) seen(ctx context.Context, evs []audit.Event) ([]bool, error) {
+func (c *Chain) seen(ctx context.Context, evs []event.Event) ([]bool, error) {
 	out := make([]bool, len(evs))
 	errs := make([]error, len(evs))
 	sem := make(chan struct{}, 64)
@@ -417,10 +417,10 @@ type Result struct {
 // only then may the caller acknowledge them. force writes a checkpoint even
 // when none is due. Appending no events may still commit a due checkpoint
 // or the close of a day.
-func (c *Chain) Append(ctx context.Context, evs []audit.Event, force bool) (Result, error) {
+func (c *Chain) Append(ctx context.Context, evs []event.Event, force bool) (Result, error) {
 	var res Result
 	// Drop repeats within the batch itself.
-	uniq := make([]audit.Event, 0, len(evs))
+	uniq := make([]event.Event, 0, len(evs))
 	inBatch := make(map[string]bool, len(evs))
 	for _, e := range evs {
 		if inBatch[e.ID] {
@@ -445,7 +445,7 @@ func (c *Chain) Append(ctx context.Context, evs []audit.Event, force bool) (Resu
 		// Looked up after the head is settled, so every event already in
 		// the chain has its id recorded; if another writer appends after
 		// this point, the head moves and this commit fails its CAS.
-		var fresh []audit.Event
+		var fresh []event.Event
 		var idx []int
 		for i, e := range uniq {
 			if !known[i] {
@@ -456,7 +456,7 @@ func (c *Chain) Append(ctx context.Context, evs []audit.Event, force bool) (Resu
 		if err != nil {
 			return res, err
 		}
-		var todo []audit.Event
+		var todo []event.Event
 		for j, hit := range hits {
 			if hit {
 				known[idx[j]] = true
@@ -512,9 +512,9 @@ func (c *Chain) Append(ctx context.Context, evs []audit.Event, force bool) (Resu
 // next builds the head that appends evs to s, with the objects it needs:
 // the closing checkpoint of a past day, the batch, a due checkpoint. ok is
 // false when there is nothing to commit.
-func (c *Chain) next(s state, evs []audit.Event, force bool) (n state, checkpoint string, ok bool, err error) {
+func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoint string, ok bool, err error) {
 	now := c.o.Now().UTC()
-	today := auditlog.DayOf(now)
+	today := record.DayOf(now)
 	if s.Day != "" && today < s.Day {
 		today = s.Day // a clock behind another writer's must not reopen a closed day
 	}
@@ -531,13 +531,13 @@ func (c *Chain) next(s state, evs []audit.Event, force bool) (n state, checkpoin
 			n.Objects = append(n.Objects, o)
 			checkpoint = o.Key
 		}
-		n.Day, n.DayFirst, n.Tree, n.CheckpointedSize, n.CheckpointAt = today, 0, auditlog.Tree{}, 0, now
+		n.Day, n.DayFirst, n.Tree, n.CheckpointedSize, n.CheckpointAt = today, 0, record.Tree{}, 0, now
 	}
 	if n.Day == "" {
 		n.Day, n.CheckpointAt = today, now
 	}
 	if len(evs) > 0 {
-		recs, err := auditlog.Chain(n.Seq, n.Hash, evs)
+		recs, err := record.Chain(n.Seq, n.Hash, evs)
 		if err != nil {
 			return n, "", false, err
 		}
@@ -556,7 +556,7 @@ func (c *Chain) next(s state, evs []audit.Event, force bool) (n state, checkpoin
 		if n.DayFirst == 0 {
 			n.DayFirst = first
 		}
-		key, err := auditlog.BatchKey(n.Day, first, last.Seq)
+		key, err := record.BatchKey(n.Day, first, last.Seq)
 		if err != nil {
 			return n, "", false, err
 		}
@@ -585,8 +585,8 @@ func (c *Chain) checkpoint(s state, now time.Time) (object, error) {
 	if err != nil {
 		return object{}, err
 	}
-	cp, err := c.o.Signer.Sign(auditlog.Checkpoint{
-		V: auditlog.CheckpointVersion, Origin: auditlog.Origin, Day: s.Day,
+	cp, err := c.o.Signer.Sign(record.Checkpoint{
+		V: record.CheckpointVersion, Origin: record.Origin, Day: s.Day,
 		FirstSeq: s.DayFirst, LastSeq: s.Seq, TreeSize: s.Tree.Size,
 		Root: hex.EncodeToString(root), HeadHash: s.Hash, Time: now,
 	})
@@ -597,7 +597,7 @@ func (c *Chain) checkpoint(s state, now time.Time) (object, error) {
 	if err != nil {
 		return object{}, err
 	}
-	key, err := auditlog.CheckpointKey(s.Day, s.Tree.Size)
+	key, err := record.CheckpointKey(s.Day, s.Tree.Size)
 	if err != nil {
 		return object{}, err
 	}
@@ -613,7 +613,7 @@ func (c *Chain) Due(ctx context.Context) (bool, error) {
 	}
 	now := c.o.Now().UTC()
 	if s.Tree.Size > s.CheckpointedSize &&
-		(now.Sub(s.CheckpointAt) >= c.o.Config.CheckpointEvery || auditlog.DayOf(now) > s.Day) {
+		(now.Sub(s.CheckpointAt) >= c.o.Config.CheckpointEvery || record.DayOf(now) > s.Day) {
 		return true, nil
 	}
 	return false, nil

@@ -1,4 +1,4 @@
-package auditchain
+package chain
 
 import (
 	"bytes"
@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/auditverify"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/verify"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
 )
 
-var testSigner = auditlog.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32)))
+var testSigner = record.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32)))
 
 type rig struct {
 	env *testenv.Env
@@ -62,15 +62,15 @@ func (r *rig) chain(t *testing.T, cfg Config, now func() time.Time) *Chain {
 	return c
 }
 
-func ev(id string) audit.Event {
-	return audit.Event{V: 1, ID: id, Time: time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC), Actor: "service:test",
-		Action: audit.URLSigned, Outcome: audit.Success}
+func ev(id string) event.Event {
+	return event.Event{V: 1, ID: id, Time: time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC), Actor: "service:test",
+		Action: event.URLSigned, Outcome: event.Success}
 }
 
-func (r *rig) verify(t *testing.T) *auditverify.Report {
+func (r *rig) verify(t *testing.T) *verify.Report {
 	t.Helper()
-	rep, err := auditverify.Verify(context.Background(), auditverify.Bucket{Store: r.st, Name: r.env.Config.AuditBucket},
-		auditverify.Options{RetentionDays: r.env.Config.AuditRetentionDays,
+	rep, err := verify.Verify(context.Background(), verify.Bucket{Store: r.st, Name: r.env.Config.AuditBucket},
+		verify.Options{RetentionDays: r.env.Config.AuditRetentionDays,
 			Keys: map[string]ed25519.PublicKey{testSigner.KeyID(): testSigner.Public()}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestWritersShareOneChain(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 
 	const n = 2000
-	pub := audit.NewPublisher(r.b, "test")
+	pub := event.NewPublisher(r.b, "test")
 	var pwg sync.WaitGroup
 	for p := range 4 {
 		pwg.Go(func() {
@@ -173,7 +173,7 @@ func TestCommitWithoutWritesIsFinishedByTheNextWriter(t *testing.T) {
 	r := start(t)
 	cfg := Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour, AckWait: 5 * time.Second}
 	dead := r.chain(t, cfg, nil)
-	evs := []audit.Event{ev("a"), ev("b"), ev("c")}
+	evs := []event.Event{ev("a"), ev("b"), ev("c")}
 	s, rev, err := dead.readHead(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestDayBoundaryClosesTheDay(t *testing.T) {
 	now := time.Date(2026, 11, 3, 23, 59, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	c := r.chain(t, Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour, AckWait: 5 * time.Second}, clock)
-	if _, err := c.Append(context.Background(), []audit.Event{ev("1"), ev("2")}, false); err != nil {
+	if _, err := c.Append(context.Background(), []event.Event{ev("1"), ev("2")}, false); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -230,7 +230,7 @@ func TestDayBoundaryClosesTheDay(t *testing.T) {
 	if due, err := c.Due(context.Background()); err != nil || !due {
 		t.Fatalf("day close not due: %v", err)
 	}
-	res, err := c.Append(context.Background(), []audit.Event{ev("3")}, false)
+	res, err := c.Append(context.Background(), []event.Event{ev("3")}, false)
 	if err != nil || res.Checkpoint != "2026/11/03/checkpoint-000000000002.json" {
 		t.Fatalf("%+v %v", res, err)
 	}

@@ -1,4 +1,4 @@
-package auditchain
+package chain
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
@@ -40,7 +40,7 @@ func (c *Chain) Run(ctx context.Context) error {
 		var err error
 		cons, err = c.o.Bus.JetStream().CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
 			Durable:       Durable,
-			FilterSubject: audit.Subject + ".>",
+			FilterSubject: event.Subject + ".>",
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       c.o.Config.AckWait,
 			MaxAckPending: 8 * c.o.Config.BatchMax,
@@ -99,7 +99,7 @@ func (c *Chain) idle(ctx context.Context) {
 // handle appends one fetched batch, in chunks that fit a batch object.
 func (c *Chain) handle(ctx context.Context, msgs []jetstream.Msg) {
 	var chunk []jetstream.Msg
-	var evs []audit.Event
+	var evs []event.Event
 	size := 0
 	flush := func() {
 		if len(chunk) == 0 {
@@ -146,11 +146,11 @@ func (c *Chain) handle(ctx context.Context, msgs []jetstream.Msg) {
 
 // decode reads an event strictly: unknown fields would be lost from the
 // record, so an event carrying them is refused rather than trimmed.
-func decode(data []byte) (audit.Event, error) {
+func decode(data []byte) (event.Event, error) {
 	if len(data) > maxEventBytes {
-		return audit.Event{}, fmt.Errorf("event of %d bytes exceeds %d", len(data), maxEventBytes)
+		return event.Event{}, fmt.Errorf("event of %d bytes exceeds %d", len(data), maxEventBytes)
 	}
-	var e audit.Event
+	var e event.Event
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&e); err != nil {

@@ -1,7 +1,7 @@
-// Package audit defines PulseVault's audit events and the one helper every
+// Package event defines PulseVault's audit events and the one helper every
 // function uses to emit them. Events carry ids and machine codes only —
 // never a file name, a patient detail or free text from a user.
-package audit
+package event
 
 import (
 	"context"

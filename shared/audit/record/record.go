@@ -1,12 +1,12 @@
-// Package auditlog is the on-disk format of PulseVault's audit log: records
+// Package record is the on-disk format of PulseVault's audit log: records
 // chained by SHA-256, the batch and checkpoint objects that hold them in the
 // locked audit bucket, the RFC 6962 Merkle tree over each day's records, and
 // the Ed25519 signatures on checkpoints.
 //
-// It has no I/O of its own, so the writer (shared/auditchain) and the
-// auditor's verifier (shared/auditverify) share exactly one definition of
+// It has no I/O of its own, so the writer (shared/audit/chain) and the
+// auditor's verifier (shared/audit/verify) share exactly one definition of
 // what a valid log is.
-package auditlog
+package record
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 )
 
 // HashSize is the size of a chain hash (SHA-256).
@@ -33,7 +33,7 @@ var GenesisHash = hex.EncodeToString(make([]byte, HashSize))
 type Record struct {
 	Seq  uint64 `json:"seq"`  // 1, 2, 3, ... without gaps
 	Prev string `json:"prev"` // hex hash of record Seq-1 (GenesisHash for 1)
-	audit.Event
+	event.Event
 	Hash string `json:"hash,omitempty"` // hex SHA-256(prev bytes || Body())
 }
 
@@ -73,7 +73,7 @@ func (r Record) Line() ([]byte, error) {
 
 // Chain appends events after the record (seq, hash) and returns their
 // records, each linked to the one before.
-func Chain(seq uint64, hash string, events []audit.Event) ([]Record, error) {
+func Chain(seq uint64, hash string, events []event.Event) ([]Record, error) {
 	out := make([]Record, 0, len(events))
 	for _, e := range events {
 		r := Record{Seq: seq + 1, Prev: hash, Event: e}

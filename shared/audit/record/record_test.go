@@ -1,4 +1,4 @@
-package auditlog
+package record
 
 import (
 	"bytes"
@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 )
 
-func events(n int) []audit.Event {
-	out := make([]audit.Event, n)
+func events(n int) []event.Event {
+	out := make([]event.Event, n)
 	for i := range out {
-		out[i] = audit.Event{V: 1, ID: fmt.Sprintf("ev-%d", i), Time: time.Date(2026, 11, 3, 10, 0, i, 0, time.UTC),
-			Actor: "service:test", Action: audit.URLSigned, Outcome: audit.Success}
+		out[i] = event.Event{V: 1, ID: fmt.Sprintf("ev-%d", i), Time: time.Date(2026, 11, 3, 10, 0, i, 0, time.UTC),
+			Actor: "service:test", Action: event.URLSigned, Outcome: event.Success}
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package auditverify
+package verify
 
 import (
 	"bytes"
@@ -8,18 +8,18 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 )
 
 // Proof shows that one record is in a signed checkpoint: the record, its
 // RFC 6962 leaf index and audit path in its day's tree, and the checkpoint.
 type Proof struct {
-	Seq        uint64              `json:"seq"`
-	Record     string              `json:"record"` // the stored line without its newline: the leaf data
-	LeafIndex  uint64              `json:"leaf_index"`
-	LeafHash   string              `json:"leaf_hash"` // hex SHA-256(0x00 || record)
-	Path       []string            `json:"path"`      // hex audit path, leaf to root
-	Checkpoint auditlog.Checkpoint `json:"checkpoint"`
+	Seq        uint64            `json:"seq"`
+	Record     string            `json:"record"` // the stored line without its newline: the leaf data
+	LeafIndex  uint64            `json:"leaf_index"`
+	LeafHash   string            `json:"leaf_hash"` // hex SHA-256(0x00 || record)
+	Path       []string          `json:"path"`      // hex audit path, leaf to root
+	Checkpoint record.Checkpoint `json:"checkpoint"`
 }
 
 // Prove builds the inclusion proof of record seq against the smallest
@@ -32,19 +32,19 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	if len(keys) == 0 {
 		keys = map[string]ed25519.PublicKey{}
 		for _, k := range all {
-			if auditlog.ParseKey(k).Kind != auditlog.KindPublicKey {
+			if record.ParseKey(k).Kind != record.KindPublicKey {
 				continue
 			}
 			if b, err := src.Read(ctx, k); err == nil {
-				if pub, err := auditlog.ParsePublicKey(b); err == nil {
-					keys[auditlog.KeyID(pub)] = pub
+				if pub, err := record.ParsePublicKey(b); err == nil {
+					keys[record.KeyID(pub)] = pub
 				}
 			}
 		}
 	}
 	var day string
 	for _, k := range all {
-		if pk := auditlog.ParseKey(k); pk.Kind == auditlog.KindBatch && pk.First <= seq && seq <= pk.Last {
+		if pk := record.ParseKey(k); pk.Kind == record.KindBatch && pk.First <= seq && seq <= pk.Last {
 			day = pk.Day
 			break
 		}
@@ -52,18 +52,18 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	if day == "" {
 		return nil, fmt.Errorf("auditverify: no batch holds seq %d", seq)
 	}
-	var cp *auditlog.Checkpoint
+	var cp *record.Checkpoint
 	for _, k := range all {
-		pk := auditlog.ParseKey(k)
-		if pk.Kind != auditlog.KindCheckpoint || pk.Day != day {
+		pk := record.ParseKey(k)
+		if pk.Kind != record.KindCheckpoint || pk.Day != day {
 			continue
 		}
 		b, err := src.Read(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		c, err := auditlog.ParseCheckpoint(b)
-		if err != nil || auditlog.VerifySignature(c, keys) != nil {
+		c, err := record.ParseCheckpoint(b)
+		if err != nil || record.VerifySignature(c, keys) != nil {
 			continue
 		}
 		if c.FirstSeq <= seq && seq <= c.LastSeq && (cp == nil || c.TreeSize < cp.TreeSize) {
@@ -75,11 +75,11 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	}
 	// The day's leaves up to the checkpoint, in order.
 	leaves := make([][]byte, 0, cp.TreeSize)
-	var record []byte
+	var found []byte
 	want := cp.FirstSeq
 	for _, k := range all {
-		pk := auditlog.ParseKey(k)
-		if pk.Kind != auditlog.KindBatch || pk.Day != day || pk.Last < cp.FirstSeq || pk.First > cp.LastSeq {
+		pk := record.ParseKey(k)
+		if pk.Kind != record.KindBatch || pk.Day != day || pk.Last < cp.FirstSeq || pk.First > cp.LastSeq {
 			continue
 		}
 		data, err := src.Read(ctx, k)
@@ -87,8 +87,8 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 			return nil, err
 		}
 		for line := range bytes.Lines(data) {
-			body := auditlog.LeafData(line)
-			r, err := auditlog.ParseLine(body)
+			body := record.LeafData(line)
+			r, err := record.ParseLine(body)
 			if err != nil {
 				return nil, fmt.Errorf("auditverify: %s: %w (run audit verify)", k, err)
 			}
@@ -99,18 +99,18 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 				return nil, fmt.Errorf("auditverify: %s: seq %d where %d was expected (run audit verify)", k, r.Seq, want)
 			}
 			want++
-			leaves = append(leaves, auditlog.LeafHash(body))
+			leaves = append(leaves, record.LeafHash(body))
 			if r.Seq == seq {
-				record = append([]byte(nil), body...)
+				found = append([]byte(nil), body...)
 			}
 		}
 	}
 	idx := seq - cp.FirstSeq
-	path, err := auditlog.InclusionProof(leaves, idx, cp.TreeSize)
+	path, err := record.InclusionProof(leaves, idx, cp.TreeSize)
 	if err != nil {
 		return nil, err
 	}
-	p := &Proof{Seq: seq, Record: string(record), LeafIndex: idx, LeafHash: hex.EncodeToString(leaves[idx]), Checkpoint: *cp}
+	p := &Proof{Seq: seq, Record: string(found), LeafIndex: idx, LeafHash: hex.EncodeToString(leaves[idx]), Checkpoint: *cp}
 	for _, h := range path {
 		p.Path = append(p.Path, hex.EncodeToString(h))
 	}
@@ -123,10 +123,10 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 // CheckProof verifies a proof on its own: the checkpoint's signature, the
 // record's place in the chain (its seq) and its inclusion under the root.
 func CheckProof(p *Proof, keys map[string]ed25519.PublicKey) error {
-	if err := auditlog.VerifySignature(p.Checkpoint, keys); err != nil {
+	if err := record.VerifySignature(p.Checkpoint, keys); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	r, err := auditlog.ParseLine([]byte(p.Record))
+	r, err := record.ParseLine([]byte(p.Record))
 	if err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
@@ -136,7 +136,7 @@ func CheckProof(p *Proof, keys map[string]ed25519.PublicKey) error {
 	if r.Seq != p.Seq || p.Seq < p.Checkpoint.FirstSeq || p.Seq-p.Checkpoint.FirstSeq != p.LeafIndex {
 		return errors.New("record seq does not match the leaf index")
 	}
-	leaf := auditlog.LeafHash([]byte(p.Record))
+	leaf := record.LeafHash([]byte(p.Record))
 	if hex.EncodeToString(leaf) != p.LeafHash {
 		return errors.New("leaf hash does not match the record")
 	}
@@ -150,7 +150,7 @@ func CheckProof(p *Proof, keys map[string]ed25519.PublicKey) error {
 			return errors.New("path is not hex")
 		}
 	}
-	if err := auditlog.VerifyInclusion(p.LeafIndex, p.Checkpoint.TreeSize, leaf, path, root); err != nil {
+	if err := record.VerifyInclusion(p.LeafIndex, p.Checkpoint.TreeSize, leaf, path, root); err != nil {
 		return fmt.Errorf("inclusion: %w", err)
 	}
 	return nil

@@ -1,8 +1,8 @@
-// Package auditverify is the auditor's side of the audit log: it checks a
+// Package verify is the auditor's side of the audit log: it checks a
 // copy of the audit bucket (the bucket itself, read-only, or a local
 // directory copy) link by link, batch by batch and checkpoint by
 // checkpoint, and builds and checks RFC 6962 inclusion proofs.
-package auditverify
+package verify
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package auditverify
+package verify
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 )
 
 // Options qualify a verification.
@@ -35,7 +35,7 @@ type Options struct {
 // UnpinnedWarning is the report's warning (and the CLI's, on stderr) when
 // no key is pinned.
 const UnpinnedWarning = "public keys not pinned: this verification trusts the public keys found in the audited bucket or copy (" +
-	auditlog.KeysPrefix + "*.pub), which anyone who could write there may have put; pin the signer's key with --public-key"
+	record.KeysPrefix + "*.pub), which anyone who could write there may have put; pin the signer's key with --public-key"
 
 // Failure is one thing wrong with the log, where it was found.
 type Failure struct {
@@ -137,12 +137,12 @@ func (r *Report) Write(w io.Writer) {
 
 type batchObj struct {
 	key string
-	k   auditlog.Key
+	k   record.Key
 }
 
 type cpObj struct {
 	key string
-	cp  auditlog.Checkpoint
+	cp  record.Checkpoint
 	ok  bool // signature and shape are fine
 }
 
@@ -150,7 +150,7 @@ type cpObj struct {
 type day struct {
 	name  string
 	first uint64 // seq of its first record
-	tree  auditlog.Tree
+	tree  record.Tree
 	cps   []cpObj // sorted by tree size
 	next  int     // index of the next checkpoint to reach
 	hash  string  // chain hash of its last record
@@ -173,12 +173,12 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 	cpKeys := map[string][]string{}
 	var pubKeys []string
 	for _, k := range keys {
-		switch pk := auditlog.ParseKey(k); pk.Kind {
-		case auditlog.KindBatch:
+		switch pk := record.ParseKey(k); pk.Kind {
+		case record.KindBatch:
 			batches = append(batches, batchObj{k, pk})
-		case auditlog.KindCheckpoint:
+		case record.KindCheckpoint:
 			cpKeys[pk.Day] = append(cpKeys[pk.Day], k)
-		case auditlog.KindPublicKey:
+		case record.KindPublicKey:
 			pubKeys = append(pubKeys, k)
 		default:
 			if !strings.HasPrefix(k, "_canary/") {
@@ -207,16 +207,16 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 				r.fail(Failure{Key: k, Msg: "cannot read: " + err.Error()})
 				continue
 			}
-			pub, err := auditlog.ParsePublicKey(b)
+			pub, err := record.ParsePublicKey(b)
 			if err != nil {
 				r.fail(Failure{Key: k, Msg: err.Error()})
 				continue
 			}
-			if id := auditlog.KeyID(pub); id != auditlog.ParseKey(k).KeyID {
+			if id := record.KeyID(pub); id != record.ParseKey(k).KeyID {
 				r.fail(Failure{Key: k, Msg: "key id in the name does not match the key (" + id + ")"})
 				continue
 			}
-			trusted[auditlog.KeyID(pub)] = pub
+			trusted[record.KeyID(pub)] = pub
 		}
 		r.KeysFrom = fmt.Sprintf("%d published in the source, NOT PINNED (see the warning)", len(trusted))
 	}
@@ -233,12 +233,12 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 				r.fail(Failure{Key: k, Msg: "cannot read: " + err.Error()})
 				continue
 			}
-			cp, err := auditlog.ParseCheckpoint(b)
+			cp, err := record.ParseCheckpoint(b)
 			if err != nil {
 				r.fail(Failure{Key: k, Msg: err.Error()})
 				continue
 			}
-			pk := auditlog.ParseKey(k)
+			pk := record.ParseKey(k)
 			switch {
 			case cp.Day != pk.Day || cp.TreeSize != pk.Size:
 				r.fail(Failure{Key: k, Msg: fmt.Sprintf("checkpoint says day %s size %d, its key another", cp.Day, cp.TreeSize)})
@@ -247,7 +247,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 				r.fail(Failure{Key: k, Msg: "checkpoint is not in canonical form"})
 				continue
 			}
-			if err := auditlog.VerifySignature(cp, trusted); err != nil {
+			if err := record.VerifySignature(cp, trusted); err != nil {
 				r.fail(Failure{Key: k, Msg: "signature: " + err.Error()})
 				continue
 			}
@@ -263,7 +263,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		}
 		return cmpU(a.k.Last, b.k.Last)
 	})
-	expect, prevHash := uint64(1), auditlog.GenesisHash
+	expect, prevHash := uint64(1), record.GenesisHash
 	linked := true // false right after a gap: the next prev cannot be checked
 	ids := map[string]uint64{}
 	var cur *day
@@ -328,8 +328,8 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		n := 0
 		for line := range bytes.Lines(data) {
 			n++
-			body := auditlog.LeafData(line)
-			rec, err := auditlog.ParseLine(body)
+			body := record.LeafData(line)
+			rec, err := record.ParseLine(body)
 			if err != nil {
 				r.fail(Failure{Key: b.key, Line: n, Seq: expect, Msg: err.Error()})
 				linked = false
@@ -391,7 +391,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		r.Warnings = append(r.Warnings, "no checkpoint yet: only the hash chain vouches for the records")
 	}
 	if len(trusted) == 0 && r.Checkpoints > 0 {
-		r.fail(Failure{Key: auditlog.KeysPrefix, Msg: "no public key to check checkpoint signatures with"})
+		r.fail(Failure{Key: record.KeysPrefix, Msg: "no public key to check checkpoint signatures with"})
 	}
 
 	if o.RetentionDays > 0 {
@@ -412,8 +412,8 @@ func checkVersions(ctx context.Context, r *Report, vs Versioned) error {
 	}
 	keys := slices.Sorted(maps.Keys(counts))
 	for _, k := range keys {
-		switch auditlog.ParseKey(k).Kind {
-		case auditlog.KindBatch, auditlog.KindCheckpoint, auditlog.KindPublicKey:
+		switch record.ParseKey(k).Kind {
+		case record.KindBatch, record.KindCheckpoint, record.KindPublicKey:
 		default:
 			continue
 		}
@@ -455,13 +455,13 @@ func checkReached(r *Report, d *day) {
 
 func checkRetention(ctx context.Context, r *Report, src Source, keys []string, o Options) {
 	for _, k := range keys {
-		pk := auditlog.ParseKey(k)
+		pk := record.ParseKey(k)
 		var need time.Time
 		switch pk.Kind {
-		case auditlog.KindBatch, auditlog.KindCheckpoint:
+		case record.KindBatch, record.KindCheckpoint:
 			d, _ := time.Parse(time.DateOnly, pk.Day)
 			need = d.AddDate(0, 0, o.RetentionDays)
-		case auditlog.KindPublicKey:
+		case record.KindPublicKey:
 			need = o.Now()
 		default:
 			continue
@@ -482,7 +482,7 @@ func checkRetention(ctx context.Context, r *Report, src Source, keys []string, o
 	}
 }
 
-func mustMarshal(c auditlog.Checkpoint) []byte {
+func mustMarshal(c record.Checkpoint) []byte {
 	b, _ := c.Marshal()
 	return b
 }

@@ -1,4 +1,4 @@
-package auditverify
+package verify
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 )
 
-var signer = auditlog.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)))
+var signer = record.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)))
 
 func put(t *testing.T, dir, key string, b []byte) {
 	t.Helper()
@@ -33,18 +33,18 @@ func put(t *testing.T, dir, key string, b []byte) {
 // of 7 records, a checkpoint after every other batch and one closing each day.
 func buildLog(t *testing.T, dir string) (batches []string) {
 	t.Helper()
-	put(t, dir, auditlog.PublicKeyKey(signer.KeyID()), auditlog.EncodePublicKey(signer.Public()))
-	seq, hash := uint64(0), auditlog.GenesisHash
+	put(t, dir, record.PublicKeyKey(signer.KeyID()), record.EncodePublicKey(signer.Public()))
+	seq, hash := uint64(0), record.GenesisHash
 	for d, day := range []string{"2026-11-03", "2026-11-04"} {
-		var tree auditlog.Tree
+		var tree record.Tree
 		first := seq + 1
 		for b := range 4 {
-			var evs []audit.Event
+			var evs []event.Event
 			for i := range 7 {
-				evs = append(evs, audit.Event{V: 1, ID: fmt.Sprintf("d%d-b%d-e%d", d, b, i), Time: time.Date(2026, 11, 3+d, 9, b, i, 0, time.UTC),
-					Actor: "service:test", Action: audit.MediaAccessed, Outcome: audit.Success})
+				evs = append(evs, event.Event{V: 1, ID: fmt.Sprintf("d%d-b%d-e%d", d, b, i), Time: time.Date(2026, 11, 3+d, 9, b, i, 0, time.UTC),
+					Actor: "service:test", Action: event.MediaAccessed, Outcome: event.Success})
 			}
-			recs, err := auditlog.Chain(seq, hash, evs)
+			recs, err := record.Chain(seq, hash, evs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,16 +54,16 @@ func buildLog(t *testing.T, dir string) (batches []string) {
 				data = append(data, l...)
 				_ = tree.Append(l)
 			}
-			key, _ := auditlog.BatchKey(day, recs[0].Seq, recs[len(recs)-1].Seq)
+			key, _ := record.BatchKey(day, recs[0].Seq, recs[len(recs)-1].Seq)
 			put(t, dir, key, data)
 			batches = append(batches, key)
 			seq, hash = recs[len(recs)-1].Seq, recs[len(recs)-1].Hash
 			if b%2 == 1 {
 				root, _ := tree.Root()
-				cp, _ := signer.Sign(auditlog.Checkpoint{V: 1, Origin: auditlog.Origin, Day: day, FirstSeq: first, LastSeq: seq,
+				cp, _ := signer.Sign(record.Checkpoint{V: 1, Origin: record.Origin, Day: day, FirstSeq: first, LastSeq: seq,
 					TreeSize: tree.Size, Root: hex.EncodeToString(root), HeadHash: hash, Time: time.Date(2026, 11, 3+d, 10, b, 0, 0, time.UTC)})
 				b, _ := cp.Marshal()
-				k, _ := auditlog.CheckpointKey(day, tree.Size)
+				k, _ := record.CheckpointKey(day, tree.Size)
 				put(t, dir, k, b)
 			}
 		}
@@ -102,7 +102,7 @@ func TestVerifyCleanLog(t *testing.T) {
 		t.Fatal(out.String())
 	}
 	// Pinned to another key, the same log fails on every checkpoint.
-	other := auditlog.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32)))
+	other := record.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32)))
 	r = verifyDir(t, dir, Options{Keys: map[string]ed25519.PublicKey{other.KeyID(): other.Public()}})
 	if r.OK() || !strings.Contains(r.Failures[0].Msg, "unknown key") {
 		t.Fatalf("pinned other key: %v", r.Failures)
@@ -147,7 +147,7 @@ func TestVerifyNamesEveryTamper(t *testing.T) {
 			os.Remove(filepath.Join(dir, batches[7]))
 		}, "checkpoint-000000000028.json", "deleted or truncated"},
 		{"replace a checkpoint signature", func(dir string) {
-			k, _ := auditlog.CheckpointKey("2026-11-03", 14)
+			k, _ := record.CheckpointKey("2026-11-03", 14)
 			b := read(dir, k)
 			i := bytes.Index(b, []byte(`"signature":"`)) + len(`"signature":"`)
 			if b[i] == 'A' {
@@ -162,14 +162,14 @@ func TestVerifyNamesEveryTamper(t *testing.T) {
 			// record's link and the checkpoint root give it away.
 			b := read(dir, batches[0])
 			lines := bytes.SplitAfter(b, []byte("\n"))
-			r, _ := auditlog.ParseLine(auditlog.LeafData(lines[3]))
-			r.Outcome = audit.Denied
+			r, _ := record.ParseLine(record.LeafData(lines[3]))
+			r.Outcome = event.Denied
 			r.Hash, _ = r.ComputeHash()
 			lines[3], _ = r.Line()
 			put(t, dir, batches[0], bytes.Join(lines, nil))
 		}, batches[0], "prev hash does not link"},
 		{"duplicate a batch under another name", func(dir string) {
-			k, _ := auditlog.BatchKey("2026-11-04", 29, 35)
+			k, _ := record.BatchKey("2026-11-04", 29, 35)
 			put(t, dir, strings.Replace(k, "000000000035", "000000000036", 1), read(dir, k))
 		}, "", "overlaps"},
 	}
@@ -241,8 +241,8 @@ func TestVerifyVersionsAndUnpinnedKeys(t *testing.T) {
 	if err != nil || !r.OK() || r.VersionsChecked != len(keys) || !r.PinnedKeys || len(r.Warnings) != 0 {
 		t.Fatalf("one version each: %+v %v", r, err)
 	}
-	cp, _ := auditlog.CheckpointKey("2026-11-03", 14)
-	pub := auditlog.PublicKeyKey(signer.KeyID())
+	cp, _ := record.CheckpointKey("2026-11-03", 14)
+	pub := record.PublicKeyKey(signer.KeyID())
 	many := map[string]VersionCount{}
 	for k, c := range one {
 		many[k] = c

@@ -21,7 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/ingest/probe"
 	"github.com/mieweb/pulsevault/shared/ingest/s3event"
@@ -63,7 +63,7 @@ type Finalizer struct {
 	o       Options
 	staged  *staging.Store
 	metas   *meta.Store
-	audit   *audit.Publisher
+	audit   *event.Publisher
 	leases  *leases
 	log     *slog.Logger
 	service string
@@ -89,7 +89,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	}
 	return &Finalizer{
 		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
-		audit: audit.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
+		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
 	}, nil
 }
 
@@ -320,10 +320,10 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 		}
 		out.Jobs++
 	}
-	if err := f.emit(ctx, v, audit.UploadCreated, v.Uploader, audit.Success, ""); err != nil {
+	if err := f.emit(ctx, v, event.UploadCreated, v.Uploader, event.Success, ""); err != nil {
 		return out, err
 	}
-	if err := f.emit(ctx, v, audit.VideoFinalized, "", audit.Success, ""); err != nil {
+	if err := f.emit(ctx, v, event.VideoFinalized, "", event.Success, ""); err != nil {
 		return out, err
 	}
 	if err := f.staged.Remove(ctx, out.Upload); err != nil {
@@ -351,7 +351,7 @@ func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reas
 }
 
 func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Video) error {
-	if err := f.emit(ctx, v, audit.UploadRejected, v.Uploader, audit.Failure, v.Reason); err != nil {
+	if err := f.emit(ctx, v, event.UploadRejected, v.Uploader, event.Failure, v.Reason); err != nil {
 		return err
 	}
 	if err := f.staged.Remove(ctx, out.Upload); err != nil {
@@ -385,7 +385,7 @@ func (f *Finalizer) emit(ctx context.Context, v *meta.Video, action, actor, outc
 	if actor == "" {
 		actor = "service:upload-finalize"
 	}
-	return f.audit.Publish(ctx, audit.Event{
+	return f.audit.Publish(ctx, event.Event{
 		ID:      uuid.NewSHA1(videoid.Namespace, []byte(v.ID+"/"+action)).String(),
 		Actor:   actor,
 		Action:  action,

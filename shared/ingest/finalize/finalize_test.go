@@ -104,8 +104,8 @@ func (r *rig) upload(path string, md map[string]string) string {
 	return videoid.ObjectID(loc[strings.LastIndexByte(loc, '/')+1:])
 }
 
-// event is a versitygw-shaped notification of a finished multipart upload.
-func event(bucket, key, etag string) []byte {
+// notification is a versitygw-shaped notification of a finished multipart upload.
+func notification(bucket, key, etag string) []byte {
 	return []byte(fmt.Sprintf(`{"Records":[{"eventVersion":"2.2","eventSource":"aws:s3","awsRegion":"us-east-1",
 "eventTime":"2026-11-01T10:00:00Z","eventName":"s3:ObjectCreated:CompleteMultipartUpload",
 "s3":{"s3SchemaVersion":"1.0","bucket":{"name":%q},"object":{"key":%q,"size":0,"eTag":%q}},
@@ -119,7 +119,7 @@ func (r *rig) eventOf(up string) []byte {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return event(r.env.Config.UploadsBucket, up, info.ETag)
+	return notification(r.env.Config.UploadsBucket, up, info.ETag)
 }
 
 func (r *rig) jobs() map[string]int {
@@ -341,7 +341,7 @@ func TestHandleEventInput(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, defaultLimits())
 	ctx := context.Background()
-	b, err := os.ReadFile("../events/testdata/versitygw-v1.8.0-startup-test-event.json")
+	b, err := os.ReadFile("../s3event/testdata/versitygw-v1.8.0-startup-test-event.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,8 +355,8 @@ func TestHandleEventInput(t *testing.T) {
 	}
 	// Other buckets, companions and unknown uploads: acknowledged, nothing done.
 	for _, ev := range [][]byte{
-		event("some-other-bucket", "abc", "x"), event(r.env.Config.UploadsBucket, "abc.info", "x"),
-		event(r.env.Config.UploadsBucket, "abc.part", "x"), event(r.env.Config.UploadsBucket, "0123456789abcdef0123456789abcdef", "x"),
+		notification("some-other-bucket", "abc", "x"), notification(r.env.Config.UploadsBucket, "abc.info", "x"),
+		notification(r.env.Config.UploadsBucket, "abc.part", "x"), notification(r.env.Config.UploadsBucket, "0123456789abcdef0123456789abcdef", "x"),
 	} {
 		out, err := r.f.HandleEvent(ctx, ev)
 		if err != nil || (len(out) == 1 && out[0].Skipped != "gone") || len(out) > 1 {
@@ -495,21 +495,21 @@ func TestGarbledEventSweeps(t *testing.T) {
 	}
 
 	// ups[1]'s record under the key of ups[0], finalized already: the sweep finds ups[1] and ups[2].
-	out, err := r.f.HandleEvent(ctx, event(c.UploadsBucket, ups[0], etag(ups[1])))
+	out, err := r.f.HandleEvent(ctx, notification(c.UploadsBucket, ups[0], etag(ups[1])))
 	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[1])] || !got[videoid.FromUpload(ups[2])] {
 		t.Fatalf("record under a finalized upload's key: %+v %v", out, err)
 	}
 
 	// ups[3]'s record under the key of ups[4], complete and staged: both become videos.
 	upload(2)
-	out, err = r.f.HandleEvent(ctx, event(c.UploadsBucket, ups[4], etag(ups[3])))
+	out, err = r.f.HandleEvent(ctx, notification(c.UploadsBucket, ups[4], etag(ups[3])))
 	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[3])] || !got[videoid.FromUpload(ups[4])] {
 		t.Fatalf("record under a staged upload's key: %+v %v", out, err)
 	}
 
 	// A record whose bucket name is garbled (the next request's path).
 	upload(1)
-	out, err = r.f.HandleEvent(ctx, event(c.UploadsBucket[:len(c.UploadsBucket)-2]+"/v", ups[5][:10], etag(ups[5])))
+	out, err = r.f.HandleEvent(ctx, notification(c.UploadsBucket[:len(c.UploadsBucket)-2]+"/v", ups[5][:10], etag(ups[5])))
 	if got := finalized(out); err != nil || !got[videoid.FromUpload(ups[5])] {
 		t.Fatalf("garbled bucket: %+v %v", out, err)
 	}

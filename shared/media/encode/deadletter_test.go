@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
@@ -96,7 +96,7 @@ func TestDeadLetterDrain(t *testing.T) {
 	}
 	var failedEvents []string
 	for _, e := range r.auditEvents() {
-		if e.Action == audit.TranscodeFailed && e.Object == id {
+		if e.Action == event.TranscodeFailed && e.Object == id {
 			failedEvents = append(failedEvents, e.Reason)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
@@ -121,7 +121,7 @@ func TestGroupedConcurrentDelivery(t *testing.T) {
 	}
 	done := map[string]int{}
 	for _, e := range r.auditEvents() {
-		if e.Object == id && e.Action == audit.TranscodeDone {
+		if e.Object == id && e.Action == event.TranscodeDone {
 			done[e.ID]++
 		}
 	}
@@ -172,7 +172,7 @@ func TestGroupedWorkerHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &encode.Worker{Store: st, Meta: meta.NewStore(st, a.Bucket), Audit: audit.NewPublisher(b, "transcode"),
+	w := &encode.Worker{Store: st, Meta: meta.NewStore(st, a.Bucket), Audit: event.NewPublisher(b, "transcode"),
 		Bucket: a.Bucket, RetentionDays: a.Retention, Config: tc, Log: logging.New(os.Stderr, "info", "fn/transcode")}
 	res := w.Do(context.Background(), ladder.Job{Video: a.Video, Rendition: a.Rendition}, 1)
 	t.Logf("helper finished: %+v", res)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/media/encode"
@@ -43,7 +43,7 @@ type rig struct {
 }
 
 // auditEvents reads every event stored in PULSE_AUDIT.
-func (r *rig) auditEvents() []audit.Event {
+func (r *rig) auditEvents() []event.Event {
 	r.t.Helper()
 	ctx := context.Background()
 	s, err := r.bus.JetStream().Stream(ctx, "PULSE_AUDIT")
@@ -54,13 +54,13 @@ func (r *rig) auditEvents() []audit.Event {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	var out []audit.Event
+	var out []event.Event
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
 			continue
 		}
-		var e audit.Event
+		var e event.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			r.t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func newRig(t *testing.T) *rig {
 	}
 	logs := &testenv.Buffer{}
 	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), logs: logs}
-	r.w = &encode.Worker{Store: st, Meta: r.meta, Audit: audit.NewPublisher(b, "transcode"),
+	r.w = &encode.Worker{Store: st, Meta: r.meta, Audit: event.NewPublisher(b, "transcode"),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: logging.New(logs, "debug", "fn/transcode")}
 	r.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)
 	return r

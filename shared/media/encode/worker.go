@@ -24,7 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/manifest"
 	"github.com/mieweb/pulsevault/shared/media/meta"
@@ -83,7 +83,7 @@ func playable(s meta.Status) bool { return s == meta.Ready || s == meta.Complete
 type Worker struct {
 	Store         *storage.Store
 	Meta          *meta.Store
-	Audit         *audit.Publisher
+	Audit         *event.Publisher
 	Bucket        string // media bucket (Object Lock)
 	RetentionDays int    // COMPLIANCE retention of every object written
 	Config        Config
@@ -452,8 +452,8 @@ func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, pro
 	}
 	// The audit event goes out before meta.json says ready: once ready, a
 	// redelivery is a no-op and would never emit it.
-	if err := w.Audit.Publish(ctx, audit.Event{
-		ID: eventID(id, rend.Name, "done"), Action: audit.TranscodeDone, Object: id, Outcome: audit.Success,
+	if err := w.Audit.Publish(ctx, event.Event{
+		ID: eventID(id, rend.Name, "done"), Action: event.TranscodeDone, Object: id, Outcome: event.Success,
 	}); err != nil {
 		return tl, &Error{Code: CodeStore, Err: fmt.Errorf("audit: %w", err)}
 	}
@@ -578,8 +578,8 @@ func (w *Worker) failUnless(ctx context.Context, id, name string, te *Error, kee
 	} else if err != nil {
 		return false, err
 	}
-	if err := w.Audit.Publish(ctx, audit.Event{
-		ID: eventID(id, name, "failed"), Action: audit.TranscodeFailed, Object: id, Outcome: audit.Failure, Reason: te.Code,
+	if err := w.Audit.Publish(ctx, event.Event{
+		ID: eventID(id, name, "failed"), Action: event.TranscodeFailed, Object: id, Outcome: event.Failure, Reason: te.Code,
 	}); err != nil {
 		return true, err
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/manifest"
@@ -179,7 +179,7 @@ func TestLadders(t *testing.T) {
 			r.checkComplete(t, id)
 			done := 0
 			for _, e := range r.auditEvents() {
-				if e.Object == id && e.Action == audit.TranscodeDone {
+				if e.Object == id && e.Action == event.TranscodeDone {
 					done++
 				}
 			}
@@ -269,9 +269,9 @@ func TestUndecodableSourceFailsTheRendition(t *testing.T) {
 	if !strings.HasPrefix(tail, encode.CodeUndecodable+"\n") || strings.Contains(tail, "X-Amz") || strings.Contains(tail, "http") {
 		t.Fatalf("stderr tail:\n%s", tail)
 	}
-	var failed []audit.Event
+	var failed []event.Event
 	for _, e := range r.auditEvents() {
-		if e.Action == audit.TranscodeFailed && e.Object == id {
+		if e.Action == event.TranscodeFailed && e.Object == id {
 			failed = append(failed, e)
 		}
 	}

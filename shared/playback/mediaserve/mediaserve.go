@@ -37,7 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/platform/copybuf"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -78,7 +78,7 @@ type Server struct {
 	Store  *storage.Store
 	Bucket string
 	Keys   func() (*token.Keyring, error)
-	Audit  func(ctx context.Context, e audit.Event) error // nil: no audit (unit tests only)
+	Audit  func(ctx context.Context, e event.Event) error // nil: no audit (unit tests only)
 	Log    *slog.Logger
 	Now    func() time.Time
 
@@ -170,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.playlists.Inc()
 		if s.Audit != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-			err := s.Audit(ctx, audit.Event{Action: audit.MediaAccessed, Object: claims.Video, Outcome: audit.Success, Reason: strings.TrimPrefix(ext, ".")})
+			err := s.Audit(ctx, event.Event{Action: event.MediaAccessed, Object: claims.Video, Outcome: event.Success, Reason: strings.TrimPrefix(ext, ".")})
 			cancel()
 			if err != nil {
 				// No unaudited viewing: the player retries.

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testenv"
@@ -53,9 +53,9 @@ func TestOffload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var audited []audit.Event
+	var audited []event.Event
 	s := NewServer(&Server{Store: st, Bucket: c.MediaBucket, Keys: func() (*token.Keyring, error) { return ring, nil },
-		Audit: func(_ context.Context, e audit.Event) error { audited = append(audited, e); return nil }})
+		Audit: func(_ context.Context, e event.Event) error { audited = append(audited, e); return nil }})
 	do := func(method, p string, hdr ...string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, p, nil)
 		for i := 0; i+1 < len(hdr); i += 2 {

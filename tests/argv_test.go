@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // TestNoStoreURLInChildArgv is the attack of a local user on the machine

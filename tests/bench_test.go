@@ -24,7 +24,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/bench"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media/encode"
@@ -33,7 +32,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/bench"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // The figures `make bench` reports; bench-quick checks each produced a number.

@@ -23,7 +23,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/stackfile"
 	"github.com/mieweb/pulsevault/shared/localstack"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // stackFunctions are the functions stack.yml must declare.

@@ -31,7 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // faultSizes reads the suite's size: PULSEVAULT_FAULTS=1 is the full run

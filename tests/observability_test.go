@@ -31,7 +31,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/playback/token"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // sinkSpan is one span as an OTLP collector received it.

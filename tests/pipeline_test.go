@@ -11,7 +11,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/playback/token"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // The whole pipeline through the real binary: `pulsevault upload --wait` of a phone-like clip

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // file is a local file as the object ffprobe reads.

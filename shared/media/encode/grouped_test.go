@@ -21,7 +21,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // countFFmpeg puts a logging ffmpeg in front of the real one on PATH and

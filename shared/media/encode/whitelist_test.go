@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // An original that is really a playlist must not make ffmpeg read what it

@@ -21,7 +21,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/manifest"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // runJobs runs the named renditions concurrently (all of them when names is

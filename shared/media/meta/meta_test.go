@@ -11,7 +11,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // Concurrent updates never lose each other's changes (conditional PUT + retry), on the real store.

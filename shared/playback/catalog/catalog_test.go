@@ -16,7 +16,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/catalog"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 type rig struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // TestOffload runs against the real S3 server: a front proxy's offload

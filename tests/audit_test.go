@@ -30,6 +30,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // auditRig is a real provider running audit-append replicas against a real
@@ -124,7 +125,7 @@ func (r *auditRig) wake(n int, not ...int) []int {
 func (r *auditRig) headSeq() uint64 {
 	r.t.Helper()
 	if r.head == nil {
-		kv, err := r.b.JetStream().KeyValue(context.Background(), chain.ChainBucket)
+		kv, err := r.b.JetStream().KeyValue(context.Background(), topology.KVAuditChain)
 		if err != nil {
 			return 0
 		}
@@ -234,10 +235,10 @@ func batchKeys(t *testing.T, dir string) (batches, checkpoints []string) {
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			rel, _ := filepath.Rel(dir, p)
-			switch record.ParseKey(filepath.ToSlash(rel)).Kind {
-			case record.KindBatch:
+			switch topology.ParseAuditKey(filepath.ToSlash(rel)).Kind {
+			case topology.AuditKindBatch:
 				batches = append(batches, rel)
-			case record.KindCheckpoint:
+			case topology.AuditKindCheckpoint:
 				checkpoints = append(checkpoints, rel)
 			}
 		}

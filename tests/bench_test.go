@@ -27,13 +27,12 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media/encode"
-	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
-	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/bench"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // The figures `make bench` reports; bench-quick checks each produced a number.
@@ -249,7 +248,7 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 			continue
 		}
 		segBytes += len(b)
-		rel := base + strings.TrimPrefix(key, token.VideoPrefix(s.video))
+		rel := base + strings.TrimPrefix(key, topology.VideoPrefix(s.video))
 		viaOrigin = append(viaOrigin, originSrv.URL+"/media"+rel)
 		viaMedia = append(viaMedia, s.p.url+"/function/media"+rel)
 		u, err := s.st.PresignGet(ctx, s.bucket, key, time.Hour)
@@ -427,7 +426,7 @@ func benchTranscode(t *testing.T, m benchMode, rep *bench.Report) {
 	s.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "upload", Image: "pulsevault-upload:dev",
 		Secrets: []string{"pulsevault-jwt-secret"},
 		EnvVars: map[string]string{"UPLOAD_MAX_BYTES": strconv.Itoa(1 << 30), "read_timeout": "5m", "write_timeout": "5m", "exec_timeout": "5m"}}, http.StatusAccepted)
-	jobs := map[string]string{"topic": ladder.JobSubject}
+	jobs := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	env := map[string]string{"exec_timeout": "15m", "write_timeout": "15m"}
 	if v := os.Getenv("TRANSCODE_GROUP_NICE"); v != "" { // for before/after runs
 		env["TRANSCODE_GROUP_NICE"] = v
@@ -581,7 +580,7 @@ func lowestRung(v *meta.Video) *meta.Rendition {
 
 // firstVariant is the key of the first variant playlist the master lists.
 func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (string, error) {
-	rc, _, err := st.Get(ctx, bucket, encode.VideoKey(id, encode.MasterFile), 0, -1)
+	rc, _, err := st.Get(ctx, bucket, topology.VideoKey(id, topology.MasterFile), 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -592,7 +591,7 @@ func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (st
 	}
 	for l := range strings.Lines(string(b)) {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return encode.VideoKey(id, path.Join(path.Dir(encode.MasterFile), l)), nil
+			return topology.VideoKey(id, path.Join(path.Dir(topology.MasterFile), l)), nil
 		}
 	}
 	return "", errors.New("master playlist lists no variant yet")
@@ -631,7 +630,7 @@ func runFFmpeg(ctx context.Context, args []string) (float64, error) {
 	}
 	defer os.RemoveAll(dir)
 	for _, a := range args {
-		if strings.HasSuffix(a, "/"+encode.PlaylistFile) {
+		if strings.HasSuffix(a, "/"+topology.PlaylistFile) {
 			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(a)), 0o700); err != nil {
 				return 0, err
 			}

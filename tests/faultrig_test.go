@@ -29,9 +29,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/localstack"
-	"github.com/mieweb/pulsevault/shared/media/encode"
-	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // faultRig is the whole pipeline (upload, upload-finalize, transcode,
@@ -49,7 +48,7 @@ func startFaultRig(t *testing.T) *faultRig {
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
 	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: record.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
-	jobs := map[string]string{"topic": ladder.JobSubject}
+	jobs := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "5"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
@@ -191,7 +190,7 @@ func (r *faultRig) missingMedia(ctx context.Context, id string) ([]string, error
 		b, err := io.ReadAll(rc)
 		return string(b), err
 	}
-	master := encode.VideoKey(id, encode.MasterFile)
+	master := topology.VideoKey(id, topology.MasterFile)
 	text, err := read(master)
 	if err != nil {
 		return nil, err

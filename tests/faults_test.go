@@ -29,9 +29,9 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media/encode"
-	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // faultSizes reads the suite's size: PULSEVAULT_FAULTS=1 is the full run
@@ -445,7 +445,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 	t.Setenv("CONNECTOR_MAX_DELIVER", "2") // read by the rig's connector
 	r := startFaultRig(t)
-	ann := map[string]string{"topic": ladder.JobSubject, connector.ScheduleAnnotation: "/dead-letters@10s"}
+	ann := map[string]string{"topic": topology.SubjectTranscodeJobs, connector.ScheduleAnnotation: "/dead-letters@10s"}
 	r.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &ann, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "2"}}, http.StatusAccepted)
 	ctx := context.Background()
@@ -460,7 +460,7 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 	// Kill every transcode replica until every job has been given up on:
 	// something is dead-lettered and the jobs' durable has nothing left.
 	js := r.bus.JetStream()
-	jobs := connector.DurableName("transcode", ladder.JobSubject)
+	jobs := connector.DurableName("transcode", topology.SubjectTranscodeJobs)
 	deadLettered := func() bool {
 		dlq, err := js.Stream(ctx, "PULSE_DLQ")
 		if err != nil {
@@ -507,7 +507,7 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 			t.Errorf("rendition %s: %s %q, want failed %s (all: %v)", rd.Name, rd.State, rd.Error, encode.CodeWorkerLost, states)
 		}
 	}
-	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, event.Subject+"."+event.TranscodeFailed); err != nil {
+	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, topology.SubjectAudit+"."+event.TranscodeFailed); err != nil {
 		t.Errorf("no %s audit event: %v", event.TranscodeFailed, err)
 	} else {
 		var e event.Event

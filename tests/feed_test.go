@@ -20,8 +20,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
-	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // TestFeedPosterTokenGrantsOnlyThePoster is the feed attack through the
@@ -57,7 +57,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 	// Another patient's video, playable, with its own poster.
 	other := uuid.NewString()
 	ret := storage.Compliance(1)
-	if _, err := s.st.PutBytes(ctx, s.bucket, token.VideoPrefix(other)+"poster.jpg", []byte("other patient's poster"),
+	if _, err := s.st.PutBytes(ctx, s.bucket, topology.VideoPrefix(other)+"poster.jpg", []byte("other patient's poster"),
 		storage.PutOptions{ContentType: "image/jpeg", Retention: &ret}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,21 +115,21 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 
 	for _, poster := range []string{posters[s.video], one.Poster} {
 		tok, key, ok := strings.Cut(strings.TrimPrefix(poster, "/media/"), "/")
-		if !strings.HasPrefix(poster, "/media/") || !ok || key != token.VideoPrefix(s.video)+"poster.jpg" {
+		if !strings.HasPrefix(poster, "/media/") || !ok || key != topology.VideoPrefix(s.video)+"poster.jpg" {
 			t.Fatalf("poster URL %q", poster)
 		}
 		if code, _, b := get(t, client, pub.URL+poster); code != http.StatusOK || !bytes.Equal(b, s.hlsFiles[key]) {
 			t.Fatalf("the poster itself: %d", code)
 		}
 		for _, swap := range []string{
-			token.VideoPrefix(s.video) + "hls/master.m3u8",
-			token.VideoPrefix(s.video) + "hls/360p/index.m3u8",
-			token.VideoPrefix(s.video) + "dash/manifest.mpd",
-			token.VideoPrefix(s.video) + "original.mp4",
-			token.VideoPrefix(s.video) + "meta.json",
-			token.VideoPrefix(s.video) + "thumb.jpg",
-			token.VideoPrefix(s.video) + "poster.jpgX",
-			token.VideoPrefix(other) + "poster.jpg",
+			topology.VideoPrefix(s.video) + "hls/master.m3u8",
+			topology.VideoPrefix(s.video) + "hls/360p/index.m3u8",
+			topology.VideoPrefix(s.video) + "dash/manifest.mpd",
+			topology.VideoPrefix(s.video) + "original.mp4",
+			topology.VideoPrefix(s.video) + "meta.json",
+			topology.VideoPrefix(s.video) + "thumb.jpg",
+			topology.VideoPrefix(s.video) + "poster.jpgX",
+			topology.VideoPrefix(other) + "poster.jpg",
 		} {
 			if code, _, _ := get(t, client, pub.URL+"/media/"+tok+"/"+swap); code != http.StatusForbidden {
 				t.Errorf("poster token used for %s: %d, want 403", strings.TrimPrefix(swap, "videos/"), code)
@@ -159,7 +159,7 @@ func auditRecords(t *testing.T, st *storage.Store, bucket string) []record.Recor
 		if err != nil {
 			t.Fatal(err)
 		}
-		if record.ParseKey(info.Key).Kind != record.KindBatch {
+		if topology.ParseAuditKey(info.Key).Kind != topology.AuditKindBatch {
 			continue
 		}
 		rc, _, err := st.Get(t.Context(), bucket, info.Key, 0, -1)

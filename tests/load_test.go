@@ -30,7 +30,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
-	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/grant"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
@@ -38,6 +37,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/testutil/bench"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // loadSize is how big a load run is: the sizes with
@@ -413,7 +413,7 @@ func TestLoadUploads(t *testing.T) {
 	for id, i := range ids {
 		if !inStore[id] {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): no meta.json in the store", id, i))
-		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, encode.VideoKey(id, encode.MasterFile)); err != nil && !runs[i].complete.IsZero() {
+		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, topology.VideoKey(id, topology.MasterFile)); err != nil && !runs[i].complete.IsZero() {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): complete without a master playlist: %v", id, i, err))
 		}
 	}

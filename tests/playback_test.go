@@ -35,6 +35,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // phiName is a PHI-like client file name: it must never leave meta.json.
@@ -135,13 +136,13 @@ func stageVideo(t *testing.T, ctx context.Context, st *storage.Store, bucket, id
 			return err
 		}
 		rel, _ := filepath.Rel(out, p)
-		put(token.VideoPrefix(id)+"hls/"+filepath.ToSlash(rel), p)
+		put(topology.VideoPrefix(id)+"hls/"+filepath.ToSlash(rel), p)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(token.VideoPrefix(id)+"poster.jpg", filepath.Join(dir, "poster.jpg"))
+	put(topology.VideoPrefix(id)+"poster.jpg", filepath.Join(dir, "poster.jpg"))
 	ms := meta.NewStore(st, bucket)
 	if err := ms.Create(ctx, &meta.Video{ID: id, Status: meta.Ready, Uploader: uploader, UploadID: "upload-" + id[:8],
 		Client: map[string]string{"filename": phiName + ".mp4"},
@@ -450,7 +451,7 @@ func TestPlayback(t *testing.T) {
 			"hls/360p/seg_000.m4s": "video/iso.segment", "poster.jpg": "image/jpeg"} {
 			code, h, b := get(t, client, base+key)
 			if code != 200 || h.Get("Content-Type") != ct || h.Get("Cache-Control") != "private, no-store" ||
-				!bytes.Equal(b, s.hlsFiles[token.VideoPrefix(s.video)+key]) || h.Get("ETag") == "" {
+				!bytes.Equal(b, s.hlsFiles[topology.VideoPrefix(s.video)+key]) || h.Get("ETag") == "" {
 				t.Errorf("%s: %d %v (%d bytes)", key, code, h, len(b))
 			}
 		}
@@ -462,7 +463,7 @@ func TestPlayback(t *testing.T) {
 
 	t.Run("range", func(t *testing.T) {
 		key := "hls/360p/seg_000.m4s"
-		full := s.hlsFiles[token.VideoPrefix(s.video)+key]
+		full := s.hlsFiles[topology.VideoPrefix(s.video)+key]
 		n := len(full)
 		for _, c := range []struct {
 			rng     string
@@ -494,7 +495,7 @@ func TestPlayback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		unknownKid, err := foreign.Sign(s.video, token.VideoPrefix(s.video), time.Now().Add(time.Minute), time.Now())
+		unknownKid, err := foreign.Sign(s.video, topology.VideoPrefix(s.video), time.Now().Add(time.Minute), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -845,7 +846,7 @@ func TestPlaybackOverhead(t *testing.T) {
 
 	// A 4 MiB object in the video's rendition folder.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
-	key := token.VideoPrefix(s.video) + "hls/360p/big.m4s"
+	key := topology.VideoPrefix(s.video) + "hls/360p/big.m4s"
 	ret := storage.Compliance(1)
 	if _, err := s.st.PutBytes(ctx, s.bucket, key, big, storage.PutOptions{Retention: &ret}); err != nil {
 		t.Fatal(err)

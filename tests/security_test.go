@@ -22,6 +22,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Issue 15's attacks of one user on another's uploads and on the public
@@ -363,7 +364,7 @@ func plantUndecodableMeta(t *testing.T, a *attackRig) string {
 		[]byte(`{"id":"` + uuid.NewString() + `","uploader":"clinician-99","client":{"filename":"` + strings.Repeat("a", meta.MaxSize) + `"}}`),
 		[]byte("not json"),
 	} {
-		if _, err := st.PutBytes(ctx, bucket, meta.Key(uuid.NewString()), b, storage.PutOptions{}); err != nil {
+		if _, err := st.PutBytes(ctx, bucket, topology.MetaKey(uuid.NewString()), b, storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

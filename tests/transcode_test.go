@@ -28,6 +28,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // transcodePHI is client metadata that must not reach logs or keys.
@@ -105,7 +106,7 @@ func startTranscodeStack(t *testing.T) *tcStack {
 	}
 	pass := strings.TrimSpace(string(pw))
 
-	ann := map[string]string{"topic": ladder.JobSubject}
+	ann := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	dep := types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev", Annotations: &ann,
 		EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "read_timeout": "1m", "TRANSCODE_PROGRESS_INTERVAL": "200ms"}}
 	body, _ := json.Marshal(dep)
@@ -207,7 +208,7 @@ func (s *tcStack) stage(o testclip.Options) (string, *meta.Video) {
 	}
 	for _, j := range encode.Jobs(id, v.Renditions) {
 		data, _ := json.Marshal(j)
-		if err := s.bus.Publish(ctx, ladder.JobSubject, data, j.MsgID()); err != nil {
+		if err := s.bus.Publish(ctx, topology.SubjectTranscodeJobs, data, j.MsgID()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -240,7 +241,7 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 	t.Helper()
 	ctx := context.Background()
 	bucket := s.env.Config.MediaBucket
-	for _, f := range []string{encode.MasterFile, encode.MPDFile} {
+	for _, f := range []string{topology.MasterFile, topology.MPDFile} {
 		p := runFFprobe(t, s.proxy+"/videos/"+id+"/"+f)
 		if math.Abs(p.seconds()-v.Probe.Duration) > 0.1 {
 			t.Errorf("%s: duration %.3f, source %.3f", f, p.seconds(), v.Probe.Duration)
@@ -251,7 +252,7 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 	}
 	for _, r := range v.Renditions {
 		listed := map[string]bool{}
-		rc, _, err := s.st.Get(ctx, bucket, encode.RenditionKey(id, r.Name, encode.PlaylistFile), 0, -1)
+		rc, _, err := s.st.Get(ctx, bucket, topology.RenditionKey(id, r.Name, topology.PlaylistFile), 0, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,8 +274,8 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 			stored[filepath.Base(info.Key)] = true
 		}
 		for n := range len(listed) {
-			if !listed[encode.SegmentFile(n)] || !stored[encode.SegmentFile(n)] {
-				t.Errorf("%s: segment %d listed %v stored %v", r.Name, n, listed[encode.SegmentFile(n)], stored[encode.SegmentFile(n)])
+			if !listed[topology.SegmentFile(n)] || !stored[topology.SegmentFile(n)] {
+				t.Errorf("%s: segment %d listed %v stored %v", r.Name, n, listed[topology.SegmentFile(n)], stored[topology.SegmentFile(n)])
 			}
 		}
 		if len(stored) != len(listed) || len(listed) == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 const auditUsage = `Usage:
@@ -201,7 +202,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		n := 0
 		for _, k := range keys {
-			if record.ParseKey(k).Kind != record.KindPublicKey {
+			if topology.ParseAuditKey(k).Kind != topology.AuditKindPublicKey {
 				continue
 			}
 			b, err := src.Read(ctx, k)
@@ -216,7 +217,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			n++
 		}
 		if n == 0 {
-			return fmt.Errorf("no public key published under %s in %s", record.KeysPrefix, src)
+			return fmt.Errorf("no public key published under %s in %s", topology.AuditKeysPrefix, src)
 		}
 		return nil
 	}

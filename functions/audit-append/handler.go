@@ -23,6 +23,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -139,7 +140,7 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Allow", "GET /, POST /checkpoint")
 		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
-			"error": "audit-append consumes pulse.audit.> from JetStream itself; use GET / for status or POST /checkpoint",
+			"error": "audit-append consumes " + topology.SubjectAudit + ".> from JetStream itself; use GET / for status or POST /checkpoint",
 		})
 	}
 }

@@ -23,8 +23,6 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
-	"github.com/mieweb/pulsevault/shared/faas/connector"
 	"github.com/mieweb/pulsevault/shared/media/encode"
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
@@ -33,6 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -40,7 +39,7 @@ const Name = "transcode"
 
 // DeadLetterSubject is where the connector dead-letters this function's
 // jobs (its DeadLetterPrefix and the function's name).
-const DeadLetterSubject = bootstrap.SubjectDLQ + "." + Name
+const DeadLetterSubject = topology.SubjectDLQ + "." + Name
 
 // maxBody bounds a job message; a real one is under 100 bytes.
 const maxBody = 64 << 10
@@ -129,7 +128,7 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delivered := 1
-	if n, err := strconv.Atoi(r.Header.Get(connector.HeaderDelivered)); err == nil && n > 0 {
+	if n, err := strconv.Atoi(r.Header.Get(topology.HeaderDelivered)); err == nil && n > 0 {
 		delivered = n
 	}
 	res := wk.Do(r.Context(), job, delivered)

@@ -21,6 +21,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -99,7 +100,7 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	locks, err := lease.Open(ctx, b.JetStream(), tusupload.LockBucket, "tus upload locks shared by the upload function's replicas", lockTTL)
+	locks, err := lease.Open(ctx, b.JetStream(), topology.KVUploadLocks, "tus upload locks shared by the upload function's replicas", lockTTL)
 	if err != nil {
 		b.Close()
 		return nil, err

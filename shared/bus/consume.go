@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // ErrPermanent marks a failure that retrying cannot fix, such as malformed
@@ -370,7 +371,7 @@ func (c *Consumer) deadLetter(m Msg, cause error) error {
 	for k, v := range m.Header {
 		// Nats-* headers steer JetStream (dedup id, expectations, TTL) and
 		// would misfire on the dead-letter stream.
-		if !strings.HasPrefix(k, "Nats-") {
+		if !strings.HasPrefix(k, topology.NATSHeaderPrefix) {
 			h[k] = v
 		}
 	}

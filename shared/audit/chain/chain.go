@@ -33,14 +33,13 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
-// Names on the NATS server.
+// Keys in the topology.KVAuditChain bucket.
 const (
-	ChainBucket = "AUDIT_CHAIN" // KV: "head" (state + pending objects), "settled" (revision written out)
-	IDsBucket   = "AUDIT_IDS"   // KV: one key per appended event id, expiring after the dedup window
-	headKey     = "head"
-	settledKey  = "settled"
+	headKey    = "head"
+	settledKey = "settled"
 )
 
 // maxBatchBytes bounds a batch object so the head (which carries it until
@@ -109,21 +108,21 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 	}
 	js := o.Bus.JetStream()
 	chain, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: ChainBucket, Description: "PulseVault audit chain head", History: 1, Storage: jetstream.FileStorage,
+		Bucket: topology.KVAuditChain, Description: "PulseVault audit chain head", History: 1, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("auditchain: kv %s: %w", ChainBucket, err)
+		return nil, fmt.Errorf("auditchain: kv %s: %w", topology.KVAuditChain, err)
 	}
 	ids, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: IDsBucket, Description: "PulseVault audit event ids (dedup)", History: 1,
+		Bucket: topology.KVAuditIDs, Description: "PulseVault audit event ids (dedup)", History: 1,
 		TTL: o.Config.DedupWindow, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("auditchain: kv %s: %w", IDsBucket, err)
+		return nil, fmt.Errorf("auditchain: kv %s: %w", topology.KVAuditIDs, err)
 	}
 	c := &Chain{o: o, log: o.Logger, chain: chain, ids: ids}
 	pub := o.Signer.Public()
-	if err := c.putOnce(ctx, record.PublicKeyKey(o.Signer.KeyID()), record.EncodePublicKey(pub), "text/plain"); err != nil {
+	if err := c.putOnce(ctx, topology.AuditPublicKeyKey(o.Signer.KeyID()), record.EncodePublicKey(pub), "text/plain"); err != nil {
 		return nil, fmt.Errorf("auditchain: publish public key: %w", err)
 	}
 	return c, nil
@@ -291,7 +290,7 @@ func (c *Chain) settle(ctx context.Context, s state, rev uint64) error {
 		if err := c.putOnce(ctx, o.Key, o.data, contentType(o.Key)); err != nil {
 			return err
 		}
-		if record.ParseKey(o.Key).Kind != record.KindBatch {
+		if topology.ParseAuditKey(o.Key).Kind != topology.AuditKindBatch {
 			continue
 		}
 		for line := range bytes.Lines(o.data) {
@@ -304,7 +303,7 @@ func (c *Chain) settle(ctx context.Context, s state, rev uint64) error {
 			if err := json.Unmarshal(line, &r); err != nil {
 				return fmt.Errorf("auditchain: head batch %s: %w", o.Key, err)
 			}
-			f, err := js.PublishAsync("$KV."+IDsBucket+"."+idKey(r.ID), []byte(strconv.FormatUint(r.Seq, 10)))
+			f, err := js.PublishAsync("$KV."+topology.KVAuditIDs+"."+idKey(r.ID), []byte(strconv.FormatUint(r.Seq, 10)))
 			if err != nil {
 				return fmt.Errorf("auditchain: record event ids: %w", err)
 			}
@@ -328,10 +327,10 @@ func (c *Chain) settle(ctx context.Context, s state, rev uint64) error {
 }
 
 func contentType(key string) string {
-	switch record.ParseKey(key).Kind {
-	case record.KindBatch:
+	switch topology.ParseAuditKey(key).Kind {
+	case topology.AuditKindBatch:
 		return "application/x-ndjson"
-	case record.KindCheckpoint:
+	case topology.AuditKindCheckpoint:
 		return "application/json"
 	}
 	return "text/plain"
@@ -556,7 +555,7 @@ func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoin
 		if n.DayFirst == 0 {
 			n.DayFirst = first
 		}
-		key, err := record.BatchKey(n.Day, first, last.Seq)
+		key, err := topology.AuditBatchKey(n.Day, first, last.Seq)
 		if err != nil {
 			return n, "", false, err
 		}
@@ -597,7 +596,7 @@ func (c *Chain) checkpoint(s state, now time.Time) (object, error) {
 	if err != nil {
 		return object{}, err
 	}
-	key, err := record.CheckpointKey(s.Day, s.Tree.Size)
+	key, err := topology.AuditCheckpointKey(s.Day, s.Tree.Size)
 	if err != nil {
 		return object{}, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 var testSigner = record.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32)))
@@ -160,7 +161,7 @@ func TestWritersShareOneChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := dlq.GetLastMsgForSubject(context.Background(), DeadLetter)
+	m, err := dlq.GetLastMsgForSubject(context.Background(), topology.DeadLetterAudit)
 	if err != nil || !bytes.Contains(m.Data, []byte("secret.mp4")) || m.Header.Get(bus.HeaderDLQError) == "" {
 		t.Fatalf("dead letter: %v %v", m, err)
 	}

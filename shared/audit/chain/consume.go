@@ -17,13 +17,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
-// Where the writer consumes from.
 const (
-	Stream     = "PULSE_AUDIT"
-	Durable    = "audit-append"
-	DeadLetter = "pulse.dlq.audit-append"
 	// maxEventBytes bounds one event; larger ones are dead-lettered.
 	maxEventBytes = 16 << 10
 	retryDelay    = time.Second
@@ -38,9 +35,9 @@ func (c *Chain) Run(ctx context.Context) error {
 	var cons jetstream.Consumer
 	for {
 		var err error
-		cons, err = c.o.Bus.JetStream().CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-			Durable:       Durable,
-			FilterSubject: event.Subject + ".>",
+		cons, err = c.o.Bus.JetStream().CreateOrUpdateConsumer(ctx, topology.StreamAudit, jetstream.ConsumerConfig{
+			Durable:       topology.DurableAudit,
+			FilterSubject: topology.SubjectAudit + ".>",
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       c.o.Config.AckWait,
 			MaxAckPending: 8 * c.o.Config.BatchMax,
@@ -49,14 +46,14 @@ func (c *Chain) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		c.fail(fmt.Errorf("auditchain: consumer on %s: %w", Stream, err))
+		c.fail(fmt.Errorf("auditchain: consumer on %s: %w", topology.StreamAudit, err))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(5 * retryDelay):
 		}
 	}
-	c.log.Info("audit: appending events", "stream", Stream, "durable", Durable,
+	c.log.Info("audit: appending events", "stream", topology.StreamAudit, "durable", topology.DurableAudit,
 		"batch_max", c.o.Config.BatchMax, "batch_wait", c.o.Config.BatchWait.String())
 	lastIdle := time.Now()
 	for ctx.Err() == nil {
@@ -186,19 +183,19 @@ func (c *Chain) reject(ctx context.Context, m jetstream.Msg, why error) {
 	}
 	h.Set(bus.HeaderDLQSubject, m.Subject())
 	h.Set(bus.HeaderDLQError, msg)
-	h.Set(bus.HeaderDLQStream, Stream)
+	h.Set(bus.HeaderDLQStream, topology.StreamAudit)
 	h.Set(bus.HeaderDLQSequence, strconv.FormatUint(seq, 10))
 	h.Set(bus.HeaderDLQDeliveries, strconv.FormatUint(delivered, 10))
 	h.Set(nats.MsgIdHdr, "audit-dlq-"+strconv.FormatUint(seq, 10))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := c.o.Bus.JetStream().PublishMsg(pctx, &nats.Msg{Subject: DeadLetter, Data: m.Data(), Header: h}); err != nil {
+	if _, err := c.o.Bus.JetStream().PublishMsg(pctx, &nats.Msg{Subject: topology.DeadLetterAudit, Data: m.Data(), Header: h}); err != nil {
 		c.fail(fmt.Errorf("auditchain: dead-letter stream seq %d: %w", seq, err))
 		_ = m.NakWithDelay(5 * retryDelay)
 		return
 	}
 	// The reason stays in the dead letter: it may quote the event.
-	c.log.Warn("audit: malformed event dead-lettered", "stream_seq", seq, "dead_letter_subject", DeadLetter)
+	c.log.Warn("audit: malformed event dead-lettered", "stream_seq", seq, "dead_letter_subject", topology.DeadLetterAudit)
 	c.note(func(s *Status) { s.Rejected++ })
 	_ = m.Term()
 }

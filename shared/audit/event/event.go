@@ -14,14 +14,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Version is the event schema version.
 const Version = 1
-
-// Subject is the subject prefix audit events are published under:
-// pulse.audit.<action>.
-const Subject = "pulse.audit"
 
 // Actions.
 const (
@@ -119,5 +116,5 @@ func (p *Publisher) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	return p.b.Publish(ctx, Subject+"."+e.Action, data, "audit:"+e.ID)
+	return p.b.Publish(ctx, topology.SubjectAudit+"."+e.Action, data, "audit:"+e.ID)
 }

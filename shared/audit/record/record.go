@@ -15,8 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
@@ -123,95 +121,5 @@ func decodeHash(s string) ([]byte, error) {
 	return b, nil
 }
 
-// Object keys. Keys hold dates and sequence numbers only: never anything
-// from an event.
-const (
-	// KeysPrefix holds the public keys that verify checkpoints, one object
-	// per key: keys/<key-id>.pub, base64 of the 32-byte Ed25519 public key.
-	KeysPrefix = "keys/"
-	dayLayout  = "2006/01/02"
-)
-
 // DayOf is the UTC day of t as used in keys and checkpoints: YYYY-MM-DD.
 func DayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-
-func dayPath(day string) (string, error) {
-	t, err := time.Parse(time.DateOnly, day)
-	if err != nil {
-		return "", fmt.Errorf("auditlog: day %q is not YYYY-MM-DD", day)
-	}
-	return t.Format(dayLayout), nil
-}
-
-// BatchKey is the object key of the batch of records first..last appended
-// on day: YYYY/MM/DD/<first>-<last>.jsonl, numbers zero-padded to 12
-// digits so listings sort in log order.
-func BatchKey(day string, first, last uint64) (string, error) {
-	p, err := dayPath(day)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s/%012d-%012d.jsonl", p, first, last), nil
-}
-
-// CheckpointKey is the key of the checkpoint of day's tree at size:
-// YYYY/MM/DD/checkpoint-<size>.json.
-func CheckpointKey(day string, size uint64) (string, error) {
-	p, err := dayPath(day)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s/checkpoint-%012d.json", p, size), nil
-}
-
-// PublicKeyKey is where the public key with this id is published.
-func PublicKeyKey(keyID string) string { return KeysPrefix + keyID + ".pub" }
-
-var (
-	batchRe      = regexp.MustCompile(`^(\d{4})/(\d{2})/(\d{2})/(\d{1,20})-(\d{1,20})\.jsonl$`)
-	checkpointRe = regexp.MustCompile(`^(\d{4})/(\d{2})/(\d{2})/checkpoint-(\d{1,20})\.json$`)
-	pubKeyRe     = regexp.MustCompile(`^keys/([0-9a-f]{16})\.pub$`)
-)
-
-// Kind of an object in the audit bucket.
-type Kind int
-
-// Object kinds.
-const (
-	KindOther Kind = iota
-	KindBatch
-	KindCheckpoint
-	KindPublicKey
-)
-
-// Key is a parsed object key.
-type Key struct {
-	Kind        Kind
-	Day         string // batches and checkpoints
-	First, Last uint64 // batches
-	Size        uint64 // checkpoints
-	KeyID       string // public keys
-}
-
-// ParseKey classifies an object key of the audit bucket.
-func ParseKey(key string) Key {
-	if m := batchRe.FindStringSubmatch(key); m != nil {
-		day := m[1] + "-" + m[2] + "-" + m[3]
-		first, err1 := strconv.ParseUint(m[4], 10, 64)
-		last, err2 := strconv.ParseUint(m[5], 10, 64)
-		if _, err := time.Parse(time.DateOnly, day); err == nil && err1 == nil && err2 == nil && first >= 1 && first <= last {
-			return Key{Kind: KindBatch, Day: day, First: first, Last: last}
-		}
-	}
-	if m := checkpointRe.FindStringSubmatch(key); m != nil {
-		day := m[1] + "-" + m[2] + "-" + m[3]
-		size, err := strconv.ParseUint(m[4], 10, 64)
-		if _, derr := time.Parse(time.DateOnly, day); derr == nil && err == nil && size >= 1 {
-			return Key{Kind: KindCheckpoint, Day: day, Size: size}
-		}
-	}
-	if m := pubKeyRe.FindStringSubmatch(key); m != nil {
-		return Key{Kind: KindPublicKey, KeyID: m[1]}
-	}
-	return Key{Kind: KindOther}
-}

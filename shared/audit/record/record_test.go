@@ -71,28 +71,6 @@ func TestParseLineIsStrict(t *testing.T) {
 	}
 }
 
-func TestKeys(t *testing.T) {
-	k, _ := BatchKey("2026-11-03", 1, 1000)
-	if k != "2026/11/03/000000000001-000000001000.jsonl" {
-		t.Fatal(k)
-	}
-	if pk := ParseKey(k); pk.Kind != KindBatch || pk.Day != "2026-11-03" || pk.First != 1 || pk.Last != 1000 {
-		t.Fatalf("%+v", pk)
-	}
-	ck, _ := CheckpointKey("2026-11-03", 7)
-	if pk := ParseKey(ck); pk.Kind != KindCheckpoint || pk.Size != 7 {
-		t.Fatalf("%s %+v", ck, pk)
-	}
-	for _, bad := range []string{"2026/13/03/1-2.jsonl", "2026/11/03/5-2.jsonl", "2026/11/03/0-2.jsonl", "x/1-2.jsonl", "_canary/worm"} {
-		if ParseKey(bad).Kind != KindOther {
-			t.Errorf("%s parsed as a log object", bad)
-		}
-	}
-	if _, err := BatchKey("03/11/2026", 1, 2); err == nil {
-		t.Error("bad day accepted")
-	}
-}
-
 func TestMerkleInclusionEverywhere(t *testing.T) {
 	var lines [][]byte
 	var leaves [][]byte

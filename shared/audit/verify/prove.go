@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Proof shows that one record is in a signed checkpoint: the record, its
@@ -32,7 +33,7 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	if len(keys) == 0 {
 		keys = map[string]ed25519.PublicKey{}
 		for _, k := range all {
-			if record.ParseKey(k).Kind != record.KindPublicKey {
+			if topology.ParseAuditKey(k).Kind != topology.AuditKindPublicKey {
 				continue
 			}
 			if b, err := src.Read(ctx, k); err == nil {
@@ -44,7 +45,7 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	}
 	var day string
 	for _, k := range all {
-		if pk := record.ParseKey(k); pk.Kind == record.KindBatch && pk.First <= seq && seq <= pk.Last {
+		if pk := topology.ParseAuditKey(k); pk.Kind == topology.AuditKindBatch && pk.First <= seq && seq <= pk.Last {
 			day = pk.Day
 			break
 		}
@@ -54,8 +55,8 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	}
 	var cp *record.Checkpoint
 	for _, k := range all {
-		pk := record.ParseKey(k)
-		if pk.Kind != record.KindCheckpoint || pk.Day != day {
+		pk := topology.ParseAuditKey(k)
+		if pk.Kind != topology.AuditKindCheckpoint || pk.Day != day {
 			continue
 		}
 		b, err := src.Read(ctx, k)
@@ -78,8 +79,8 @@ func Prove(ctx context.Context, src Source, seq uint64, keys map[string]ed25519.
 	var found []byte
 	want := cp.FirstSeq
 	for _, k := range all {
-		pk := record.ParseKey(k)
-		if pk.Kind != record.KindBatch || pk.Day != day || pk.Last < cp.FirstSeq || pk.First > cp.LastSeq {
+		pk := topology.ParseAuditKey(k)
+		if pk.Kind != topology.AuditKindBatch || pk.Day != day || pk.Last < cp.FirstSeq || pk.First > cp.LastSeq {
 			continue
 		}
 		data, err := src.Read(ctx, k)

@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Options qualify a verification.
@@ -35,7 +36,7 @@ type Options struct {
 // UnpinnedWarning is the report's warning (and the CLI's, on stderr) when
 // no key is pinned.
 const UnpinnedWarning = "public keys not pinned: this verification trusts the public keys found in the audited bucket or copy (" +
-	record.KeysPrefix + "*.pub), which anyone who could write there may have put; pin the signer's key with --public-key"
+	topology.AuditKeysPrefix + "*.pub), which anyone who could write there may have put; pin the signer's key with --public-key"
 
 // Failure is one thing wrong with the log, where it was found.
 type Failure struct {
@@ -137,7 +138,7 @@ func (r *Report) Write(w io.Writer) {
 
 type batchObj struct {
 	key string
-	k   record.Key
+	k   topology.AuditKey
 }
 
 type cpObj struct {
@@ -173,12 +174,12 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 	cpKeys := map[string][]string{}
 	var pubKeys []string
 	for _, k := range keys {
-		switch pk := record.ParseKey(k); pk.Kind {
-		case record.KindBatch:
+		switch pk := topology.ParseAuditKey(k); pk.Kind {
+		case topology.AuditKindBatch:
 			batches = append(batches, batchObj{k, pk})
-		case record.KindCheckpoint:
+		case topology.AuditKindCheckpoint:
 			cpKeys[pk.Day] = append(cpKeys[pk.Day], k)
-		case record.KindPublicKey:
+		case topology.AuditKindPublicKey:
 			pubKeys = append(pubKeys, k)
 		default:
 			if !strings.HasPrefix(k, "_canary/") {
@@ -212,7 +213,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 				r.fail(Failure{Key: k, Msg: err.Error()})
 				continue
 			}
-			if id := record.KeyID(pub); id != record.ParseKey(k).KeyID {
+			if id := record.KeyID(pub); id != topology.ParseAuditKey(k).KeyID {
 				r.fail(Failure{Key: k, Msg: "key id in the name does not match the key (" + id + ")"})
 				continue
 			}
@@ -238,7 +239,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 				r.fail(Failure{Key: k, Msg: err.Error()})
 				continue
 			}
-			pk := record.ParseKey(k)
+			pk := topology.ParseAuditKey(k)
 			switch {
 			case cp.Day != pk.Day || cp.TreeSize != pk.Size:
 				r.fail(Failure{Key: k, Msg: fmt.Sprintf("checkpoint says day %s size %d, its key another", cp.Day, cp.TreeSize)})
@@ -391,7 +392,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		r.Warnings = append(r.Warnings, "no checkpoint yet: only the hash chain vouches for the records")
 	}
 	if len(trusted) == 0 && r.Checkpoints > 0 {
-		r.fail(Failure{Key: record.KeysPrefix, Msg: "no public key to check checkpoint signatures with"})
+		r.fail(Failure{Key: topology.AuditKeysPrefix, Msg: "no public key to check checkpoint signatures with"})
 	}
 
 	if o.RetentionDays > 0 {
@@ -412,8 +413,8 @@ func checkVersions(ctx context.Context, r *Report, vs Versioned) error {
 	}
 	keys := slices.Sorted(maps.Keys(counts))
 	for _, k := range keys {
-		switch record.ParseKey(k).Kind {
-		case record.KindBatch, record.KindCheckpoint, record.KindPublicKey:
+		switch topology.ParseAuditKey(k).Kind {
+		case topology.AuditKindBatch, topology.AuditKindCheckpoint, topology.AuditKindPublicKey:
 		default:
 			continue
 		}
@@ -455,13 +456,13 @@ func checkReached(r *Report, d *day) {
 
 func checkRetention(ctx context.Context, r *Report, src Source, keys []string, o Options) {
 	for _, k := range keys {
-		pk := record.ParseKey(k)
+		pk := topology.ParseAuditKey(k)
 		var need time.Time
 		switch pk.Kind {
-		case record.KindBatch, record.KindCheckpoint:
+		case topology.AuditKindBatch, topology.AuditKindCheckpoint:
 			d, _ := time.Parse(time.DateOnly, pk.Day)
 			need = d.AddDate(0, 0, o.RetentionDays)
-		case record.KindPublicKey:
+		case topology.AuditKindPublicKey:
 			need = o.Now()
 		default:
 			continue

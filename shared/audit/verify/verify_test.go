@@ -14,6 +14,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 var signer = record.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)))
@@ -33,7 +34,7 @@ func put(t *testing.T, dir, key string, b []byte) {
 // of 7 records, a checkpoint after every other batch and one closing each day.
 func buildLog(t *testing.T, dir string) (batches []string) {
 	t.Helper()
-	put(t, dir, record.PublicKeyKey(signer.KeyID()), record.EncodePublicKey(signer.Public()))
+	put(t, dir, topology.AuditPublicKeyKey(signer.KeyID()), record.EncodePublicKey(signer.Public()))
 	seq, hash := uint64(0), record.GenesisHash
 	for d, day := range []string{"2026-11-03", "2026-11-04"} {
 		var tree record.Tree
@@ -54,7 +55,7 @@ func buildLog(t *testing.T, dir string) (batches []string) {
 				data = append(data, l...)
 				_ = tree.Append(l)
 			}
-			key, _ := record.BatchKey(day, recs[0].Seq, recs[len(recs)-1].Seq)
+			key, _ := topology.AuditBatchKey(day, recs[0].Seq, recs[len(recs)-1].Seq)
 			put(t, dir, key, data)
 			batches = append(batches, key)
 			seq, hash = recs[len(recs)-1].Seq, recs[len(recs)-1].Hash
@@ -63,7 +64,7 @@ func buildLog(t *testing.T, dir string) (batches []string) {
 				cp, _ := signer.Sign(record.Checkpoint{V: 1, Origin: record.Origin, Day: day, FirstSeq: first, LastSeq: seq,
 					TreeSize: tree.Size, Root: hex.EncodeToString(root), HeadHash: hash, Time: time.Date(2026, 11, 3+d, 10, b, 0, 0, time.UTC)})
 				b, _ := cp.Marshal()
-				k, _ := record.CheckpointKey(day, tree.Size)
+				k, _ := topology.AuditCheckpointKey(day, tree.Size)
 				put(t, dir, k, b)
 			}
 		}
@@ -147,7 +148,7 @@ func TestVerifyNamesEveryTamper(t *testing.T) {
 			os.Remove(filepath.Join(dir, batches[7]))
 		}, "checkpoint-000000000028.json", "deleted or truncated"},
 		{"replace a checkpoint signature", func(dir string) {
-			k, _ := record.CheckpointKey("2026-11-03", 14)
+			k, _ := topology.AuditCheckpointKey("2026-11-03", 14)
 			b := read(dir, k)
 			i := bytes.Index(b, []byte(`"signature":"`)) + len(`"signature":"`)
 			if b[i] == 'A' {
@@ -169,7 +170,7 @@ func TestVerifyNamesEveryTamper(t *testing.T) {
 			put(t, dir, batches[0], bytes.Join(lines, nil))
 		}, batches[0], "prev hash does not link"},
 		{"duplicate a batch under another name", func(dir string) {
-			k, _ := record.BatchKey("2026-11-04", 29, 35)
+			k, _ := topology.AuditBatchKey("2026-11-04", 29, 35)
 			put(t, dir, strings.Replace(k, "000000000035", "000000000036", 1), read(dir, k))
 		}, "", "overlaps"},
 	}
@@ -241,8 +242,8 @@ func TestVerifyVersionsAndUnpinnedKeys(t *testing.T) {
 	if err != nil || !r.OK() || r.VersionsChecked != len(keys) || !r.PinnedKeys || len(r.Warnings) != 0 {
 		t.Fatalf("one version each: %+v %v", r, err)
 	}
-	cp, _ := record.CheckpointKey("2026-11-03", 14)
-	pub := record.PublicKeyKey(signer.KeyID())
+	cp, _ := topology.AuditCheckpointKey("2026-11-03", 14)
+	pub := topology.AuditPublicKeyKey(signer.KeyID())
 	many := map[string]VersionCount{}
 	for k, c := range one {
 		many[k] = c

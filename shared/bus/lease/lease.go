@@ -23,6 +23,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Bucket holds the leases of one purpose (tus uploads, say).
@@ -178,7 +180,7 @@ func (l *Lease) Release() error {
 	return fmt.Errorf("lease: release: %w", err)
 }
 
-func (b *Bucket) requestSubject(k string) string { return "pulse.lease." + b.name + "." + k }
+func (b *Bucket) requestSubject(k string) string { return topology.LeaseSubject(b.name, k) }
 
 // hashKey makes any string a valid key that reveals nothing of it.
 func hashKey(key string) string {

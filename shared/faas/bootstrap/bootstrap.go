@@ -18,17 +18,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// Subjects PulseVault publishes on, besides the configured event subject.
-const (
-	SubjectJobs  = "pulse.jobs"  // pulse.jobs.<kind>: transcode work
-	SubjectAudit = "pulse.audit" // pulse.audit.<action>: audit events
-	SubjectDLQ   = "pulse.dlq"   // pulse.dlq.<durable>: messages that failed every try
-)
-
-// CanaryKey is the object the WORM canary locks in each locked bucket.
-const CanaryKey = "_canary/worm"
 
 // canaryRetention is kept short: the canary exists only to be refused.
 const canaryRetention = 24 * time.Hour
@@ -55,10 +46,10 @@ func Streams(cfg config.Config) []bus.StreamConfig {
 	return []bus.StreamConfig{
 		// Bucket events: plain NATS publishes from the S3 server are kept here
 		// so a consumer outage loses nothing.
-		{Name: "PULSE_EVENTS", Subjects: []string{cfg.EventSubject}, MaxAge: week},
-		{Name: "PULSE_JOBS", Subjects: []string{SubjectJobs + ".>"}, MaxAge: week},
-		{Name: "PULSE_AUDIT", Subjects: []string{SubjectAudit + ".>"}, MaxAge: 30 * 24 * time.Hour},
-		{Name: "PULSE_DLQ", Subjects: []string{SubjectDLQ + ".>"}, MaxAge: 30 * 24 * time.Hour},
+		{Name: topology.StreamEvents, Subjects: []string{cfg.EventSubject}, MaxAge: week},
+		{Name: topology.StreamJobs, Subjects: []string{topology.SubjectJobs + ".>"}, MaxAge: week},
+		{Name: topology.StreamAudit, Subjects: []string{topology.SubjectAudit + ".>"}, MaxAge: 30 * 24 * time.Hour},
+		{Name: topology.StreamDLQ, Subjects: []string{topology.SubjectDLQ + ".>"}, MaxAge: 30 * 24 * time.Hour},
 	}
 }
 
@@ -155,13 +146,13 @@ func notImplemented(err error) bool {
 // version and shortening its retention must both be refused. It reuses a
 // canary still under retention, so repeated runs write nothing new.
 func Canary(ctx context.Context, st *storage.Store, bucket string) error {
-	info, err := st.Stat(ctx, bucket, CanaryKey)
+	info, err := st.Stat(ctx, bucket, topology.CanaryKey)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("canary in %s: %w", bucket, err)
 	}
 	if err != nil || info.Retention == nil || time.Until(info.Retention.Until) < time.Minute {
 		ret := storage.Retention{Mode: minio.Compliance, Until: time.Now().Add(canaryRetention).UTC().Truncate(time.Second)}
-		info, err = st.PutBytes(ctx, bucket, CanaryKey, []byte("pulsevault worm canary\n"),
+		info, err = st.PutBytes(ctx, bucket, topology.CanaryKey, []byte("pulsevault worm canary\n"),
 			storage.PutOptions{ContentType: "text/plain", Retention: &ret})
 		if err != nil {
 			var resp minio.ErrorResponse
@@ -171,7 +162,7 @@ func Canary(ctx context.Context, st *storage.Store, bucket string) error {
 			}
 			return fmt.Errorf("canary in %s: put: %w", bucket, err)
 		}
-		if info, err = st.Stat(ctx, bucket, CanaryKey); err != nil {
+		if info, err = st.Stat(ctx, bucket, topology.CanaryKey); err != nil {
 			return fmt.Errorf("canary in %s: %w", bucket, err)
 		}
 	}
@@ -181,18 +172,18 @@ func Canary(ctx context.Context, st *storage.Store, bucket string) error {
 	if info.VersionID == "" {
 		return fmt.Errorf("%w: %s has no object versions (versioning off?)", ErrNotWORM, bucket)
 	}
-	if err := st.Remove(ctx, bucket, CanaryKey, info.VersionID); err == nil {
+	if err := st.Remove(ctx, bucket, topology.CanaryKey, info.VersionID); err == nil {
 		return fmt.Errorf("%w: %s let a locked version be deleted", ErrNotWORM, bucket)
 	}
 	shorter := storage.Retention{Mode: minio.Compliance, Until: time.Now().Add(time.Minute).UTC().Truncate(time.Second)}
-	if err := st.PutRetention(ctx, bucket, CanaryKey, info.VersionID, shorter); err == nil {
+	if err := st.PutRetention(ctx, bucket, topology.CanaryKey, info.VersionID, shorter); err == nil {
 		return fmt.Errorf("%w: %s let a COMPLIANCE retention be shortened", ErrNotWORM, bucket)
 	}
-	after, err := st.Stat(ctx, bucket, CanaryKey)
+	after, err := st.Stat(ctx, bucket, topology.CanaryKey)
 	if err != nil || after.VersionID != info.VersionID {
 		return fmt.Errorf("%w: %s lost the locked canary version (%v)", ErrNotWORM, bucket, err)
 	}
-	rc, _, err := st.Get(ctx, bucket, CanaryKey, 0, -1)
+	rc, _, err := st.Get(ctx, bucket, topology.CanaryKey, 0, -1)
 	if err != nil {
 		return fmt.Errorf("%w: %s cannot read the canary back: %v", ErrNotWORM, bucket, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +15,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/ingest/s3event"
+	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 type fixture struct {
@@ -53,7 +57,7 @@ func TestBootstrapTwiceIsANoOp(t *testing.T) {
 	if r1.Notifications != "configured by the deployment" {
 		t.Fatalf("versitygw answers 501 to SetBucketNotification; got %q", r1.Notifications)
 	}
-	canary, err := f.st.Stat(ctx, f.env.Config.MediaBucket, bootstrap.CanaryKey)
+	canary, err := f.st.Stat(ctx, f.env.Config.MediaBucket, topology.CanaryKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +68,7 @@ func TestBootstrapTwiceIsANoOp(t *testing.T) {
 	if len(r2.CreatedBuckets) != 0 || len(r2.CreatedStreams) != 0 || r2.Canary != "passed" {
 		t.Fatalf("second run changed something: %+v", r2)
 	}
-	again, err := f.st.Stat(ctx, f.env.Config.MediaBucket, bootstrap.CanaryKey)
+	again, err := f.st.Stat(ctx, f.env.Config.MediaBucket, topology.CanaryKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +158,25 @@ func TestCanaryFailsWithoutLock(t *testing.T) {
 	}
 	if err := bootstrap.Canary(ctx, f.st, "no-lock"); !errors.Is(err, bootstrap.ErrNotWORM) {
 		t.Fatalf("want ErrNotWORM, got %v", err)
+	}
+}
+
+// TestStreamsAreTheTopologys checks that bootstrap creates the streams
+// shared/topology declares (all but the provider's own async queue), each
+// on the subjects the topology says it holds.
+func TestStreamsAreTheTopologys(t *testing.T) {
+	cfg := config.Config{EventSubject: topology.DefaultEventSubject}
+	want := map[string]string{
+		topology.StreamEvents: topology.DefaultEventSubject,
+		topology.StreamJobs:   topology.SubjectJobs + ".>",
+		topology.StreamAudit:  topology.SubjectAudit + ".>",
+		topology.StreamDLQ:    topology.SubjectDLQ + ".>",
+	}
+	got := map[string]string{}
+	for _, s := range bootstrap.Streams(cfg) {
+		got[s.Name] = strings.Join(s.Subjects, ",")
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("streams %v, want %v", got, want)
 	}
 }

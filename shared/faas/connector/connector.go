@@ -43,7 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Defaults of Options.
@@ -92,7 +92,7 @@ type Options struct {
 	// invoked at once; default 1 (in order).
 	Concurrency int
 	// DeadLetterPrefix: failed messages go to <prefix>.<function>; default
-	// pulse.dlq (bootstrap.SubjectDLQ), captured by the PULSE_DLQ stream.
+	// pulse.dlq (topology.SubjectDLQ), captured by topology.StreamDLQ.
 	DeadLetterPrefix string
 	// Logger receives the connector's logs; default slog.Default().
 	Logger *slog.Logger
@@ -232,7 +232,7 @@ func New(o Options) (*Connector, error) {
 		o.Concurrency = DefaultConcurrency
 	}
 	if o.DeadLetterPrefix == "" {
-		o.DeadLetterPrefix = bootstrap.SubjectDLQ
+		o.DeadLetterPrefix = topology.SubjectDLQ
 	}
 	switch {
 	case o.Refresh < 0, o.Timeout < 0, o.AckWait < 0:

@@ -20,15 +20,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
-)
-
-// Headers the connector sets on every invocation.
-const (
-	HeaderTopic     = "X-Topic"           // the subject the message was published on
-	HeaderConnector = "X-Connector"       // "pulsevault"
-	HeaderStream    = "X-Nats-Stream"     // the stream it was stored in
-	HeaderStreamSeq = "X-Nats-Stream-Seq" // its sequence there: a stable id for idempotency
-	HeaderDelivered = "X-Nats-Delivered"  // 1 on the first delivery, 2 on the first retry...
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // ConnectorName is the value of the X-Connector header.
@@ -121,7 +113,7 @@ func (c *Connector) invoke(ctx context.Context, fn string, m bus.Msg) (int, erro
 	}
 	for k, vs := range m.Header {
 		ck := http.CanonicalHeaderKey(k)
-		if strings.HasPrefix(ck, "Nats-") || hopHeaders[ck] {
+		if strings.HasPrefix(ck, topology.NATSHeaderPrefix) || hopHeaders[ck] {
 			continue
 		}
 		for _, v := range vs {
@@ -129,11 +121,11 @@ func (c *Connector) invoke(ctx context.Context, fn string, m bus.Msg) (int, erro
 		}
 	}
 	tracing.Inject(ctx, req.Header)
-	req.Header.Set(HeaderTopic, m.Subject)
-	req.Header.Set(HeaderConnector, ConnectorName)
-	req.Header.Set(HeaderStream, m.Stream)
-	req.Header.Set(HeaderStreamSeq, strconv.FormatUint(m.Sequence, 10))
-	req.Header.Set(HeaderDelivered, strconv.FormatUint(m.NumDelivered, 10))
+	req.Header.Set(topology.HeaderTopic, m.Subject)
+	req.Header.Set(topology.HeaderConnector, ConnectorName)
+	req.Header.Set(topology.HeaderStream, m.Stream)
+	req.Header.Set(topology.HeaderStreamSeq, strconv.FormatUint(m.Sequence, 10))
+	req.Header.Set(topology.HeaderDelivered, strconv.FormatUint(m.NumDelivered, 10))
 	if req.Header.Get("Content-Type") == "" && looksJSON(m.Data) {
 		req.Header.Set("Content-Type", "application/json")
 	}

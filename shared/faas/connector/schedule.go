@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // ScheduleAnnotation is the function annotation that lists paths the
@@ -25,10 +26,6 @@ import (
 // "/reconcile@1m, /dead-letters@1m". Every connector replica calls them, so
 // the targets must be idempotent.
 const ScheduleAnnotation = "com.pulsevault.schedule"
-
-// HeaderSchedule is set on scheduled calls to the entry that made them
-// ("/reconcile@1m").
-const HeaderSchedule = "X-Schedule"
 
 // Bounds of a schedule's interval.
 const (
@@ -223,8 +220,8 @@ func (c *Connector) post(ctx context.Context, k scheduleKey) (int, error) {
 		return 0, err
 	}
 	tracing.Inject(ctx, req.Header)
-	req.Header.Set(HeaderConnector, ConnectorName)
-	req.Header.Set(HeaderSchedule, k.Schedule.String())
+	req.Header.Set(topology.HeaderConnector, ConnectorName)
+	req.Header.Set(topology.HeaderSchedule, k.Schedule.String())
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 func TestParseSchedule(t *testing.T) {
@@ -50,7 +51,7 @@ func TestScheduledCalls(t *testing.T) {
 	calls := h.g.wait("finalize/reconcile", 3, 20*time.Second)
 	ids := map[string]bool{}
 	for _, cl := range calls {
-		if cl.header.Get(HeaderConnector) != ConnectorName || cl.header.Get(HeaderSchedule) != "/reconcile@200ms" {
+		if cl.header.Get(topology.HeaderConnector) != ConnectorName || cl.header.Get(topology.HeaderSchedule) != "/reconcile@200ms" {
 			t.Errorf("headers %v", cl.header)
 		}
 		id := cl.header.Get(tracing.HeaderRequestID)
@@ -134,7 +135,7 @@ func TestScheduleFollowsAnnotations(t *testing.T) {
 		return len(s) == 1 && s[0].Every == "150ms"
 	})
 	n := len(h.g.wait("fn/tick", len(h.g.callsOf("fn/tick"))+1, 20*time.Second))
-	if got := h.g.callsOf("fn/tick")[n-1].header.Get(HeaderSchedule); got != "/tick@150ms" {
+	if got := h.g.callsOf("fn/tick")[n-1].header.Get(topology.HeaderSchedule); got != "/tick@150ms" {
 		t.Errorf("call after the change made by %q", got)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/platform/settings"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // PasswordFile is the gateway password's file name in the secrets dir, as
@@ -26,7 +27,7 @@ var Settings = []settings.Setting{
 	{Env: "GATEWAY_PASSWORD", Default: "", Usage: "gateway basic-auth password; when empty it is read from SECRETS_DIR/" + PasswordFile},
 	{Env: "SECRETS_DIR", Default: "/var/openfaas/secrets", Usage: "directory holding the " + PasswordFile + " secret"},
 	{Env: "CONNECTOR_REFRESH", Default: "5s", Usage: "how often the function list and its topic and schedule annotations are read again (100ms–1h)"},
-	{Env: "CONNECTOR_MAX_DELIVER", Default: "5", Usage: "failed deliveries of a message before it goes to pulse.dlq.<function> (1–100)"},
+	{Env: "CONNECTOR_MAX_DELIVER", Default: "5", Usage: "failed deliveries of a message before it goes to " + topology.DeadLetter("<function>") + " (1–100)"},
 	{Env: "CONNECTOR_BACKOFF", Default: "1s,5s,30s", Usage: "delays before redelivery after the 1st, 2nd, ... failure; the last repeats"},
 	{Env: "CONNECTOR_TIMEOUT", Default: "10m", Usage: "longest a single invocation may run before it counts as failed (1s–24h)"},
 	{Env: "CONNECTOR_CONCURRENCY", Default: "1", Usage: "invocations in flight per (function, topic); 1 keeps messages in order (1–1000)"},

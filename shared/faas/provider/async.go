@@ -20,6 +20,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Asynchronous invocations: /async-function/NAME answers 202 with an
@@ -27,14 +28,10 @@ import (
 // provider invokes the function and, when the request carried
 // X-Callback-Url, POSTs the result there, as OpenFaaS's queue-worker does.
 const (
-	AsyncStream        = "PULSE_ASYNC"        // work-queue stream of queued requests
-	AsyncSubjectPrefix = "pulse.async."       // + function name
-	AsyncDeadLetter    = "pulse.dlq.async"    // requests no replica could take after every try
-	asyncDurable       = "pulsevault-gateway" // the worker's durable consumer
-	asyncMaxAge        = 24 * time.Hour       // unprocessed requests are dropped after this
-	asyncAckWait       = time.Minute
-	asyncMaxDeliver    = 5
-	maxAsyncResponse   = 64 << 20 // function response kept for the callback
+	asyncMaxAge      = 24 * time.Hour // unprocessed requests are dropped after this
+	asyncAckWait     = time.Minute
+	asyncMaxDeliver  = 5
+	maxAsyncResponse = 64 << 20 // function response kept for the callback
 )
 
 var callIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -46,28 +43,28 @@ func (p *Provider) startAsync() error {
 	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
 	defer cancel()
 	js := b.JetStream()
-	if _, err := js.Stream(ctx, AsyncStream); errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := js.Stream(ctx, topology.StreamAsync); errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-			Name: AsyncStream, Subjects: []string{AsyncSubjectPrefix + ">"},
+			Name: topology.StreamAsync, Subjects: []string{topology.SubjectAsyncPrefix + ">"},
 			Retention: jetstream.WorkQueuePolicy, MaxAge: asyncMaxAge,
 			Duplicates: bus.DefaultDuplicates, Storage: jetstream.FileStorage,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("provider: create stream %s: %w", AsyncStream, err)
+			return fmt.Errorf("provider: create stream %s: %w", topology.StreamAsync, err)
 		}
 	} else if err != nil {
-		return fmt.Errorf("provider: stream %s: %w", AsyncStream, err)
+		return fmt.Errorf("provider: stream %s: %w", topology.StreamAsync, err)
 	}
 	if _, err := b.EnsureStream(ctx, bus.StreamConfig{
-		Name: AsyncStream, Subjects: []string{AsyncSubjectPrefix + ">"}, MaxAge: asyncMaxAge,
+		Name: topology.StreamAsync, Subjects: []string{topology.SubjectAsyncPrefix + ">"}, MaxAge: asyncMaxAge,
 	}); err != nil {
 		return fmt.Errorf("provider: %w", err)
 	}
 	c, err := b.Consume(p.ctx, bus.ConsumeOptions{
-		Stream: AsyncStream, Durable: asyncDurable,
+		Stream: topology.StreamAsync, Durable: topology.DurableAsync,
 		MaxDeliver: asyncMaxDeliver, AckWait: asyncAckWait,
 		Backoff:     []time.Duration{time.Second, 5 * time.Second, 30 * time.Second},
-		DeadLetter:  AsyncDeadLetter,
+		DeadLetter:  topology.DeadLetterAsync,
 		Concurrency: p.opts.AsyncConcurrency,
 	}, p.handleAsync)
 	if err != nil {
@@ -133,7 +130,7 @@ func (p *Provider) invokeAsync(w http.ResponseWriter, r *http.Request, rest stri
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	if err := b.Publish(ctx, AsyncSubjectPrefix+name, data, callID); err != nil {
+	if err := b.Publish(ctx, topology.SubjectAsyncPrefix+name, data, callID); err != nil {
 		p.log.Error("async: queueing failed", "function_name", name, "call_id", callID, "err", err)
 		httpError(w, http.StatusServiceUnavailable, "could not queue the request: NATS JetStream is unavailable; retry later")
 		return

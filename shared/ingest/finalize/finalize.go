@@ -32,6 +32,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Rejection reasons besides probe's (machine codes in meta.json and audit).
@@ -315,7 +316,7 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 		if err != nil {
 			return out, err
 		}
-		if err := f.o.Bus.Publish(ctx, ladder.JobSubject, b, j.MsgID()); err != nil {
+		if err := f.o.Bus.Publish(ctx, topology.SubjectTranscodeJobs, b, j.MsgID()); err != nil {
 			return out, err
 		}
 		out.Jobs++
@@ -364,7 +365,7 @@ func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Vid
 // copyOriginal locks the upload in the media bucket, unless an earlier run
 // already did (every copy would be another version nobody can remove).
 func (f *Finalizer) copyOriginal(ctx context.Context, upload, id string, size int64, res probe.Result) (*meta.Original, error) {
-	key := "videos/" + id + "/original." + res.Ext
+	key := topology.OriginalKey(id, res.Ext)
 	have, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key)
 	if err == nil && have.Size == size && have.Retention != nil {
 		return &meta.Original{Key: key, Size: size, ContentType: res.ContentType, RetainUntil: have.Retention.Until}, nil

@@ -9,10 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/bus/lease"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// LockBucket is the JetStream key-value bucket holding finalize leases.
-const LockBucket = "PULSE_FINALIZE_LOCKS"
 
 // lockTTL bounds how long a replica killed mid-way blocks its upload; a
 // live holder renews its lease however long the finalize (probe, copy of a
@@ -30,7 +28,7 @@ var errLeaseLost = errors.New("finalize: lease lost")
 type leases struct{ b *lease.Bucket }
 
 func newLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*leases, error) {
-	b, err := lease.Open(ctx, js, LockBucket, "upload-finalize leases, one per staged upload", ttl)
+	b, err := lease.Open(ctx, js, topology.KVFinalizeLocks, "upload-finalize leases, one per staged upload", ttl)
 	if err != nil {
 		return nil, fmt.Errorf("finalize: %w", err)
 	}

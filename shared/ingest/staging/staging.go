@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // SubjectKey is the metadata entry in which the upload function records the
@@ -60,7 +61,7 @@ func (i Info) Client() map[string]string {
 // IsUploadKey reports whether key names an upload's data object, as
 // opposed to its .info or .part companion (or anything else in the bucket).
 func IsUploadKey(key string) bool {
-	return key != "" && !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") && !strings.Contains(key, "/")
+	return key != "" && !strings.HasSuffix(key, topology.InfoSuffix) && !strings.HasSuffix(key, topology.PartSuffix) && !strings.Contains(key, "/")
 }
 
 // Store reads and clears staged uploads in one bucket.
@@ -77,7 +78,7 @@ func (s *Store) Bucket() string { return s.bucket }
 
 // Info reads the .info of the upload with object id id.
 func (s *Store) Info(ctx context.Context, id string) (Info, error) {
-	rc, _, err := s.st.Get(ctx, s.bucket, id+".info", 0, -1)
+	rc, _, err := s.st.Get(ctx, s.bucket, topology.InfoKey(id), 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Info{}, ErrNotFound
 	}
@@ -120,7 +121,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 			}
 		}
 	}
-	for _, k := range []string{id, id + ".part", id + ".info"} {
+	for _, k := range []string{id, topology.PartKey(id), topology.InfoKey(id)} {
 		if err := s.st.Remove(ctx, s.bucket, k, ""); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
@@ -154,8 +155,8 @@ func (s *Store) List(ctx context.Context) ([]Upload, error) {
 			return nil, err
 		}
 		switch {
-		case strings.HasSuffix(o.Key, ".info") && IsUploadKey(strings.TrimSuffix(o.Key, ".info")):
-			u := get(strings.TrimSuffix(o.Key, ".info"))
+		case strings.HasSuffix(o.Key, topology.InfoSuffix) && IsUploadKey(strings.TrimSuffix(o.Key, topology.InfoSuffix)):
+			u := get(strings.TrimSuffix(o.Key, topology.InfoSuffix))
 			u.HasInfo = true
 			if !u.Complete {
 				u.Modified = o.LastModified

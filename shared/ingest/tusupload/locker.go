@@ -9,10 +9,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus/lease"
 )
 
-// LockBucket is the JetStream key-value bucket of upload locks shared by
-// the upload function's replicas.
-const LockBucket = "PULSE_UPLOAD_LOCKS"
-
 // leaseLocker is tusd's Locker over shared/bus/lease: a request for an upload
 // that another replica is serving asks that replica to let go (tusd then
 // ends its PATCH cleanly, as it does within one process).

@@ -24,6 +24,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 var secret = []byte("tusupload-test-secret-0123456789abcdef")
@@ -253,7 +254,7 @@ func TestReplicasShareUploadLocks(t *testing.T) {
 	t.Cleanup(b.Close)
 	var urls [2]string
 	for i := range urls {
-		locks, err := lease.Open(t.Context(), b.JetStream(), LockBucket, "test", 30*time.Second)
+		locks, err := lease.Open(t.Context(), b.JetStream(), topology.KVUploadLocks, "test", 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

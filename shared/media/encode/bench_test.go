@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // childCPU is the CPU time (user + system) of every reaped child so far.
@@ -164,7 +165,7 @@ func TestLadderArgs(t *testing.T) {
 	}
 	ffmpeg(t, dir, args)
 	for _, r := range rs {
-		for _, f := range []string{encode.PlaylistFile, encode.InitFile, encode.SegmentFile(0)} {
+		for _, f := range []string{topology.PlaylistFile, topology.InitFile, topology.SegmentFile(0)} {
 			if st, err := os.Stat(filepath.Join(dir, r.Name, f)); err != nil || st.Size() == 0 {
 				t.Errorf("%s/%s: %v", r.Name, f, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // CodeWorkerLost is the failure code of a rendition whose job was
@@ -21,10 +22,6 @@ import (
 // killed (out of memory, node lost) on every delivery, or could not write
 // the failure on the last one.
 const CodeWorkerLost = "worker-lost"
-
-// DeadLetterDurable is the durable consumer DrainDeadLetters reads the
-// transcode function's dead letters through, shared by every replica.
-const DeadLetterDurable = "transcode-dead-letters"
 
 // Bounds of one DrainDeadLetters call, so a scheduled call always ends
 // well within its interval; the next call takes the rest.
@@ -67,7 +64,7 @@ func (w *Worker) DrainDeadLetters(ctx context.Context, b *bus.Bus, subject strin
 		return rep, fmt.Errorf("transcode: dead letters: stream for %s: %w", subject, err)
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       DeadLetterDurable,
+		Durable:       topology.DurableTranscodeDeadLetters,
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       drainAckWait,

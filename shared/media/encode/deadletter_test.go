@@ -16,6 +16,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 const deadLetters = "pulse.dlq.transcode"
@@ -25,7 +26,7 @@ const deadLetters = "pulse.dlq.transcode"
 func (r *rig) deadLetter(data string) {
 	r.t.Helper()
 	m := &nats.Msg{Subject: deadLetters, Data: []byte(data), Header: nats.Header{}}
-	m.Header.Set(bus.HeaderDLQSubject, ladder.JobSubject)
+	m.Header.Set(bus.HeaderDLQSubject, topology.SubjectTranscodeJobs)
 	m.Header.Set(bus.HeaderDLQError, "function transcode answered 502 after 1.2s")
 	m.Header.Set(bus.HeaderDLQDeliveries, "2")
 	if _, err := r.bus.JetStream().PublishMsg(context.Background(), m); err != nil {
@@ -118,7 +119,7 @@ func TestDeadLetterDrain(t *testing.T) {
 	if _, again, _ := r.meta.Get(ctx, id); again != etag {
 		t.Error("the second drain rewrote meta.json")
 	}
-	cons, err := r.bus.JetStream().Consumer(ctx, "PULSE_DLQ", encode.DeadLetterDurable)
+	cons, err := r.bus.JetStream().Consumer(ctx, "PULSE_DLQ", topology.DurableTranscodeDeadLetters)
 	if err != nil {
 		t.Fatal(err)
 	}

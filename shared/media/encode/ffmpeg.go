@@ -27,21 +27,11 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/probe"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/childproc"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // SegmentSeconds is the segment and keyframe grid of every rendition.
 const SegmentSeconds = 2
-
-// Output file names inside a rendition's directory (and under
-// videos/<id>/hls/<rendition>/ in the store).
-const (
-	InitFile     = "init.mp4"
-	PlaylistFile = "index.m3u8"
-	segPattern   = "seg_%d.m4s"
-)
-
-// SegmentFile is the name of segment n (from 0).
-func SegmentFile(n int) string { return fmt.Sprintf(segPattern, n) }
 
 // Spec is one rendition to encode.
 type Spec struct {
@@ -104,7 +94,7 @@ func Args(s Spec) ([]string, error) {
 		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 	}
 	args = append(args, hlsOutput("")...)
-	return append(args, "-progress", "pipe:1", PlaylistFile), nil
+	return append(args, "-progress", "pipe:1", topology.PlaylistFile), nil
 }
 
 // GroupSpec is several renditions encoded by one ffmpeg process from one
@@ -174,7 +164,7 @@ func LadderArgs(input string, rs []meta.Rendition, p meta.Probe, preset string) 
 	for _, r := range audios {
 		args = append(args, audioOutput(r)...)
 		args = append(args, hlsOutput(r.Name+"/")...)
-		args = append(args, r.Name+"/"+PlaylistFile)
+		args = append(args, r.Name+"/"+topology.PlaylistFile)
 	}
 	return args, nil
 }
@@ -197,7 +187,7 @@ func splitOutputs(rs []meta.Rendition, p meta.Probe, preset string) (string, []s
 		outs = append(outs, "-map", fmt.Sprintf("[v%d]", i), "-an", "-sn", "-dn")
 		outs = append(outs, out...)
 		outs = append(outs, hlsOutput(r.Name+"/")...)
-		outs = append(outs, r.Name+"/"+PlaylistFile)
+		outs = append(outs, r.Name+"/"+topology.PlaylistFile)
 	}
 	return fc.String(), outs, nil
 }
@@ -251,7 +241,7 @@ func videoOutput(r meta.Rendition, p meta.Probe, preset string) ([]string, error
 // (the init segment goes beside the playlist).
 func hlsOutput(prefix string) []string {
 	return []string{"-f", "hls", "-hls_time", strconv.Itoa(SegmentSeconds), "-hls_playlist_type", "vod",
-		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", InitFile, "-hls_segment_filename", prefix + segPattern,
+		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", topology.InitFile, "-hls_segment_filename", prefix + topology.SegmentPattern,
 		"-hls_flags", "independent_segments"}
 }
 
@@ -539,12 +529,12 @@ func Posters(ctx context.Context, input string, bind func(pid int) error, dir st
 	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"}, probe.InputOptions(input)...)
 	args = append(args, "-ss", strconv.FormatFloat(at, 'f', 3, 64), "-i", input,
 		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]"+scale(720)+",setsar=1[p];[b]"+scale(180)+",setsar=1[t]",
-		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", "poster.jpg",
-		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", "thumb.jpg")
+		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", topology.PosterFile,
+		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", topology.ThumbFile)
 	if err := run(ctx, dir, args, input, bind, nil, 0, "poster"); err != nil {
 		return err
 	}
-	for _, f := range []string{"poster.jpg", "thumb.jpg"} {
+	for _, f := range []string{topology.PosterFile, topology.ThumbFile} {
 		if st, err := os.Stat(dir + "/" + f); err != nil || st.Size() == 0 {
 			return &Error{Code: CodeBadOutput, Err: fmt.Errorf("ffmpeg wrote no %s", f)}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // countFFmpeg puts a logging ffmpeg in front of the real one on PATH and
@@ -358,7 +359,7 @@ exec %q "$@"
 	if want := strconv.Itoa(min(own+7, 19)); strings.TrimSpace(string(got)) != want {
 		t.Fatalf("group ffmpeg nice %q, want %s (ours %d)", strings.TrimSpace(string(got)), want, own)
 	}
-	if _, err := os.Stat(filepath.Join(out, "240p", encode.PlaylistFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(out, "240p", topology.PlaylistFile)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // statusGuard checks the invariant clients rely on: whenever a video's
@@ -34,7 +35,7 @@ func newStatusGuard(r *rig) *statusGuard { return &statusGuard{r: r, seen: map[m
 
 // manifestObject reads a manifest; "" when it does not exist.
 func (g *statusGuard) manifestObject(id, file string) (string, error) {
-	rc, _, err := g.r.st.Get(context.Background(), g.r.cfg.MediaBucket, encode.VideoKey(id, file), 0, -1)
+	rc, _, err := g.r.st.Get(context.Background(), g.r.cfg.MediaBucket, topology.VideoKey(id, file), 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", nil
 	}
@@ -61,12 +62,12 @@ func (g *statusGuard) check(where string, v *meta.Video) {
 		defer g.mu.Unlock()
 		g.bad = append(g.bad, fmt.Sprintf("%s: status %s: ", where, v.Status)+fmt.Sprintf(format, args...))
 	}
-	master, err := g.manifestObject(v.ID, encode.MasterFile)
+	master, err := g.manifestObject(v.ID, topology.MasterFile)
 	if err != nil {
 		fail("read master: %v", err)
 		return
 	}
-	mpd, err := g.manifestObject(v.ID, encode.MPDFile)
+	mpd, err := g.manifestObject(v.ID, topology.MPDFile)
 	if err != nil {
 		fail("read MPD: %v", err)
 		return
@@ -204,14 +205,14 @@ func TestRedeliveryPublishesUnlistedRendition(t *testing.T) {
 	if got := r.get(id); got.Status != meta.Ready {
 		t.Fatalf("status %s after 240p and audio, want ready", got.Status)
 	}
-	early := map[string]string{encode.MasterFile: r.fetch(id, encode.MasterFile), encode.MPDFile: r.fetch(id, encode.MPDFile)}
+	early := map[string]string{topology.MasterFile: r.fetch(id, topology.MasterFile), topology.MPDFile: r.fetch(id, topology.MPDFile)}
 	run("360p") // encodes 480p too
 	r.checkComplete(t, id)
 
 	// What the killed worker leaves: 360p and 480p ready, never listed,
 	// the manifests of 240p + audio, a status that counts neither.
 	for f, body := range early {
-		if _, err := r.st.PutBytes(ctx, r.cfg.MediaBucket, encode.VideoKey(id, f), []byte(body), storage.PutOptions{}); err != nil {
+		if _, err := r.st.PutBytes(ctx, r.cfg.MediaBucket, topology.VideoKey(id, f), []byte(body), storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -31,25 +31,8 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// Object keys under videos/<id>/.
-const (
-	MasterFile   = "hls/master.m3u8"
-	MPDFile      = "dash/manifest.mpd"
-	PosterFile   = "poster.jpg"
-	ThumbFile    = "thumb.jpg"
-	TimelineFile = "segments.json" // in hls/<rendition>/
-	ErrorFile    = "error.txt"     // in hls/<rendition>/: sanitized stderr tail of the final failure
-)
-
-// RenditionKey is the key of file in a rendition's directory.
-func RenditionKey(video, rendition, file string) string {
-	return "videos/" + video + "/hls/" + rendition + "/" + file
-}
-
-// VideoKey is the key of file (MasterFile, PosterFile, ...) of a video.
-func VideoKey(video, file string) string { return "videos/" + video + "/" + file }
 
 // Metrics, on the default registry. Rendition names come from the planned
 // ladder (checked against meta.json before use), so labels stay bounded.
@@ -464,7 +447,7 @@ func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, pro
 			return errUnknownRendition
 		}
 		r.State, r.Progress, r.Error, r.Listed = meta.RenditionReady, 100, "", false
-		r.Playlist = RenditionKey(id, rend.Name, PlaylistFile)
+		r.Playlist = topology.RenditionKey(id, rend.Name, topology.PlaylistFile)
 		r.Codecs, r.Bandwidth, r.Average = track.Codec, peak, avg
 		if track.Kind == "video" {
 			r.Width, r.Height = track.Width, track.Height
@@ -553,7 +536,7 @@ func (w *Worker) failUnless(ctx context.Context, id, name string, te *Error, kee
 	}
 	if te.Tail != "" {
 		tail := []byte(te.Code + "\n" + te.Tail + "\n")
-		if _, err := w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, name, ErrorFile), tail,
+		if _, err := w.Store.PutBytes(ctx, w.Bucket, topology.RenditionKey(id, name, topology.ErrorFile), tail,
 			storage.PutOptions{ContentType: "text/plain; charset=utf-8", Retention: w.retention()}); err != nil {
 			return false, err
 		}
@@ -680,7 +663,7 @@ func (w *Worker) scratch() (string, error) {
 // readOutput checks what ffmpeg wrote: the media playlist's segments in
 // order, their timeline and the init segment's track.
 func readOutput(dir string) (segs []string, tl manifest.Timeline, track manifest.Track, err error) {
-	pl, err := os.ReadFile(filepath.Join(dir, PlaylistFile))
+	pl, err := os.ReadFile(filepath.Join(dir, topology.PlaylistFile))
 	if err != nil {
 		return nil, tl, track, err
 	}
@@ -689,13 +672,13 @@ func readOutput(dir string) (segs []string, tl manifest.Timeline, track manifest
 	for sc.Scan() {
 		l := strings.TrimSpace(sc.Text())
 		switch {
-		case l == `#EXT-X-MAP:URI="`+InitFile+`"`:
+		case l == `#EXT-X-MAP:URI="`+topology.InitFile+`"`:
 			sawMap = true
 		case l == "#EXT-X-ENDLIST":
 			ended = true
 		case l != "" && !strings.HasPrefix(l, "#"):
-			if l != SegmentFile(len(segs)) {
-				return nil, tl, track, fmt.Errorf("playlist lists %q where %s was expected", l, SegmentFile(len(segs)))
+			if l != topology.SegmentFile(len(segs)) {
+				return nil, tl, track, fmt.Errorf("playlist lists %q where %s was expected", l, topology.SegmentFile(len(segs)))
 			}
 			segs = append(segs, l)
 		}
@@ -703,7 +686,7 @@ func readOutput(dir string) (segs []string, tl manifest.Timeline, track manifest
 	if !sawMap || !ended || len(segs) == 0 {
 		return nil, tl, track, errors.New("playlist incomplete (no init map, end tag or segment)")
 	}
-	init, err := os.ReadFile(filepath.Join(dir, InitFile))
+	init, err := os.ReadFile(filepath.Join(dir, topology.InitFile))
 	if err != nil {
 		return nil, tl, track, err
 	}
@@ -731,7 +714,7 @@ var contentTypes = map[string]string{
 }
 
 func contentType(name, kind string) string {
-	if name == InitFile {
+	if name == topology.InitFile {
 		return kind + "/mp4"
 	}
 	return contentTypes[filepath.Ext(name)]
@@ -751,21 +734,21 @@ func (w *Worker) upload(ctx context.Context, id string, rend meta.Rendition, dir
 		if err != nil {
 			return err
 		}
-		_, err = w.Store.Put(ctx, w.Bucket, RenditionKey(id, rend.Name, name), f, st.Size(),
+		_, err = w.Store.Put(ctx, w.Bucket, topology.RenditionKey(id, rend.Name, name), f, st.Size(),
 			storage.PutOptions{ContentType: contentType(name, rend.Kind), Retention: ret})
 		return err
 	}
-	if err := parallel(ctx, w.Config.UploadParallel, append([]string{InitFile}, segs...), put); err != nil {
+	if err := parallel(ctx, w.Config.UploadParallel, append([]string{topology.InitFile}, segs...), put); err != nil {
 		return err
 	}
-	if err := put(PlaylistFile); err != nil {
+	if err := put(topology.PlaylistFile); err != nil {
 		return err
 	}
 	b, err := json.Marshal(tl)
 	if err != nil {
 		return err
 	}
-	_, err = w.Store.PutBytes(ctx, w.Bucket, RenditionKey(id, rend.Name, TimelineFile), b,
+	_, err = w.Store.PutBytes(ctx, w.Bucket, topology.RenditionKey(id, rend.Name, topology.TimelineFile), b,
 		storage.PutOptions{ContentType: "application/json", Retention: ret})
 	return err
 }
@@ -806,7 +789,7 @@ func parallel(ctx context.Context, n int, items []string, fn func(string) error)
 // yet. A failure is logged, not returned: the next video rendition to land
 // tries again, and a missing poster must not fail a playable rendition.
 func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string, src loopback.Object, probe meta.Probe, scratch string) {
-	if _, err := w.Store.Stat(ctx, w.Bucket, VideoKey(id, PosterFile)); err == nil {
+	if _, err := w.Store.Stat(ctx, w.Bucket, topology.VideoKey(id, topology.PosterFile)); err == nil {
 		return
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		log.Warn("transcode: poster check failed", "err", err)
@@ -826,10 +809,10 @@ func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string,
 		log.Warn("transcode: poster failed", "code", code)
 		return
 	}
-	for _, f := range []string{ThumbFile, PosterFile} { // poster last: its presence means both are in
+	for _, f := range []string{topology.ThumbFile, topology.PosterFile} { // poster last: its presence means both are in
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err == nil {
-			_, err = w.Store.PutBytes(ctx, w.Bucket, VideoKey(id, f), b,
+			_, err = w.Store.PutBytes(ctx, w.Bucket, topology.VideoKey(id, f), b,
 				storage.PutOptions{ContentType: "image/jpeg", Retention: w.retention()})
 		}
 		if err != nil {
@@ -871,11 +854,11 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 		}
 		// The stored manifests first, then meta.json: what we write from
 		// this view replaces only what was built from an older one.
-		curMaster, err := w.current(ctx, VideoKey(id, MasterFile))
+		curMaster, err := w.current(ctx, topology.VideoKey(id, topology.MasterFile))
 		if err != nil {
 			return err
 		}
-		curMPD, err := w.current(ctx, VideoKey(id, MPDFile))
+		curMPD, err := w.current(ctx, topology.VideoKey(id, topology.MPDFile))
 		if err != nil {
 			return err
 		}
@@ -909,9 +892,9 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 		if err != nil {
 			return err
 		}
-		err = w.putManifest(ctx, VideoKey(id, MasterFile), master, curMaster, "application/vnd.apple.mpegurl")
+		err = w.putManifest(ctx, topology.VideoKey(id, topology.MasterFile), master, curMaster, "application/vnd.apple.mpegurl")
 		if err == nil {
-			err = w.putManifest(ctx, VideoKey(id, MPDFile), mpd, curMPD, "application/dash+xml")
+			err = w.putManifest(ctx, topology.VideoKey(id, topology.MPDFile), mpd, curMPD, "application/dash+xml")
 		}
 		if errors.Is(err, storage.ErrPreconditionFailed) {
 			continue // another writer got there first: rebuild from a newer view
@@ -1025,7 +1008,7 @@ func optionalRendition(r *meta.Rendition) []meta.Rendition {
 
 func (w *Worker) timeline(ctx context.Context, id, name string) (manifest.Timeline, error) {
 	var tl manifest.Timeline
-	rc, _, err := w.Store.Get(ctx, w.Bucket, RenditionKey(id, name, TimelineFile), 0, -1)
+	rc, _, err := w.Store.Get(ctx, w.Bucket, topology.RenditionKey(id, name, topology.TimelineFile), 0, -1)
 	if err != nil {
 		return tl, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // runJobs runs the named renditions concurrently (all of them when names is
@@ -49,7 +50,7 @@ func (r *rig) runJobs(id string, v *meta.Video, delivered int, names ...string) 
 
 func (r *rig) timeline(id, name string) manifest.Timeline {
 	r.t.Helper()
-	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, encode.RenditionKey(id, name, encode.TimelineFile), 0, -1)
+	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, topology.RenditionKey(id, name, topology.TimelineFile), 0, -1)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 			t.Errorf("audio codecs %q", rd.Codecs)
 		}
 	}
-	for _, f := range []string{encode.MasterFile, encode.MPDFile} {
+	for _, f := range []string{topology.MasterFile, topology.MPDFile} {
 		p := ffprobe(t, r.proxy+"/videos/"+id+"/"+f)
 		if count(p, "video") != videos || count(p, "audio") != btoi(src.HasAudio) {
 			t.Errorf("%s: %d video and %d audio streams, want %d and %d", f, count(p, "video"), count(p, "audio"), videos, btoi(src.HasAudio))
@@ -124,11 +125,11 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 	}
 	// Media is locked; the regenerated manifests are not.
 	for key, locked := range map[string]bool{
-		encode.RenditionKey(id, v.Renditions[0].Name, "seg_0.m4s"): true,
-		encode.RenditionKey(id, v.Renditions[0].Name, "init.mp4"):  true,
-		encode.VideoKey(id, encode.PosterFile):                     true,
-		encode.VideoKey(id, encode.ThumbFile):                      true,
-		encode.VideoKey(id, encode.MasterFile):                     false,
+		topology.RenditionKey(id, v.Renditions[0].Name, "seg_0.m4s"): true,
+		topology.RenditionKey(id, v.Renditions[0].Name, "init.mp4"):  true,
+		topology.VideoKey(id, topology.PosterFile):                   true,
+		topology.VideoKey(id, topology.ThumbFile):                    true,
+		topology.VideoKey(id, topology.MasterFile):                   false,
 	} {
 		info, err := r.st.Stat(ctx, r.cfg.MediaBucket, key)
 		if err != nil {
@@ -209,24 +210,24 @@ func TestProgressiveAvailability(t *testing.T) {
 	if got := r.get(id); got.Status != meta.Ready {
 		t.Fatalf("status %q after 240p + audio, want ready", got.Status)
 	}
-	master := r.fetch(id, encode.MasterFile)
+	master := r.fetch(id, topology.MasterFile)
 	if strings.Count(master, "#EXT-X-STREAM-INF") != 1 || !strings.Contains(master, "\n240p/index.m3u8\n") ||
 		!strings.Contains(master, `TYPE=AUDIO,GROUP-ID="audio"`) {
 		t.Fatalf("master with 240p + audio:\n%s", master)
 	}
 	// It plays: ffmpeg decodes the first segment of each stream through it.
-	out, err := exec.Command("ffmpeg", "-v", "error", "-i", r.proxy+"/videos/"+id+"/"+encode.MasterFile,
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", r.proxy+"/videos/"+id+"/"+topology.MasterFile,
 		"-t", "1.9", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("decode the first segment: %v\n%s", err, out)
 	}
-	if p := ffprobe(t, r.proxy+"/videos/"+id+"/"+encode.MPDFile); count(p, "video") != 1 || count(p, "audio") != 1 {
+	if p := ffprobe(t, r.proxy+"/videos/"+id+"/"+topology.MPDFile); count(p, "video") != 1 || count(p, "audio") != 1 {
 		t.Fatalf("MPD with 240p + audio: %+v", p.Streams)
 	}
 	if res := r.runJobs(id, v, 1, "360p")["360p"]; res.Status != http.StatusOK {
 		t.Fatalf("360p: %+v", res)
 	}
-	master = r.fetch(id, encode.MasterFile)
+	master = r.fetch(id, topology.MasterFile)
 	if strings.Count(master, "#EXT-X-STREAM-INF") != 2 {
 		t.Fatalf("master after 360p:\n%s", master)
 	}
@@ -235,7 +236,7 @@ func TestProgressiveAvailability(t *testing.T) {
 
 func (r *rig) fetch(id, file string) string {
 	r.t.Helper()
-	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, encode.VideoKey(id, file), 0, -1)
+	rc, _, err := r.st.Get(context.Background(), r.cfg.MediaBucket, topology.VideoKey(id, file), 0, -1)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func TestUndecodableSourceFailsTheRendition(t *testing.T) {
 	if got.Status != meta.Processing || !slices.Contains(got.Errors, "transcode.240p."+encode.CodeUndecodable) {
 		t.Fatalf("video: status %q errors %v", got.Status, got.Errors)
 	}
-	tail := r.object(encode.RenditionKey(id, "240p", encode.ErrorFile))
+	tail := r.object(topology.RenditionKey(id, "240p", topology.ErrorFile))
 	if !strings.HasPrefix(tail, encode.CodeUndecodable+"\n") || strings.Contains(tail, "X-Amz") || strings.Contains(tail, "http") {
 		t.Fatalf("stderr tail:\n%s", tail)
 	}

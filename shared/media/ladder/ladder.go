@@ -65,9 +65,6 @@ func videoRendition(name string, bitrate, w, h, short int) meta.Rendition {
 
 func even(n int) int { return max(2, n-n%2) }
 
-// JobSubject is where transcode jobs are published (stream PULSE_JOBS).
-const JobSubject = "pulse.jobs.transcode"
-
 // Job asks the transcode function for one rendition of one video.
 type Job struct {
 	Video     string `json:"video"`

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Timeline is one rendition's segments, in its track's timescale. It is kept
@@ -94,7 +95,7 @@ func HLSMaster(video []meta.Rendition, audio *meta.Rendition) []byte {
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	if audio != nil {
-		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"%s/index.m3u8\"\n",
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"%s/"+topology.PlaylistFile+"\"\n",
 			audioGroup, audio.Name)
 	}
 	for _, r := range video {
@@ -109,7 +110,7 @@ func HLSMaster(video []meta.Rendition, audio *meta.Rendition) []byte {
 		if audio != nil {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
 		}
-		fmt.Fprintf(&b, "\n%s/index.m3u8\n", r.Name)
+		fmt.Fprintf(&b, "\n%s/%s\n", r.Name, topology.PlaylistFile)
 	}
 	return []byte(b.String())
 }
@@ -180,8 +181,8 @@ func optional(r *Rep) []Rep {
 func template(r Rep) *segmentTemplate {
 	t := &segmentTemplate{
 		Timescale: r.Timeline.Timescale, StartNumber: 0,
-		Init:  "../hls/" + r.Name + "/init.mp4",
-		Media: "../hls/" + r.Name + "/seg_$Number$.m4s",
+		Init:  "../" + topology.HLSDir + r.Name + "/" + topology.InitFile,
+		Media: "../" + topology.HLSDir + r.Name + "/" + topology.SegmentTemplate,
 	}
 	for i, s := range r.Timeline.Segments {
 		if n := len(t.Timeline.S); n > 0 && t.Timeline.S[n-1].D == s.Duration &&

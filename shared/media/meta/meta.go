@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // SchemaVersion is the meta.json schema version.
@@ -101,9 +102,6 @@ type Rendition struct {
 	Listed bool `json:"listed,omitempty"`
 }
 
-// Key is the object key of a video's meta.json.
-func Key(id string) string { return "videos/" + id + "/meta.json" }
-
 // ErrNotFound means the video has no meta.json.
 var ErrNotFound = errors.New("meta: no such video")
 
@@ -140,7 +138,7 @@ func (s *Store) changed(ctx context.Context, v *Video) {
 
 // Get returns the video and the ETag of the version read.
 func (s *Store) Get(ctx context.Context, id string) (*Video, string, error) {
-	rc, info, err := s.st.Get(ctx, s.bucket, Key(id), 0, -1)
+	rc, info, err := s.st.Get(ctx, s.bucket, topology.MetaKey(id), 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, "", ErrNotFound
 	}
@@ -154,7 +152,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Video, string, error) {
 	}
 	v, err := Decode(b)
 	if err != nil {
-		return nil, "", fmt.Errorf("meta: %s: %w: %w", Key(id), ErrUndecodable, err)
+		return nil, "", fmt.Errorf("meta: %s: %w: %w", topology.MetaKey(id), ErrUndecodable, err)
 	}
 	return v, info.ETag, nil
 }
@@ -192,7 +190,7 @@ func (s *Store) Create(ctx context.Context, v *Video) error {
 	if err != nil {
 		return err
 	}
-	if _, err = s.st.PutBytes(ctx, s.bucket, Key(v.ID), b, storage.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil {
+	if _, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(v.ID), b, storage.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil {
 		return err
 	}
 	s.changed(ctx, v)
@@ -217,7 +215,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Video) error) (*
 		if err != nil {
 			return nil, err
 		}
-		_, err = s.st.PutBytes(ctx, s.bucket, Key(id), b, storage.PutOptions{ContentType: "application/json", IfMatch: etag})
+		_, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(id), b, storage.PutOptions{ContentType: "application/json", IfMatch: etag})
 		if err == nil {
 			if v.Status != before {
 				s.changed(ctx, v)

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Config is the validated configuration shared by every command.
@@ -109,9 +110,9 @@ var Vars = []Var{
 		c.S3SecretKey = v
 		return nil
 	}},
-	{"BUCKET_UPLOADS", "pulse-uploads", "staging bucket for tus uploads (no lock, no versioning)", bucket(func(c *Config, v string) { c.UploadsBucket = v })},
-	{"BUCKET_MEDIA", "pulse-media", "media bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.MediaBucket = v })},
-	{"BUCKET_AUDIT", "pulse-audit", "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
+	{"BUCKET_UPLOADS", topology.DefaultUploadsBucket, "staging bucket for tus uploads (no lock, no versioning)", bucket(func(c *Config, v string) { c.UploadsBucket = v })},
+	{"BUCKET_MEDIA", topology.DefaultMediaBucket, "media bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.MediaBucket = v })},
+	{"BUCKET_AUDIT", topology.DefaultAuditBucket, "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
 	{"MEDIA_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every media object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
 	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
 	{"GATEWAY_PORT", "8080", "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.GatewayPort = n })},
@@ -139,7 +140,7 @@ var Vars = []Var{
 		c.JWTRolesClaim = v
 		return nil
 	}},
-	{"EVENT_SUBJECT", "pulse.s3.events", "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
+	{"EVENT_SUBJECT", topology.DefaultEventSubject, "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
 		}

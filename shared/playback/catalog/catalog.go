@@ -31,6 +31,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Catalog reads meta.json objects of one bucket. Safe for concurrent use.
@@ -264,12 +265,12 @@ func (c *Catalog) scan(ctx context.Context) ([]*meta.Video, error) {
 	var todo []job
 	var out []*meta.Video
 	seen := map[string]bool{}
-	for info, err := range c.st.List(ctx, c.bucket, "videos/") {
+	for info, err := range c.st.List(ctx, c.bucket, topology.VideosPrefix) {
 		if err != nil {
 			return nil, err
 		}
-		id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, "videos/"), "/meta.json")
-		if !ok || strings.Contains(id, "/") {
+		id, ok := topology.MetaVideoID(info.Key)
+		if !ok {
 			continue
 		}
 		seen[info.Key] = true

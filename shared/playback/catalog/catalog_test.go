@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 type rig struct {
@@ -213,11 +214,11 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 	good := r.create(r.silent, "u1", base)
 	ctx := context.Background()
 	huge := uuid.NewString()
-	if _, err := r.st.PutBytes(ctx, r.bucket, meta.Key(huge), []byte(`{"id":"`+huge+`","uploader":"u1","client":{"filename":"`+strings.Repeat("a", meta.MaxSize)+`"}}`), storage.PutOptions{}); err != nil {
+	if _, err := r.st.PutBytes(ctx, r.bucket, topology.MetaKey(huge), []byte(`{"id":"`+huge+`","uploader":"u1","client":{"filename":"`+strings.Repeat("a", meta.MaxSize)+`"}}`), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	garbled := uuid.NewString()
-	if _, err := r.st.PutBytes(ctx, r.bucket, meta.Key(garbled), []byte("not json"), storage.PutOptions{}); err != nil {
+	if _, err := r.st.PutBytes(ctx, r.bucket, topology.MetaKey(garbled), []byte("not json"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := counter(t, "pulsevault_catalog_undecodable_total")

@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // JWTSecretName is the HS256 secret used when JWKS_URL is empty.
@@ -90,14 +91,11 @@ type Grant struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// PosterFile is a video's poster, under its folder.
-const PosterFile = "poster.jpg"
-
 // Poster signs the URL of video id's poster alone (token.SignKey), valid
 // for c.TTL from now: what the feed hands out with each playable item. It
 // grants nothing else of the video.
 func (c Config) Poster(ring *token.Keyring, id string, now time.Time) (string, error) {
-	key := token.VideoPrefix(id) + PosterFile
+	key := topology.VideoPrefix(id) + topology.PosterFile
 	tok, err := ring.SignKey(id, key, now.Add(c.TTL).Truncate(time.Second), now)
 	if err != nil {
 		return "", err
@@ -108,12 +106,12 @@ func (c Config) Poster(ring *token.Keyring, id string, now time.Time) (string, e
 // Grant signs URLs for video id, valid for c.TTL from now.
 func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, error) {
 	exp := now.Add(c.TTL).Truncate(time.Second)
-	tok, err := ring.Sign(id, token.VideoPrefix(id), exp, now)
+	tok, err := ring.Sign(id, topology.VideoPrefix(id), exp, now)
 	if err != nil {
 		return Grant{}, err
 	}
-	base := c.MediaBase + "/" + tok + "/" + token.VideoPrefix(id)
-	return Grant{URL: base + "hls/master.m3u8", DASH: base + "dash/manifest.mpd", Poster: base + PosterFile, ExpiresAt: exp.UTC()}, nil
+	base := c.MediaBase + "/" + tok + "/" + topology.VideoPrefix(id)
+	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC()}, nil
 }
 
 // Verifier builds the API token verifier from the configuration: the OIDC

@@ -8,6 +8,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 func env(kv ...string) func(string) string {
@@ -72,8 +73,8 @@ func TestPolicyAndGrant(t *testing.T) {
 		t.Fatalf("poster: %q %v", pu, err)
 	}
 	pc, err := ring.Verify(strings.SplitN(strings.TrimPrefix(pu, "https://pv.example.org/media/"), "/", 2)[0], now)
-	if err != nil || !pc.Exact || pc.Allows(token.VideoPrefix(v.ID)+"poster.jpg") != nil ||
-		pc.Allows(token.VideoPrefix(v.ID)+"hls/master.m3u8") == nil || pc.Expiry.After(now.Add(token.MaxTTL)) {
+	if err != nil || !pc.Exact || pc.Allows(topology.VideoPrefix(v.ID)+"poster.jpg") != nil ||
+		pc.Allows(topology.VideoPrefix(v.ID)+"hls/master.m3u8") == nil || pc.Expiry.After(now.Add(token.MaxTTL)) {
 		t.Fatalf("poster token: %+v %v", pc, err)
 	}
 	if !Playable(meta.Ready) || !Playable(meta.Complete) || Playable(meta.Processing) || Playable(meta.Failed) {

@@ -17,10 +17,8 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// SubjectPrefix is where changes are published: pulse.status.<video id>.
-const SubjectPrefix = "pulse.status"
 
 // Change is one status change. It holds ids and codes only, no PHI.
 type Change struct {
@@ -29,9 +27,6 @@ type Change struct {
 	Uploader string      `json:"uploader"` // JWT subject; used to pick who may see it, never sent to browsers
 	Time     time.Time   `json:"time"`
 }
-
-// Subject is the subject of a video's changes.
-func Subject(id string) string { return SubjectPrefix + "." + id }
 
 // Publish announces v's current status. Call it after the meta.json write
 // that changed it succeeded. It flushes, so a returned nil means the server
@@ -46,7 +41,7 @@ func PublishConn(ctx context.Context, nc *nats.Conn, v *meta.Video) error {
 	if err != nil {
 		return err
 	}
-	if err := nc.Publish(Subject(v.ID), data); err != nil {
+	if err := nc.Publish(topology.StatusSubject(v.ID), data); err != nil {
 		return fmt.Errorf("livestatus: publish: %w", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -63,7 +58,7 @@ func PublishConn(ctx context.Context, nc *nats.Conn, v *meta.Video) error {
 // Subscribe calls fn for every change until the returned subscription is
 // unsubscribed. Malformed messages are skipped.
 func Subscribe(nc *nats.Conn, fn func(Change)) (*nats.Subscription, error) {
-	return nc.Subscribe(SubjectPrefix+".*", func(m *nats.Msg) {
+	return nc.Subscribe(topology.SubjectStatusPrefix+".*", func(m *nats.Msg) {
 		var c Change
 		if json.Unmarshal(m.Data, &c) == nil && c.Video != "" && c.Status != "" {
 			fn(c)

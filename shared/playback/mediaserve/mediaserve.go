@@ -1,7 +1,7 @@
 // Package mediaserve serves media objects behind a playback token: the media
 // function's handler. It checks the token, audits playlist fetches, and
 // streams the object's bytes with ranges, or hands the fetch to a front
-// proxy that can read the store itself (see OffloadHeader).
+// proxy that can read the store itself (see topology.HeaderOffload).
 //
 // The path after the function's root is <token>/videos/<id>/<rest>. Any
 // token problem (malformed, unknown kid, forged, expired, another video, a
@@ -18,7 +18,7 @@
 // Offload: bytes that cross the function also cross the gateway, two more
 // sockets and two more processes each. A front proxy that can read the
 // store itself (nginx with X-Accel-Redirect, shared/playback/origin) says so
-// with OffloadHeader; a GET that passes every check is then answered with
+// with topology.HeaderOffload; a GET that passes every check is then answered with
 // an empty 200 and X-Accel-Redirect naming a presigned GET of the object
 // under the proxy's internal prefix, and the proxy serves the bytes (and
 // the Range) straight from the store.
@@ -41,17 +41,17 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/copybuf"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // MetricsPath serves this function's own metrics alone; they are also on
 // the default registry for fnrun's /metrics (a token is never "_").
 const MetricsPath = "/_/metrics"
 
-// OffloadHeader is the request header a front proxy sets to take the bytes
-// from the store itself. Its value is the proxy's internal location
-// prefix, e.g. "/_pulsevault_s3/": the answer's X-Accel-Redirect is that
-// prefix, the presigned path without its leading slash, and the query.
-const OffloadHeader = "X-Pulsevault-Offload"
+// A front proxy sets topology.HeaderOffload to take the bytes from the
+// store itself. Its value is the proxy's internal location prefix, e.g.
+// "/_pulsevault_s3/": the answer's X-Accel-Redirect is that prefix, the
+// presigned path without its leading slash, and the query.
 
 // offloadExpiry bounds the presigned URL a proxy fetches at once.
 const offloadExpiry = time.Minute
@@ -192,7 +192,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the store, which answers them unlike serveObject), and a prefix that is
 // a plain absolute path.
 func offloadPrefix(r *http.Request) (string, bool) {
-	p := r.Header.Get(OffloadHeader)
+	p := r.Header.Get(topology.HeaderOffload)
 	if r.Method != http.MethodGet || strings.Contains(r.Header.Get("Range"), ",") || len(p) < 2 || p[0] != '/' || p[len(p)-1] != '/' {
 		return "", false
 	}
@@ -224,8 +224,8 @@ func (s *Server) offload(w http.ResponseWriter, r *http.Request, prefix, key, ct
 
 // servable lists what a player may fetch under a video.
 func servable(video, key string) bool {
-	rest := strings.TrimPrefix(key, token.VideoPrefix(video))
-	return strings.HasPrefix(rest, "hls/") || strings.HasPrefix(rest, "dash/") || rest == "poster.jpg"
+	rest := strings.TrimPrefix(key, topology.VideoPrefix(video))
+	return strings.HasPrefix(rest, topology.HLSDir) || strings.HasPrefix(rest, topology.DASHDir) || rest == topology.PosterFile
 }
 
 func (s *Server) refuse(w http.ResponseWriter, reason token.Reason) {

@@ -16,6 +16,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // TestOffload runs against the real S3 server: a front proxy's offload
@@ -36,7 +37,7 @@ func TestOffload(t *testing.T) {
 		t.Fatal(err)
 	}
 	video := "0b4cffe1-eb47-5e4c-9ddd-f20af676546f"
-	seg := token.VideoPrefix(video) + "hls/360p/seg_00001.m4s"
+	seg := topology.VideoPrefix(video) + "hls/360p/seg_00001.m4s"
 	payload := []byte("fMP4 segment bytes, 0123456789")
 	if _, err := st.PutBytes(ctx, c.MediaBucket, seg, payload, storage.PutOptions{ContentType: "video/iso.segment"}); err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func TestOffload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := ring.Sign(video, token.VideoPrefix(video), time.Now().Add(time.Minute), time.Now())
+	tok, err := ring.Sign(video, topology.VideoPrefix(video), time.Now().Add(time.Minute), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestOffload(t *testing.T) {
 	}
 	const prefix = "/_pulsevault_s3/"
 
-	w := do(http.MethodGet, "/"+tok+"/"+seg, OffloadHeader, prefix, "Range", "bytes=5-11")
+	w := do(http.MethodGet, "/"+tok+"/"+seg, topology.HeaderOffload, prefix, "Range", "bytes=5-11")
 	redirect := w.Header().Get("X-Accel-Redirect")
 	if w.Code != http.StatusOK || w.Body.Len() != 0 || !strings.HasPrefix(redirect, prefix+c.MediaBucket+"/"+seg+"?") {
 		t.Fatalf("offload answer: %d %q body %q", w.Code, redirect, w.Body.String())
@@ -94,13 +95,13 @@ func TestOffload(t *testing.T) {
 		hdr    []string
 		code   int
 	}{
-		"forged token":     {http.MethodGet, []string{OffloadHeader, prefix}, http.StatusForbidden},
-		"HEAD":             {http.MethodHead, []string{OffloadHeader, prefix}, http.StatusOK},
-		"several ranges":   {http.MethodGet, []string{OffloadHeader, prefix, "Range", "bytes=0-1,4-5"}, http.StatusOK},
-		"relative prefix":  {http.MethodGet, []string{OffloadHeader, "_pulsevault_s3/"}, http.StatusOK},
-		"prefix with host": {http.MethodGet, []string{OffloadHeader, "http://evil/"}, http.StatusOK},
-		"prefix with ..":   {http.MethodGet, []string{OffloadHeader, "/a/../b/"}, http.StatusOK},
-		"prefix with ?":    {http.MethodGet, []string{OffloadHeader, "/a?/"}, http.StatusOK},
+		"forged token":     {http.MethodGet, []string{topology.HeaderOffload, prefix}, http.StatusForbidden},
+		"HEAD":             {http.MethodHead, []string{topology.HeaderOffload, prefix}, http.StatusOK},
+		"several ranges":   {http.MethodGet, []string{topology.HeaderOffload, prefix, "Range", "bytes=0-1,4-5"}, http.StatusOK},
+		"relative prefix":  {http.MethodGet, []string{topology.HeaderOffload, "_pulsevault_s3/"}, http.StatusOK},
+		"prefix with host": {http.MethodGet, []string{topology.HeaderOffload, "http://evil/"}, http.StatusOK},
+		"prefix with ..":   {http.MethodGet, []string{topology.HeaderOffload, "/a/../b/"}, http.StatusOK},
+		"prefix with ?":    {http.MethodGet, []string{topology.HeaderOffload, "/a?/"}, http.StatusOK},
 	} {
 		p := "/" + tok + "/" + seg
 		if name == "forged token" {
@@ -119,11 +120,11 @@ func TestOffload(t *testing.T) {
 	}
 
 	// A playlist is audited before it is offloaded.
-	pl := token.VideoPrefix(video) + "hls/master.m3u8"
+	pl := topology.VideoPrefix(video) + "hls/master.m3u8"
 	if _, err := st.PutBytes(ctx, c.MediaBucket, pl, []byte("#EXTM3U\n"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if w := do(http.MethodGet, "/"+tok+"/"+pl, OffloadHeader, prefix); w.Code != 200 || w.Header().Get("X-Accel-Redirect") == "" || len(audited) != 1 {
+	if w := do(http.MethodGet, "/"+tok+"/"+pl, topology.HeaderOffload, prefix); w.Code != 200 || w.Header().Get("X-Accel-Redirect") == "" || len(audited) != 1 {
 		t.Errorf("playlist: %d, %d audit events", w.Code, len(audited))
 	}
 }

@@ -18,7 +18,7 @@
 // this origin's, and a header over MaxHeaderBytes gets 431.
 //
 // With Options.Store set, media bytes skip the gateway and the function:
-// the router asks the media function to offload (mediaserve.OffloadHeader)
+// the router asks the media function to offload (topology.HeaderOffload)
 // and serves the X-Accel-Redirect it answers from the store itself, as
 // nginx does in production (infra/nginx).
 package origin
@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/platform/copybuf"
-	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Options configures Handler and Serve.
@@ -144,9 +144,9 @@ func Handler(o Options) (http.Handler, error) {
 			pr.Out.Header.Del("Forwarded")
 			pr.Out.Header.Del("X-Real-Ip")
 			pr.SetXForwarded()
-			pr.Out.Header.Del(mediaserve.OffloadHeader) // only this router may ask
+			pr.Out.Header.Del(topology.HeaderOffload) // only this router may ask
 			if fn == "media" && store != nil {
-				pr.Out.Header.Set(mediaserve.OffloadHeader, offloadPrefix)
+				pr.Out.Header.Set(topology.HeaderOffload, offloadPrefix)
 			}
 			if fn == "upload" {
 				// tusd's Location must name this origin's path, not the gateway's.

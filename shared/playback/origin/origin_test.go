@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 func TestRouting(t *testing.T) {
@@ -142,7 +142,7 @@ func TestMediaOffload(t *testing.T) {
 	defer store.Close()
 	var gwSaw atomic.Value
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prefix := r.Header.Get(mediaserve.OffloadHeader)
+		prefix := r.Header.Get(topology.HeaderOffload)
 		gwSaw.Store(prefix)
 		if prefix == "" {
 			io.WriteString(w, "bytes from the function")
@@ -174,7 +174,7 @@ func TestMediaOffload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, body := get(h, "/media/TOK/videos/v/hls/seg.m4s", "Range", "bytes=2-5", mediaserve.OffloadHeader, "/evil/")
+	res, body := get(h, "/media/TOK/videos/v/hls/seg.m4s", "Range", "bytes=2-5", topology.HeaderOffload, "/evil/")
 	if res.StatusCode != http.StatusPartialContent || body != "2345" || res.Header.Get("Content-Range") != "bytes 2-5/10" {
 		t.Fatalf("offloaded range: %d %q %v", res.StatusCode, body, res.Header)
 	}
@@ -193,7 +193,7 @@ func TestMediaOffload(t *testing.T) {
 	if res, body := get(h, "/media/TOK/videos/v/hls/missing.m4s"); res.StatusCode != http.StatusNotFound || body != "not found\n" {
 		t.Errorf("missing object: %d %q, want a plain 404", res.StatusCode, body)
 	}
-	if _, _ = get(h, "/api/videos", mediaserve.OffloadHeader, "/x/"); gwSaw.Load() != "" {
+	if _, _ = get(h, "/api/videos", topology.HeaderOffload, "/x/"); gwSaw.Load() != "" {
 		t.Errorf("a non-media route was asked to offload (%q)", gwSaw.Load())
 	}
 
@@ -203,7 +203,7 @@ func TestMediaOffload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, body := get(h, "/media/TOK/videos/v/hls/seg.m4s", mediaserve.OffloadHeader, offloadPrefix); res.StatusCode != 200 || body != "bytes from the function" {
+	if res, body := get(h, "/media/TOK/videos/v/hls/seg.m4s", topology.HeaderOffload, offloadPrefix); res.StatusCode != 200 || body != "bytes from the function" {
 		t.Errorf("no store: %d %q", res.StatusCode, body)
 	}
 	if _, err := Handler(Options{GatewayURL: gw.URL, Store: "http://store:9000/bucket"}); err == nil {

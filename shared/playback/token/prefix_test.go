@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // A prefix that does not end with "/" would grant every key starting
@@ -16,18 +18,18 @@ import (
 // MAC is good (a key that signed such a token before).
 func TestPrefixMustEndWithSlash(t *testing.T) {
 	k := ring(t, keyNew)
-	for _, p := range []string{VideoPrefix(videoA) + "hls/360", VideoPrefix(videoA) + "poster.jpg", "videos/" + videoA} {
+	for _, p := range []string{topology.VideoPrefix(videoA) + "hls/360", topology.VideoPrefix(videoA) + "poster.jpg", "videos/" + videoA} {
 		if _, err := k.Sign(videoA, p, now.Add(time.Minute), now); err == nil {
 			t.Errorf("Sign accepted the prefix %q", p)
 		}
 	}
-	if _, err := k.Sign(videoA, VideoPrefix(videoA)+"hls/360p/", now.Add(time.Minute), now); err != nil {
+	if _, err := k.Sign(videoA, topology.VideoPrefix(videoA)+"hls/360p/", now.Add(time.Minute), now); err != nil {
 		t.Errorf("Sign refused a folder prefix: %v", err)
 	}
 	// A token for "…/hls/360", signed with the key as Sign did before.
 	sk := k.keys[0]
 	id := uuid.MustParse(videoA)
-	prefix := VideoPrefix(videoA) + "hls/360"
+	prefix := topology.VideoPrefix(videoA) + "hls/360"
 	var b bytes.Buffer
 	b.WriteByte(version)
 	b.WriteByte(byte(len(sk.kid)))

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // MaxTTL is the longest a token may live: a leaked URL is useless soon.
@@ -84,14 +86,11 @@ type Claims struct {
 	Expiry time.Time
 }
 
-// VideoPrefix is the key prefix of everything stored for a video.
-func VideoPrefix(id string) string { return "videos/" + id + "/" }
-
 // Sign issues a token for claims with the keyring's signing key. The expiry
 // must lie within MaxTTL of now; the prefix must be inside the video's folder.
 func (k *Keyring) Sign(video, prefix string, expiry, now time.Time) (string, error) {
-	if !strings.HasPrefix(prefix, VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
-		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", VideoPrefix(video))
+	if !strings.HasPrefix(prefix, topology.VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
+		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", topology.VideoPrefix(video))
 	}
 	return k.sign(version, video, prefix, expiry, now)
 }
@@ -100,8 +99,8 @@ func (k *Keyring) Sign(video, prefix string, expiry, now time.Time) (string, err
 // until expiry (within MaxTTL of now): it grants that key and no other, not
 // even a longer key that starts with it.
 func (k *Keyring) SignKey(video, key string, expiry, now time.Time) (string, error) {
-	if !strings.HasPrefix(key, VideoPrefix(video)) || len(key) > 255 || !cleanKey(key, false) {
-		return "", fmt.Errorf("token: key must be a clean key under %s", VideoPrefix(video))
+	if !strings.HasPrefix(key, topology.VideoPrefix(video)) || len(key) > 255 || !cleanKey(key, false) {
+		return "", fmt.Errorf("token: key must be a clean key under %s", topology.VideoPrefix(video))
 	}
 	return k.sign(versionKey, video, key, expiry, now)
 }
@@ -195,7 +194,7 @@ func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
 		return c, nil, nil, false
 	}
 	c.Prefix = string(p[:pl])
-	if !strings.HasPrefix(c.Prefix, VideoPrefix(c.Video)) || !cleanKey(c.Prefix, !c.Exact) {
+	if !strings.HasPrefix(c.Prefix, topology.VideoPrefix(c.Video)) || !cleanKey(c.Prefix, !c.Exact) {
 		return c, nil, nil, false
 	}
 	exp := int64(binary.BigEndian.Uint64(p[pl:]))
@@ -213,7 +212,7 @@ func (c Claims) Allows(key string) error {
 	if !cleanKey(key, false) {
 		return refuse(BadPath)
 	}
-	if !strings.HasPrefix(key, VideoPrefix(c.Video)) || c.Exact && key != c.Prefix || !strings.HasPrefix(key, c.Prefix) {
+	if !strings.HasPrefix(key, topology.VideoPrefix(c.Video)) || c.Exact && key != c.Prefix || !strings.HasPrefix(key, c.Prefix) {
 		return refuse(OutOfScope)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 const (
@@ -31,7 +33,7 @@ var (
 
 func sign(t testing.TB, k *Keyring, video string, ttl time.Duration) string {
 	t.Helper()
-	tok, err := k.Sign(video, VideoPrefix(video), now.Add(ttl), now)
+	tok, err := k.Sign(video, topology.VideoPrefix(video), now.Add(ttl), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestVerifyTable(t *testing.T) {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	c, err := k.Verify(good, now)
-	if err != nil || c.Video != videoA || c.Kid != "new" || c.Prefix != VideoPrefix(videoA) || !c.Expiry.Equal(now.Add(60*time.Second)) {
+	if err != nil || c.Video != videoA || c.Kid != "new" || c.Prefix != topology.VideoPrefix(videoA) || !c.Expiry.Equal(now.Add(60*time.Second)) {
 		t.Fatalf("good token: %+v %v", c, err)
 	}
 	for _, tc := range []struct {
@@ -112,10 +114,10 @@ func TestScope(t *testing.T) {
 		}
 	}
 	// A token cannot be signed for a prefix outside its video.
-	if _, err := k.Sign(videoA, VideoPrefix(videoB), now.Add(time.Minute), now); err == nil {
+	if _, err := k.Sign(videoA, topology.VideoPrefix(videoB), now.Add(time.Minute), now); err == nil {
 		t.Error("signed a prefix of another video")
 	}
-	if _, err := k.Sign(videoA, VideoPrefix(videoA)+"../", now.Add(time.Minute), now); err == nil {
+	if _, err := k.Sign(videoA, topology.VideoPrefix(videoA)+"../", now.Add(time.Minute), now); err == nil {
 		t.Error("signed a traversing prefix")
 	}
 }
@@ -124,7 +126,7 @@ func TestScope(t *testing.T) {
 // rest of the video, not a longer key that starts with it.
 func TestKeyScope(t *testing.T) {
 	k := ring(t, keyNew)
-	poster := VideoPrefix(videoA) + "poster.jpg"
+	poster := topology.VideoPrefix(videoA) + "poster.jpg"
 	tok, err := k.SignKey(videoA, poster, now.Add(time.Minute), now)
 	if err != nil {
 		t.Fatal(err)
@@ -134,25 +136,25 @@ func TestKeyScope(t *testing.T) {
 		t.Fatalf("key token: %+v %v", c, err)
 	}
 	for key, want := range map[string]Reason{
-		poster:                                               "",
-		VideoPrefix(videoA) + "poster.jpgX":                  OutOfScope,
-		VideoPrefix(videoA) + "poster.jpg.m3u8":              OutOfScope,
-		VideoPrefix(videoA) + "poster.jpg/x":                 OutOfScope,
-		VideoPrefix(videoA) + "poster.jp":                    OutOfScope,
-		VideoPrefix(videoA) + "hls/master.m3u8":              OutOfScope,
-		VideoPrefix(videoA) + "hls/240p/seg_0.m4s":           OutOfScope,
-		VideoPrefix(videoA) + "dash/manifest.mpd":            OutOfScope,
-		VideoPrefix(videoA) + "original.mp4":                 OutOfScope,
-		VideoPrefix(videoA) + "meta.json":                    OutOfScope,
-		VideoPrefix(videoA) + "thumb.jpg":                    OutOfScope,
-		VideoPrefix(videoB) + "poster.jpg":                   OutOfScope,
-		VideoPrefix(videoA) + "poster.jpg/":                  BadPath,
-		VideoPrefix(videoA) + "./poster.jpg":                 BadPath,
-		VideoPrefix(videoA) + "hls/../poster.jpg":            BadPath,
-		VideoPrefix(videoA) + "hls/%2e%2e/poster.jpg":        BadPath,
-		VideoPrefix(videoA) + "poster.jpg\x00":               BadPath,
-		strings.ToUpper(VideoPrefix(videoA)) + "poster.jpg":  OutOfScope,
-		VideoPrefix(videoA) + "poster.jpg" + "?x=hls/master": BadPath,
+		poster: "",
+		topology.VideoPrefix(videoA) + "poster.jpgX":                  OutOfScope,
+		topology.VideoPrefix(videoA) + "poster.jpg.m3u8":              OutOfScope,
+		topology.VideoPrefix(videoA) + "poster.jpg/x":                 OutOfScope,
+		topology.VideoPrefix(videoA) + "poster.jp":                    OutOfScope,
+		topology.VideoPrefix(videoA) + "hls/master.m3u8":              OutOfScope,
+		topology.VideoPrefix(videoA) + "hls/240p/seg_0.m4s":           OutOfScope,
+		topology.VideoPrefix(videoA) + "dash/manifest.mpd":            OutOfScope,
+		topology.VideoPrefix(videoA) + "original.mp4":                 OutOfScope,
+		topology.VideoPrefix(videoA) + "meta.json":                    OutOfScope,
+		topology.VideoPrefix(videoA) + "thumb.jpg":                    OutOfScope,
+		topology.VideoPrefix(videoB) + "poster.jpg":                   OutOfScope,
+		topology.VideoPrefix(videoA) + "poster.jpg/":                  BadPath,
+		topology.VideoPrefix(videoA) + "./poster.jpg":                 BadPath,
+		topology.VideoPrefix(videoA) + "hls/../poster.jpg":            BadPath,
+		topology.VideoPrefix(videoA) + "hls/%2e%2e/poster.jpg":        BadPath,
+		topology.VideoPrefix(videoA) + "poster.jpg\x00":               BadPath,
+		strings.ToUpper(topology.VideoPrefix(videoA)) + "poster.jpg":  OutOfScope,
+		topology.VideoPrefix(videoA) + "poster.jpg" + "?x=hls/master": BadPath,
 	} {
 		if got := ReasonOf(c.Allows(key)); got != want {
 			t.Errorf("%q: %q, want %q", key, got, want)
@@ -174,11 +176,11 @@ func TestKeyScope(t *testing.T) {
 	}
 
 	for _, bad := range []string{
-		VideoPrefix(videoA),                // a folder is not a key
-		VideoPrefix(videoA) + "hls/",       // nor is any prefix
-		VideoPrefix(videoB) + "poster.jpg", // another video
-		VideoPrefix(videoA) + "../x.jpg",
-		VideoPrefix(videoA) + "a//b",
+		topology.VideoPrefix(videoA),                // a folder is not a key
+		topology.VideoPrefix(videoA) + "hls/",       // nor is any prefix
+		topology.VideoPrefix(videoB) + "poster.jpg", // another video
+		topology.VideoPrefix(videoA) + "../x.jpg",
+		topology.VideoPrefix(videoA) + "a//b",
 		"poster.jpg",
 	} {
 		if _, err := k.SignKey(videoA, bad, now.Add(time.Minute), now); err == nil {
@@ -245,11 +247,11 @@ func TestRotation(t *testing.T) {
 func TestLifetime(t *testing.T) {
 	k := ring(t, keyNew)
 	for _, ttl := range []time.Duration{0, -time.Second, MaxTTL + time.Second, time.Hour} {
-		if _, err := k.Sign(videoA, VideoPrefix(videoA), now.Add(ttl), now); err == nil {
+		if _, err := k.Sign(videoA, topology.VideoPrefix(videoA), now.Add(ttl), now); err == nil {
 			t.Errorf("signed a %s token", ttl)
 		}
 	}
-	if _, err := k.Sign(videoA, VideoPrefix(videoA), now.Add(MaxTTL), now); err != nil {
+	if _, err := k.Sign(videoA, topology.VideoPrefix(videoA), now.Add(MaxTTL), now); err != nil {
 		t.Errorf("max ttl: %v", err)
 	}
 	// A token verified on a clock far behind the signer's is refused, so a
@@ -296,8 +298,8 @@ func TestParseKeys(t *testing.T) {
 // token needs the key), and paths never escape a granted scope.
 func FuzzVerify(f *testing.F) {
 	k := ring(f, keyNew, keyOld)
-	good, _ := k.Sign(videoA, VideoPrefix(videoA), now.Add(time.Minute), now)
-	poster, _ := k.SignKey(videoA, VideoPrefix(videoA)+"poster.jpg", now.Add(time.Minute), now)
+	good, _ := k.Sign(videoA, topology.VideoPrefix(videoA), now.Add(time.Minute), now)
+	poster, _ := k.SignKey(videoA, topology.VideoPrefix(videoA)+"poster.jpg", now.Add(time.Minute), now)
 	f.Add(good[:len(good)-1]+"A", "videos/"+videoA+"/hls/master.m3u8")
 	f.Add(poster[:len(poster)-1]+"A", "videos/"+videoA+"/poster.jpgX")
 	f.Add(good[:10], "videos/"+videoB+"/x")
@@ -314,11 +316,11 @@ func FuzzVerify(f *testing.F) {
 				t.Fatalf("unclean key passed: %q", key2)
 			}
 		}
-		c := Claims{Video: videoA, Prefix: VideoPrefix(videoA)}
-		if c.Allows(key) == nil && (!strings.HasPrefix(key, VideoPrefix(videoA)) || hasDotSegment(key)) {
+		c := Claims{Video: videoA, Prefix: topology.VideoPrefix(videoA)}
+		if c.Allows(key) == nil && (!strings.HasPrefix(key, topology.VideoPrefix(videoA)) || hasDotSegment(key)) {
 			t.Fatalf("out-of-scope key allowed: %q", key)
 		}
-		exact := Claims{Video: videoA, Prefix: VideoPrefix(videoA) + "poster.jpg", Exact: true}
+		exact := Claims{Video: videoA, Prefix: topology.VideoPrefix(videoA) + "poster.jpg", Exact: true}
 		if exact.Allows(key) == nil && key != exact.Prefix {
 			t.Fatalf("key token allowed another key: %q", key)
 		}

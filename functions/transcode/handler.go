@@ -1,7 +1,7 @@
 // Package transcode is the transcode function: one invocation runs one
 // rendition's job of one video — under TRANSCODE_FANOUT=grouped a job may
 // encode several renditions from one decode (shared/media/encode does the work). The connector
-// POSTs a media.Job from pulse.jobs.transcode; the answer tells it what to
+// POSTs a ladder.Job from pulse.jobs.transcode; the answer tells it what to
 // do with the message: 200 ack, 5xx redeliver (dead-letter after the last
 // try, on which the rendition is marked failed), 400/422 dead-letter now.
 //

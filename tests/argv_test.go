@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // TestNoStoreURLInChildArgv is the attack of a local user on the machine

@@ -23,13 +23,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditchain"
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/chain"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // auditRig is a real provider running audit-append replicas against a real
@@ -63,12 +64,12 @@ func startAuditRig(t *testing.T, replicas int, fnEnv map[string]string) *auditRi
 	for i := range seed {
 		seed[i] = byte(i * 7)
 	}
-	sec := types.Secret{Name: auditlog.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}
+	sec := types.Secret{Name: record.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}
 	if code, _, body := p.do(http.MethodPost, "/system/secrets", sec, true); code/100 != 2 {
 		t.Fatalf("create secret: %d %s", code, body)
 	}
 	dep := types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
-		Secrets: []string{auditlog.SecretName}, EnvVars: fnEnv}
+		Secrets: []string{record.SecretName}, EnvVars: fnEnv}
 	if code, _, body := p.do(http.MethodPost, "/system/functions", dep, true); code != http.StatusAccepted {
 		t.Fatalf("deploy audit-append: %d %s", code, body)
 	}
@@ -85,7 +86,7 @@ func startAuditRig(t *testing.T, replicas int, fnEnv map[string]string) *auditRi
 }
 
 type fnStatus struct {
-	auditchain.Status
+	chain.Status
 	PID int `json:"pid"`
 }
 
@@ -124,7 +125,7 @@ func (r *auditRig) wake(n int, not ...int) []int {
 func (r *auditRig) headSeq() uint64 {
 	r.t.Helper()
 	if r.head == nil {
-		kv, err := r.b.JetStream().KeyValue(context.Background(), auditchain.ChainBucket)
+		kv, err := r.b.JetStream().KeyValue(context.Background(), topology.KVAuditChain)
 		if err != nil {
 			return 0
 		}
@@ -154,14 +155,14 @@ func (r *auditRig) waitHead(n uint64, within time.Duration) time.Duration {
 
 func (r *auditRig) publish(n, publishers, offset int) {
 	r.t.Helper()
-	pub := audit.NewPublisher(r.b, "audit-test")
+	pub := event.NewPublisher(r.b, "audit-test")
 	var wg sync.WaitGroup
 	errs := make(chan error, publishers)
 	for p := range publishers {
 		wg.Go(func() {
 			for i := p; i < n; i += publishers {
-				err := pub.Publish(context.Background(), audit.Event{ID: fmt.Sprintf("ev-%07d", offset+i),
-					Action: audit.MediaAccessed, Outcome: audit.Success, Object: "0b7f1c4e-2a8e-4d5e-9a57-0d2f3c4b5a69"})
+				err := pub.Publish(context.Background(), event.Event{ID: fmt.Sprintf("ev-%07d", offset+i),
+					Action: event.MediaAccessed, Outcome: event.Success, Object: "0b7f1c4e-2a8e-4d5e-9a57-0d2f3c4b5a69"})
 				if err != nil {
 					errs <- err
 					return
@@ -234,10 +235,10 @@ func batchKeys(t *testing.T, dir string) (batches, checkpoints []string) {
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			rel, _ := filepath.Rel(dir, p)
-			switch auditlog.ParseKey(filepath.ToSlash(rel)).Kind {
-			case auditlog.KindBatch:
+			switch topology.ParseAuditKey(filepath.ToSlash(rel)).Kind {
+			case topology.AuditKindBatch:
 				batches = append(batches, rel)
-			case auditlog.KindCheckpoint:
+			case topology.AuditKindCheckpoint:
 				checkpoints = append(checkpoints, rel)
 			}
 		}

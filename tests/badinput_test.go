@@ -22,12 +22,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // badCase is one hostile or broken input. do sends it and returns the
@@ -310,7 +311,7 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		return tok
 	}
-	valid := sign(token.VideoPrefix(vid), now.Add(5*time.Minute), now)
+	valid := sign(topology.VideoPrefix(vid), now.Add(5*time.Minute), now)
 	raw, _ := base64.RawURLEncoding.DecodeString(valid)
 	flipped := append([]byte(nil), raw...)
 	flipped[len(flipped)-3] ^= 1
@@ -319,16 +320,16 @@ func TestBadInputCorpus(t *testing.T) {
 	}
 	cases = append(cases,
 		badCase{name: "media: forged token", want: 403, do: mediaGet(enc(bytes.Repeat([]byte{1}, len(raw))) + "/videos/" + vid + "/hls/master.m3u8")},
-		badCase{name: "media: expired token", want: 403, do: mediaGet(sign(token.VideoPrefix(vid), now.Add(-time.Minute), now.Add(-2*time.Minute)) + "/videos/" + vid + "/hls/master.m3u8")},
+		badCase{name: "media: expired token", want: 403, do: mediaGet(sign(topology.VideoPrefix(vid), now.Add(-time.Minute), now.Add(-2*time.Minute)) + "/videos/" + vid + "/hls/master.m3u8")},
 		badCase{name: "media: tampered token", want: 403, do: mediaGet(enc(flipped) + "/videos/" + vid + "/hls/master.m3u8")},
 		badCase{name: "media: token of another video", want: 403, do: mediaGet(valid + "/videos/" + vid2 + "/hls/master.m3u8")},
-		badCase{name: "media: token for another prefix", want: 403, do: mediaGet(sign(token.VideoPrefix(vid)+"hls/360p/", now.Add(time.Minute), now) + "/videos/" + vid + "/poster.jpg")},
+		badCase{name: "media: token for another prefix", want: 403, do: mediaGet(sign(topology.VideoPrefix(vid)+"hls/360p/", now.Add(time.Minute), now) + "/videos/" + vid + "/poster.jpg")},
 		badCase{name: "media: dot-dot out of the video", want: 403, do: mediaGet(valid + "/videos/" + vid + "/hls/%2e%2e/%2e%2e/" + vid2 + "/hls/master.m3u8")},
 		badCase{name: "media: meta.json", want: 403, do: mediaGet(valid + "/videos/" + vid + "/meta.json")},
 		badCase{name: "media: the original", want: 403, do: mediaGet(valid + "/videos/" + vid + "/original.mp4")},
 	)
 	// The feed's poster tokens grant the poster alone (token.SignKey).
-	posterTok, err := ring.SignKey(vid, token.VideoPrefix(vid)+"poster.jpg", now.Add(time.Minute), now)
+	posterTok, err := ring.SignKey(vid, topology.VideoPrefix(vid)+"poster.jpg", now.Add(time.Minute), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,12 +498,12 @@ func (s *ingestStack) checkNothingStored(t *testing.T, before storeState, reason
 		// The rejection is audited, with the reason and the video only.
 		if str, err := s.bus.JetStream().Stream(context.Background(), "PULSE_AUDIT"); err != nil {
 			t.Fatal(err)
-		} else if m, err := str.GetLastMsgForSubject(context.Background(), audit.Subject+"."+audit.UploadRejected); err != nil {
-			t.Errorf("no %s audit event: %v", audit.UploadRejected, err)
+		} else if m, err := str.GetLastMsgForSubject(context.Background(), topology.SubjectAudit+"."+event.UploadRejected); err != nil {
+			t.Errorf("no %s audit event: %v", event.UploadRejected, err)
 		} else {
-			var e audit.Event
+			var e event.Event
 			if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != reason {
-				t.Errorf("last %s audit event: %s, want video %s reason %s", audit.UploadRejected, m.Data, id, reason)
+				t.Errorf("last %s audit event: %s, want video %s reason %s", event.UploadRejected, m.Data, id, reason)
 			}
 		}
 		res, err := http.Post(s.gateway+"/function/upload-finalize", "application/json",
@@ -515,7 +516,7 @@ func (s *ingestStack) checkNothingStored(t *testing.T, before storeState, reason
 		if res.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"status":"rejected"`)) {
 			t.Errorf("redelivered event: %d %s, want 200 and the rejection", res.StatusCode, body)
 		}
-		allowed[meta.Key(id)] = true
+		allowed[topology.MetaKey(id)] = true
 	}
 	after := s.snapshot(t)
 	for k := range after.media {

@@ -24,16 +24,15 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/bench"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/transcode"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
+	"github.com/mieweb/pulsevault/shared/testutil/bench"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // The figures `make bench` reports; bench-quick checks each produced a number.
@@ -233,14 +232,14 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 	if !ok {
 		t.Fatalf("sign-url answer %s", raw)
 	}
-	// The public origin (shared/publicapi, as `pulsevault dev` runs it; nginx
+	// The public origin (shared/playback/origin, as `pulsevault dev` runs it; nginx
 	// does the same in production) offloads: the function checks the token,
 	// the origin reads the bytes from the store.
-	origin, err := publicapi.Handler(publicapi.Options{GatewayURL: s.p.url, Store: s.s3})
+	originHandler, err := origin.Handler(origin.Options{GatewayURL: s.p.url, Store: s.s3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	originSrv := httptest.NewServer(origin)
+	originSrv := httptest.NewServer(originHandler)
 	defer originSrv.Close()
 	var viaOrigin, viaMedia, presigned []string
 	segBytes := 0
@@ -249,7 +248,7 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 			continue
 		}
 		segBytes += len(b)
-		rel := base + strings.TrimPrefix(key, token.VideoPrefix(s.video))
+		rel := base + strings.TrimPrefix(key, topology.VideoPrefix(s.video))
 		viaOrigin = append(viaOrigin, originSrv.URL+"/media"+rel)
 		viaMedia = append(viaMedia, s.p.url+"/function/media"+rel)
 		u, err := s.st.PresignGet(ctx, s.bucket, key, time.Hour)
@@ -294,7 +293,7 @@ func benchPlayback(t *testing.T, m benchMode, rep *bench.Report) {
 	t.Logf("media child called directly ÷ presigned: %+v", childPairs)
 	addFigure(t, rep, bench.Figure{Section: "playback", Name: figMedia, Unit: "MB/s", BaselineName: "presigned S3 GET, same objects",
 		Rounds: pairs, Goal: bench.Goal{Value: 0.9},
-		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments (%.0f KB average) of a 6 s 1080x1920 rendition, through the public origin (publicapi; nginx in production); without offload, through the gateway and the function: %.2f×, the function alone: %.2f× of presigned (medians of %d rounds)",
+		Notes: fmt.Sprintf("%d GETs per side per round over %d fMP4 segments (%.0f KB average) of a 6 s 1080x1920 rendition, through the public origin (shared/playback/origin; nginx in production); without offload, through the gateway and the function: %.2f×, the function alone: %.2f× of presigned (medians of %d rounds)",
 			m.requests, len(viaMedia), float64(segBytes)/float64(len(viaMedia))/1000, bench.MedianRatio(gwPairs), bench.MedianRatio(childPairs), len(childPairs))}, errors.Join(err, gerr, cerr))
 
 	signDirect := childURL(t, s.p, "sign-url") + "/"
@@ -427,7 +426,7 @@ func benchTranscode(t *testing.T, m benchMode, rep *bench.Report) {
 	s.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "upload", Image: "pulsevault-upload:dev",
 		Secrets: []string{"pulsevault-jwt-secret"},
 		EnvVars: map[string]string{"UPLOAD_MAX_BYTES": strconv.Itoa(1 << 30), "read_timeout": "5m", "write_timeout": "5m", "exec_timeout": "5m"}}, http.StatusAccepted)
-	jobs := map[string]string{"topic": media.JobSubject}
+	jobs := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	env := map[string]string{"exec_timeout": "15m", "write_timeout": "15m"}
 	if v := os.Getenv("TRANSCODE_GROUP_NICE"); v != "" { // for before/after runs
 		env["TRANSCODE_GROUP_NICE"] = v
@@ -581,7 +580,7 @@ func lowestRung(v *meta.Video) *meta.Rendition {
 
 // firstVariant is the key of the first variant playlist the master lists.
 func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (string, error) {
-	rc, _, err := st.Get(ctx, bucket, transcode.VideoKey(id, transcode.MasterFile), 0, -1)
+	rc, _, err := st.Get(ctx, bucket, topology.VideoKey(id, topology.MasterFile), 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -592,7 +591,7 @@ func firstVariant(ctx context.Context, st *storage.Store, bucket, id string) (st
 	}
 	for l := range strings.Lines(string(b)) {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			return transcode.VideoKey(id, path.Join(path.Dir(transcode.MasterFile), l)), nil
+			return topology.VideoKey(id, path.Join(path.Dir(topology.MasterFile), l)), nil
 		}
 	}
 	return "", errors.New("master playlist lists no variant yet")
@@ -606,7 +605,7 @@ func rawFFmpeg(ctx context.Context, clip string, v *meta.Video) (time.Duration, 
 	if lowest == nil {
 		return 0, 0, errors.New("no video rendition planned")
 	}
-	one, err := transcode.Args(transcode.Spec{Input: clip, Rendition: *lowest, Probe: *v.Probe})
+	one, err := encode.Args(encode.Spec{Input: clip, Rendition: *lowest, Probe: *v.Probe})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -615,7 +614,7 @@ func rawFFmpeg(ctx context.Context, clip string, v *meta.Video) (time.Duration, 
 		return 0, 0, err
 	}
 	raw := time.Since(start)
-	all, err := transcode.LadderArgs(clip, v.Renditions, *v.Probe, "")
+	all, err := encode.LadderArgs(clip, v.Renditions, *v.Probe, "")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -631,7 +630,7 @@ func runFFmpeg(ctx context.Context, args []string) (float64, error) {
 	}
 	defer os.RemoveAll(dir)
 	for _, a := range args {
-		if strings.HasSuffix(a, "/"+transcode.PlaylistFile) {
+		if strings.HasSuffix(a, "/"+topology.PlaylistFile) {
 			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(a)), 0o700); err != nil {
 				return 0, err
 			}

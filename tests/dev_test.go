@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // buildPulsevault compiles the command once per test binary.

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/binpath"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/stackfile"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/faas/stackfile"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // stackFunctions are the functions stack.yml must declare.
@@ -31,7 +31,7 @@ var stackFunctions = []string{"upload", "upload-finalize", "transcode", "sign-ur
 
 func faasCLI(t *testing.T) string {
 	t.Helper()
-	p, err := binpath.Find("faas-cli")
+	p, err := localstack.FindBinary("faas-cli")
 	if err != nil {
 		t.Fatal(err)
 	}

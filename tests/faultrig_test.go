@@ -26,12 +26,11 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/localnats"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/transcode"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // faultRig is the whole pipeline (upload, upload-finalize, transcode,
@@ -48,12 +47,12 @@ func startFaultRig(t *testing.T) *faultRig {
 	s := startIngestStack(t)
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
-	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: auditlog.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
+	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: record.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
+	jobs := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "5"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
-		Secrets: []string{auditlog.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms", "AUDIT_ACK_WAIT": "5s"}}, http.StatusAccepted)
+		Secrets: []string{record.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms", "AUDIT_ACK_WAIT": "5s"}}, http.StatusAccepted)
 	r := &faultRig{ingestStack: s, conn: s.startConnector()}
 	r.wakeAudit()
 	// The safety net `pulsevault dev` runs every minute, sped up: it
@@ -128,9 +127,9 @@ func (r *faultRig) restartNATS(down time.Duration) error {
 	port, _ := strconv.Atoi(u.Port())
 	r.env.NATS.Shutdown()
 	time.Sleep(down)
-	var ns *localnats.Server
+	var ns *localstack.NATS
 	for range 20 { // the port was just released; retry if its listener lingers
-		if ns, err = localnats.Start(localnats.Options{Port: port, StoreDir: filepath.Join(r.env.Config.DataDir, "nats")}); err == nil {
+		if ns, err = localstack.StartNATS(localstack.NATSOptions{Port: port, StoreDir: filepath.Join(r.env.Config.DataDir, "nats")}); err == nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -191,7 +190,7 @@ func (r *faultRig) missingMedia(ctx context.Context, id string) ([]string, error
 		b, err := io.ReadAll(rc)
 		return string(b), err
 	}
-	master := transcode.VideoKey(id, transcode.MasterFile)
+	master := topology.VideoKey(id, topology.MasterFile)
 	text, err := read(master)
 	if err != nil {
 		return nil, err

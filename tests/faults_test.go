@@ -24,14 +24,14 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	transcodefn "github.com/mieweb/pulsevault/functions/transcode"
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/connector"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/transcode"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/faas/connector"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // faultSizes reads the suite's size: PULSEVAULT_FAULTS=1 is the full run
@@ -445,7 +445,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 	t.Setenv("CONNECTOR_MAX_DELIVER", "2") // read by the rig's connector
 	r := startFaultRig(t)
-	ann := map[string]string{"topic": media.JobSubject, connector.ScheduleAnnotation: "/dead-letters@10s"}
+	ann := map[string]string{"topic": topology.SubjectTranscodeJobs, connector.ScheduleAnnotation: "/dead-letters@10s"}
 	r.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &ann, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "TRANSCODE_MAX_DELIVER": "2"}}, http.StatusAccepted)
 	ctx := context.Background()
@@ -460,7 +460,7 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 	// Kill every transcode replica until every job has been given up on:
 	// something is dead-lettered and the jobs' durable has nothing left.
 	js := r.bus.JetStream()
-	jobs := connector.DurableName("transcode", media.JobSubject)
+	jobs := connector.DurableName("transcode", topology.SubjectTranscodeJobs)
 	deadLettered := func() bool {
 		dlq, err := js.Stream(ctx, "PULSE_DLQ")
 		if err != nil {
@@ -503,16 +503,16 @@ func TestFaultsTranscodeKilledOnEveryDelivery(t *testing.T) {
 		t.Errorf("video %s is %s %q, want failed transcode-failed; renditions %v", id, status, v.Reason, states)
 	}
 	for _, rd := range v.Renditions {
-		if rd.State != meta.RenditionFailed || rd.Error != transcode.CodeWorkerLost {
-			t.Errorf("rendition %s: %s %q, want failed %s (all: %v)", rd.Name, rd.State, rd.Error, transcode.CodeWorkerLost, states)
+		if rd.State != meta.RenditionFailed || rd.Error != encode.CodeWorkerLost {
+			t.Errorf("rendition %s: %s %q, want failed %s (all: %v)", rd.Name, rd.State, rd.Error, encode.CodeWorkerLost, states)
 		}
 	}
-	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, audit.Subject+"."+audit.TranscodeFailed); err != nil {
-		t.Errorf("no %s audit event: %v", audit.TranscodeFailed, err)
+	if m, err := r.auditStream(ctx).GetLastMsgForSubject(ctx, topology.SubjectAudit+"."+event.TranscodeFailed); err != nil {
+		t.Errorf("no %s audit event: %v", event.TranscodeFailed, err)
 	} else {
-		var e audit.Event
-		if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != transcode.CodeWorkerLost {
-			t.Errorf("last %s audit event %s, want video %s reason %s", audit.TranscodeFailed, m.Data, id, transcode.CodeWorkerLost)
+		var e event.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.Object != id || e.Reason != encode.CodeWorkerLost {
+			t.Errorf("last %s audit event %s, want video %s reason %s", event.TranscodeFailed, m.Data, id, encode.CodeWorkerLost)
 		}
 	}
 	if err := r.settle(ctx, 2*time.Minute, func() (string, bool) {

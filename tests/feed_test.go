@@ -16,13 +16,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // TestFeedPosterTokenGrantsOnlyThePoster is the feed attack through the
@@ -40,9 +40,9 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
-	s.secret(http.MethodPost, auditlog.SecretName, base64.StdEncoding.EncodeToString(seed))
+	s.secret(http.MethodPost, record.SecretName, base64.StdEncoding.EncodeToString(seed))
 	dep := types.FunctionDeployment{Service: "audit-append", Image: "pulsevault-audit-append:dev",
-		Secrets: []string{auditlog.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms"}}
+		Secrets: []string{record.SecretName}, EnvVars: map[string]string{"AUDIT_BATCH_WAIT": "50ms"}}
 	if code, _, body := s.p.do(http.MethodPost, "/system/functions", dep, true); code != http.StatusAccepted {
 		t.Fatalf("deploy audit-append: %d %s", code, body)
 	}
@@ -58,7 +58,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 	// Another patient's video, playable, with its own poster.
 	other := uuid.NewString()
 	ret := storage.Compliance(1)
-	if _, err := s.st.PutBytes(ctx, s.bucket, token.VideoPrefix(other)+"poster.jpg", []byte("other patient's poster"),
+	if _, err := s.st.PutBytes(ctx, s.bucket, topology.VideoPrefix(other)+"poster.jpg", []byte("other patient's poster"),
 		storage.PutOptions{ContentType: "image/jpeg", Retention: &ret}); err != nil {
 		t.Fatal(err)
 	}
@@ -67,14 +67,14 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gw})
+	h, err := origin.Handler(origin.Options{GatewayURL: gw})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := httptest.NewServer(h)
 	defer pub.Close()
 	client := &http.Client{Timeout: 30 * time.Second}
-	viewer := s.jwt(t, "clinician-2", playback.ViewerRole) // a second user: not the uploader, sees the feed by role
+	viewer := s.jwt(t, "clinician-2", grant.ViewerRole) // a second user: not the uploader, sees the feed by role
 
 	feed := func(path string) []byte {
 		t.Helper()
@@ -116,21 +116,21 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 
 	for _, poster := range []string{posters[s.video], one.Poster} {
 		tok, key, ok := strings.Cut(strings.TrimPrefix(poster, "/media/"), "/")
-		if !strings.HasPrefix(poster, "/media/") || !ok || key != token.VideoPrefix(s.video)+"poster.jpg" {
+		if !strings.HasPrefix(poster, "/media/") || !ok || key != topology.VideoPrefix(s.video)+"poster.jpg" {
 			t.Fatalf("poster URL %q", poster)
 		}
 		if code, _, b := get(t, client, pub.URL+poster); code != http.StatusOK || !bytes.Equal(b, s.hlsFiles[key]) {
 			t.Fatalf("the poster itself: %d", code)
 		}
 		for _, swap := range []string{
-			token.VideoPrefix(s.video) + "hls/master.m3u8",
-			token.VideoPrefix(s.video) + "hls/360p/index.m3u8",
-			token.VideoPrefix(s.video) + "dash/manifest.mpd",
-			token.VideoPrefix(s.video) + "original.mp4",
-			token.VideoPrefix(s.video) + "meta.json",
-			token.VideoPrefix(s.video) + "thumb.jpg",
-			token.VideoPrefix(s.video) + "poster.jpgX",
-			token.VideoPrefix(other) + "poster.jpg",
+			topology.VideoPrefix(s.video) + "hls/master.m3u8",
+			topology.VideoPrefix(s.video) + "hls/360p/index.m3u8",
+			topology.VideoPrefix(s.video) + "dash/manifest.mpd",
+			topology.VideoPrefix(s.video) + "original.mp4",
+			topology.VideoPrefix(s.video) + "meta.json",
+			topology.VideoPrefix(s.video) + "thumb.jpg",
+			topology.VideoPrefix(s.video) + "poster.jpgX",
+			topology.VideoPrefix(other) + "poster.jpg",
 		} {
 			if code, _, _ := get(t, client, pub.URL+"/media/"+tok+"/"+swap); code != http.StatusForbidden {
 				t.Errorf("poster token used for %s: %d, want 403", strings.TrimPrefix(swap, "videos/"), code)
@@ -142,7 +142,7 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 	want := map[string]bool{s.video: true, other: true}
 	for deadline := time.Now().Add(time.Minute); len(want) > 0; time.Sleep(200 * time.Millisecond) {
 		for _, r := range auditRecords(t, s.st, s.auditBkt) {
-			if r.Action == audit.URLSigned && r.Reason == "poster" && r.Actor == "clinician-2" && r.Outcome == audit.Success {
+			if r.Action == event.URLSigned && r.Reason == "poster" && r.Actor == "clinician-2" && r.Outcome == event.Success {
 				delete(want, r.Object)
 			}
 		}
@@ -153,14 +153,14 @@ func TestFeedPosterTokenGrantsOnlyThePoster(t *testing.T) {
 }
 
 // auditRecords reads every record of the audit log's batches.
-func auditRecords(t *testing.T, st *storage.Store, bucket string) []auditlog.Record {
+func auditRecords(t *testing.T, st *storage.Store, bucket string) []record.Record {
 	t.Helper()
-	var out []auditlog.Record
+	var out []record.Record
 	for info, err := range st.List(t.Context(), bucket, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if auditlog.ParseKey(info.Key).Kind != auditlog.KindBatch {
+		if topology.ParseAuditKey(info.Key).Kind != topology.AuditKindBatch {
 			continue
 		}
 		rc, _, err := st.Get(t.Context(), bucket, info.Key, 0, -1)
@@ -170,7 +170,7 @@ func auditRecords(t *testing.T, st *storage.Store, bucket string) []auditlog.Rec
 		sc := bufio.NewScanner(rc)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			r, err := auditlog.ParseLine(sc.Bytes())
+			r, err := record.ParseLine(sc.Bytes())
 			if err != nil {
 				t.Fatalf("%s: %v", info.Key, err)
 			}

@@ -19,12 +19,12 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/stackfile"
-	"github.com/mieweb/pulsevault/shared/status"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/faas/stackfile"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // envNetNS marks the test process re-executed inside its private network namespace.
@@ -322,7 +322,7 @@ func TestRealGateway(t *testing.T) {
 		if first := event(); !strings.Contains(first, ": connected") {
 			t.Fatalf("first event through the gateway: %q", first)
 		}
-		if err := status.Publish(ctx, st.pnats, &meta.Video{ID: st.video, Status: meta.Complete, Uploader: "uploader-1"}); err != nil {
+		if err := livestatus.Publish(ctx, st.pnats, &meta.Video{ID: st.video, Status: meta.Complete, Uploader: "uploader-1"}); err != nil {
 			t.Fatal(err)
 		}
 		if ev, want := event(), fmt.Sprintf("event: status\ndata: {\"status\":\"complete\",\"video\":%q}", st.video); ev != want {

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mieweb/pulsevault/shared/binpath"
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 )
 
 // toolOrSkip finds a program `make tools` builds (or a Debian one on PATH).
@@ -26,7 +26,7 @@ import (
 // there nothing may skip.
 func toolOrSkip(t *testing.T, name string) string {
 	t.Helper()
-	p, err := binpath.Find(name)
+	p, err := localstack.FindBinary(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%v (CI installs every tool: nothing may skip)", err)
@@ -572,7 +572,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	t.Parallel()
 	promtool := toolOrSkip(t, "promtool")
 	dir := t.TempDir()
-	ca, _, _, err := publicapi.SelfSigned(filepath.Join(dir, "ca"), "minio.minio")
+	ca, _, _, err := origin.SelfSigned(filepath.Join(dir, "ca"), "minio.minio")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 )
 
 // infraDir is the production manifests' folder (infra/tools is the tools module, not manifests).
@@ -865,7 +865,7 @@ func renderNginx(t *testing.T, gateway, s3URL string) *nginxSite {
 	t.Helper()
 	dir := t.TempDir()
 	s := &nginxSite{dir: dir, https: freeAddr(t), http: freeAddr(t)}
-	cert, key, _, err := publicapi.SelfSigned(filepath.Join(dir, "tls"), "127.0.0.1", "localhost")
+	cert, key, _, err := origin.SelfSigned(filepath.Join(dir, "tls"), "127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,16 +31,16 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/events"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // ingestPHI is a patient-like file name that must never leave meta.json.
@@ -258,7 +258,7 @@ func (s *ingestStack) jobs() map[string]int {
 		} else if err != nil {
 			s.t.Fatal(err)
 		}
-		var j media.Job
+		var j ladder.Job
 		if json.Unmarshal(m.Data, &j) == nil {
 			out[j.Video+"/"+j.Rendition]++
 		}
@@ -284,7 +284,7 @@ func (s *ingestStack) eventFor(upload string) []byte {
 	for {
 		select {
 		case m := <-s.captured:
-			objs, err := events.Objects(m)
+			objs, err := s3event.Objects(m)
 			if err == nil && len(objs) == 1 && objs[0].Key == upload && objs[0].Created() {
 				return m
 			}

@@ -26,18 +26,18 @@ import (
 	"github.com/google/uuid"
 
 	signurl "github.com/mieweb/pulsevault/functions/sign-url"
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bench"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/status"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/token"
-	"github.com/mieweb/pulsevault/shared/transcode"
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
+	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/testutil/bench"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // loadSize is how big a load run is: the sizes with
@@ -292,7 +292,7 @@ func TestLoadUploads(t *testing.T) {
 	// meta.json poll below is the truth when a live message is missed.
 	var seenMu sync.Mutex
 	seen := map[string]map[meta.Status]time.Time{}
-	sub, err := status.Subscribe(s.bus.Conn(), func(c status.Change) {
+	sub, err := livestatus.Subscribe(s.bus.Conn(), func(c livestatus.Change) {
 		seenMu.Lock()
 		defer seenMu.Unlock()
 		if seen[c.Video] == nil {
@@ -413,7 +413,7 @@ func TestLoadUploads(t *testing.T) {
 	for id, i := range ids {
 		if !inStore[id] {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): no meta.json in the store", id, i))
-		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, transcode.VideoKey(id, transcode.MasterFile)); err != nil && !runs[i].complete.IsZero() {
+		} else if _, err := s.st.Stat(ctx, cfg.MediaBucket, topology.VideoKey(id, topology.MasterFile)); err != nil && !runs[i].complete.IsZero() {
 			violations = append(violations, fmt.Sprintf("video %s (upload %d): complete without a master playlist: %v", id, i, err))
 		}
 	}
@@ -761,12 +761,12 @@ func BenchmarkSignURLHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pol, err := playback.LoadSettings(func(string) string { return "" })
+	pol, err := grant.LoadSettings(func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := &signurl.Server{Meta: metas, Verifier: ver, Keys: func() (*token.Keyring, error) { return ring, nil }, Policy: pol,
-		Audit: audit.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+		Audit: event.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
 	jwt, err := auth.SignHS256(secret, cfg.JWTIssuer, cfg.JWTAudience, "uploader-1", nil, time.Hour)
 	if err != nil {
 		b.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/publicapi"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 )
 
 // nginx reads media bytes from an https store only when the store's certificate verifies
@@ -22,7 +22,7 @@ import (
 func TestNginxVerifiesTheStore(t *testing.T) {
 	t.Parallel()
 	// A store certificate for a host name, as MinIO's is (minio.minio): nginx checks the name.
-	storeCA, storeKey, _, err := publicapi.SelfSigned(filepath.Join(t.TempDir(), "store"), "localhost")
+	storeCA, storeKey, _, err := origin.SelfSigned(filepath.Join(t.TempDir(), "store"), "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}

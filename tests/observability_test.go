@@ -29,9 +29,9 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // sinkSpan is one span as an OTLP collector received it.
@@ -110,9 +110,9 @@ func (s *otlpSink) spans() []sinkSpan {
 	return slices.Clone(s.all)
 }
 
-// chain finds a span matching leaf whose ancestors include one matching
+// spanChain finds a span matching leaf whose ancestors include one matching
 // root, and returns the path from root to leaf.
-func chain(spans []sinkSpan, root, leaf func(sinkSpan) bool) []sinkSpan {
+func spanChain(spans []sinkSpan, root, leaf func(sinkSpan) bool) []sinkSpan {
 	byID := map[string]sinkSpan{}
 	for _, sp := range spans {
 		byID[sp.Trace+sp.ID] = sp
@@ -267,11 +267,11 @@ func TestObservabilityLive(t *testing.T) {
 	for i := range seed {
 		seed[i] = byte(i*3 + 1)
 	}
-	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: auditlog.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
+	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: record.SecretName, Value: base64.StdEncoding.EncodeToString(seed)}, http.StatusCreated)
 	for _, dep := range []types.FunctionDeployment{
 		{Service: "sign-url", Image: "pulsevault-sign-url:dev", Secrets: []string{"pulsevault-jwt-secret", token.SecretName}},
 		{Service: "media", Image: "pulsevault-media:dev", Secrets: []string{token.SecretName}},
-		{Service: "audit-append", Image: "pulsevault-audit-append:dev", Secrets: []string{auditlog.SecretName}},
+		{Service: "audit-append", Image: "pulsevault-audit-append:dev", Secrets: []string{record.SecretName}},
 	} {
 		s.system(http.MethodPost, "/system/functions", dep, http.StatusAccepted)
 	}
@@ -394,7 +394,7 @@ func TestObservabilityLive(t *testing.T) {
 	// bus publish of a job → (NATS) → connector → gateway → transcode.
 	var path []sinkSpan
 	waited = poll(t, time.Minute, "a trace from upload-finalize to transcode", func() bool {
-		path = chain(sink.spans(), span("upload-finalize", "function upload-finalize"), span("transcode", "function transcode"))
+		path = spanChain(sink.spans(), span("upload-finalize", "function upload-finalize"), span("transcode", "function transcode"))
 		return path != nil
 	})
 	var hops []string

@@ -9,9 +9,9 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // The whole pipeline through the real binary: `pulsevault upload --wait` of a phone-like clip
@@ -55,7 +55,7 @@ func (s *ingestStack) deployPipeline() *token.Keyring {
 		s.t.Fatal(err)
 	}
 	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: token.SecretName, Value: keys}, http.StatusCreated)
-	jobs := map[string]string{"topic": media.JobSubject}
+	jobs := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev",
 		Annotations: &jobs, EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m"}}, http.StatusAccepted)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "videos", Image: "pulsevault-videos:dev",

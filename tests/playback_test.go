@@ -25,16 +25,17 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // phiName is a PHI-like client file name: it must never leave meta.json.
@@ -135,13 +136,13 @@ func stageVideo(t *testing.T, ctx context.Context, st *storage.Store, bucket, id
 			return err
 		}
 		rel, _ := filepath.Rel(out, p)
-		put(token.VideoPrefix(id)+"hls/"+filepath.ToSlash(rel), p)
+		put(topology.VideoPrefix(id)+"hls/"+filepath.ToSlash(rel), p)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(token.VideoPrefix(id)+"poster.jpg", filepath.Join(dir, "poster.jpg"))
+	put(topology.VideoPrefix(id)+"poster.jpg", filepath.Join(dir, "poster.jpg"))
 	ms := meta.NewStore(st, bucket)
 	if err := ms.Create(ctx, &meta.Video{ID: id, Status: meta.Ready, Uploader: uploader, UploadID: "upload-" + id[:8],
 		Client: map[string]string{"filename": phiName + ".mp4"},
@@ -339,18 +340,18 @@ func TestPlayback(t *testing.T) {
 	client := &http.Client{Timeout: 30 * time.Second}
 
 	// The public origin: TLS with a generated pair, HTTP/1.1 and HTTP/2.
-	certFile, keyFile, fp, err := publicapi.SelfSigned(t.TempDir())
+	certFile, keyFile, fp, err := origin.SelfSigned(t.TempDir())
 	if err != nil || !strings.Contains(fp, ":") {
 		t.Fatalf("self-signed pair: %v %q", err, fp)
 	}
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gw})
+	h, err := origin.Handler(origin.Options{GatewayURL: gw})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := &recorder{h: h}
 	pub := httptest.NewUnstartedServer(rec)
-	pub.Config = publicapi.Server(rec, nil)
-	tc, err := publicapi.TLSConfig(certFile, keyFile)
+	pub.Config = origin.Server(rec, nil)
+	tc, err := origin.TLSConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +379,7 @@ func TestPlayback(t *testing.T) {
 		if ttl := time.Until(g.ExpiresAt); ttl <= 0 || ttl > 7*time.Second {
 			t.Fatalf("expires_at %s is not within PLAYBACK_TTL (6s)", g.ExpiresAt)
 		}
-		if code, _, raw := signURL(t, client, gw+"/function/sign-url", s.jwt(t, "someone-else", playback.ViewerRole), body); code != 200 {
+		if code, _, raw := signURL(t, client, gw+"/function/sign-url", s.jwt(t, "someone-else", grant.ViewerRole), body); code != 200 {
 			t.Fatalf("viewer role: %d %s", code, raw)
 		}
 		// Forbidden and unknown are the same answer.
@@ -450,7 +451,7 @@ func TestPlayback(t *testing.T) {
 			"hls/360p/seg_000.m4s": "video/iso.segment", "poster.jpg": "image/jpeg"} {
 			code, h, b := get(t, client, base+key)
 			if code != 200 || h.Get("Content-Type") != ct || h.Get("Cache-Control") != "private, no-store" ||
-				!bytes.Equal(b, s.hlsFiles[token.VideoPrefix(s.video)+key]) || h.Get("ETag") == "" {
+				!bytes.Equal(b, s.hlsFiles[topology.VideoPrefix(s.video)+key]) || h.Get("ETag") == "" {
 				t.Errorf("%s: %d %v (%d bytes)", key, code, h, len(b))
 			}
 		}
@@ -462,7 +463,7 @@ func TestPlayback(t *testing.T) {
 
 	t.Run("range", func(t *testing.T) {
 		key := "hls/360p/seg_000.m4s"
-		full := s.hlsFiles[token.VideoPrefix(s.video)+key]
+		full := s.hlsFiles[topology.VideoPrefix(s.video)+key]
 		n := len(full)
 		for _, c := range []struct {
 			rng     string
@@ -494,7 +495,7 @@ func TestPlayback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		unknownKid, err := foreign.Sign(s.video, token.VideoPrefix(s.video), time.Now().Add(time.Minute), time.Now())
+		unknownKid, err := foreign.Sign(s.video, topology.VideoPrefix(s.video), time.Now().Add(time.Minute), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -513,12 +514,12 @@ func TestPlayback(t *testing.T) {
 			"no token":             v + "hls/master.m3u8",
 			"garbage token":        "/not-a-token" + v + "hls/master.m3u8",
 		} {
-			for _, origin := range []struct {
+			for _, via := range []struct {
 				url string
 				c   *http.Client
 			}{{gw + "/function/media", client}, {pub.URL + "/media", pubClient}} {
-				req, _ := http.NewRequest(http.MethodGet, origin.url+path, nil)
-				res, err := origin.c.Do(req)
+				req, _ := http.NewRequest(http.MethodGet, via.url+path, nil)
+				res, err := via.c.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -526,13 +527,13 @@ func TestPlayback(t *testing.T) {
 				res.Body.Close()
 				// Go's client and router may answer a "//" or "..": anything
 				// but a 2xx with the bytes is a refusal; media's own is 403.
-				if (res.StatusCode/100 == 2 && (origin.c != client || name != "encoded slash")) || (res.StatusCode == 403 && string(b) != "forbidden\n") {
-					t.Errorf("%s via %s: %d %q", name, origin.url, res.StatusCode, b)
+				if (res.StatusCode/100 == 2 && (via.c != client || name != "encoded slash")) || (res.StatusCode == 403 && string(b) != "forbidden\n") {
+					t.Errorf("%s via %s: %d %q", name, via.url, res.StatusCode, b)
 				}
 				// faas-provider's proxy decodes %2f before media sees the
 				// path, so there it is an ordinary in-scope key; the public
 				// router refuses it.
-				if origin.c == client && res.StatusCode != 403 && name != "encoded slash" {
+				if via.c == client && res.StatusCode != 403 && name != "encoded slash" {
 					t.Errorf("%s via the gateway: %d, want 403", name, res.StatusCode)
 				}
 			}
@@ -633,7 +634,7 @@ func TestPlayback(t *testing.T) {
 		if code, l, _ := list(s.jwt(t, "stranger"), ""); code != 200 || len(l.Videos) != 0 {
 			t.Errorf("stranger sees %d videos (%d)", len(l.Videos), code)
 		}
-		if code, l, _ := list(s.jwt(t, "auditor", playback.AdminRole), ""); code != 200 || len(l.Videos) != 5 {
+		if code, l, _ := list(s.jwt(t, "auditor", grant.AdminRole), ""); code != 200 || len(l.Videos) != 5 {
 			t.Errorf("admin sees %d videos (%d)", len(l.Videos), code)
 		}
 		if code, _, _ := list(s.jwt(t, "stranger"), s.video); code != 404 {
@@ -648,22 +649,22 @@ func TestPlayback(t *testing.T) {
 	})
 
 	t.Run("events", func(t *testing.T) {
-		for _, origin := range []struct {
+		for _, via := range []struct {
 			url string
 			c   *http.Client
 		}{{gw + "/function/events", &http.Client{}}, {pub.URL + "/api/events", pubClient}} {
 			sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-			req, _ := http.NewRequestWithContext(sctx, http.MethodGet, origin.url, nil)
+			req, _ := http.NewRequestWithContext(sctx, http.MethodGet, via.url, nil)
 			req.Header.Set("Authorization", "Bearer "+owner)
 			req.Header.Set("Accept", "text/event-stream")
-			c := *origin.c
+			c := *via.c
 			c.Timeout = 0
 			res, err := c.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
-				t.Fatalf("%s: %d %v", origin.url, res.StatusCode, res.Header)
+				t.Fatalf("%s: %d %v", via.url, res.StatusCode, res.Header)
 			}
 			lines := make(chan string, 16)
 			go func() {
@@ -689,20 +690,20 @@ func TestPlayback(t *testing.T) {
 			// The first event arrives before anything else is written: the
 			// stream is not buffered by the gateway or the router.
 			if first := <-lines; !strings.Contains(first, ": connected") {
-				t.Fatalf("%s: first event %q", origin.url, first)
+				t.Fatalf("%s: first event %q", via.url, first)
 			}
 			other := uuid.NewString()
-			if err := status.Publish(ctx, s.pnats, &meta.Video{ID: other, Status: meta.Ready, Uploader: "uploader-2"}); err != nil {
+			if err := livestatus.Publish(ctx, s.pnats, &meta.Video{ID: other, Status: meta.Ready, Uploader: "uploader-2"}); err != nil {
 				t.Fatal(err)
 			}
-			if err := status.Publish(ctx, s.pnats, &meta.Video{ID: s.video, Status: meta.Complete, Uploader: "uploader-1"}); err != nil {
+			if err := livestatus.Publish(ctx, s.pnats, &meta.Video{ID: s.video, Status: meta.Complete, Uploader: "uploader-1"}); err != nil {
 				t.Fatal(err)
 			}
 			ev, ok := <-lines
 			want := fmt.Sprintf(`event: status
 data: {"status":"complete","video":%q}`, s.video)
 			if !ok || ev != want {
-				t.Fatalf("%s: event %q, want %q", origin.url, ev, want)
+				t.Fatalf("%s: event %q, want %q", via.url, ev, want)
 			}
 			scancel()
 			res.Body.Close()
@@ -845,7 +846,7 @@ func TestPlaybackOverhead(t *testing.T) {
 
 	// A 4 MiB object in the video's rendition folder.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
-	key := token.VideoPrefix(s.video) + "hls/360p/big.m4s"
+	key := topology.VideoPrefix(s.video) + "hls/360p/big.m4s"
 	ret := storage.Compliance(1)
 	if _, err := s.st.PutBytes(ctx, s.bucket, key, big, storage.PutOptions{Retention: &ret}); err != nil {
 		t.Fatal(err)
@@ -967,7 +968,7 @@ func TestPlaybackOverhead(t *testing.T) {
 	}
 	cold, n1 := fetch(s.jwt(t, "user-7"))
 	warm, n2 := fetch(s.jwt(t, "user-7"))
-	admin, n3 := fetch(s.jwt(t, "auditor", playback.AdminRole))
+	admin, n3 := fetch(s.jwt(t, "auditor", grant.AdminRole))
 	t.Logf("listing %d videos (first page of 20): bare LIST of the keys %s; videos fn cold (GET every meta.json) %s (%.1fx), warm (ETag cache) %s (%.1fx), admin warm %s; pages %d/%d/%d",
 		videos, bare.Round(time.Millisecond), cold.Round(time.Millisecond), cold.Seconds()/bare.Seconds(),
 		warm.Round(time.Millisecond), warm.Seconds()/bare.Seconds(), admin.Round(time.Millisecond), n1, n2, n3)

@@ -20,8 +20,8 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/localnats"
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // providerCmd is a running `pulsevault provider`.
@@ -42,7 +42,7 @@ type providerCmd struct {
 // NATS on free ports and waits for its banner.
 func startProviderCmd(t *testing.T, bin string) *providerCmd {
 	t.Helper()
-	ns, err := localnats.Start(localnats.Options{StoreDir: t.TempDir()})
+	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

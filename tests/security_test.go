@@ -17,16 +17,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/tusclient"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Issue 15's attacks of one user on another's uploads and on the public
 // routes, as a second user with a valid token of their own would make them
-// against a public origin at base (shared/publicapi as `pulsevault dev` runs
+// against a public origin at base (shared/playback/origin as `pulsevault dev` runs
 // it, or nginx): secondUserAttacks returns them as bad-input cases, each
 // checking that nothing of the victim's upload was read, changed or copied.
 
@@ -37,7 +38,7 @@ type attackRig struct {
 	client   *http.Client
 	victim   string // the victim's JWT (s.token, clinician-42)
 	attacker string // a second user's valid JWT
-	tooLarge int    // the origin's answer to an oversized header (publicapi 431, nginx 400)
+	tooLarge int    // the origin's answer to an oversized header (origin 431, nginx 400)
 }
 
 func newAttackRig(s *ingestStack, base string, client *http.Client, tooLarge int) *attackRig {
@@ -302,23 +303,23 @@ func secondUserAttacks(a *attackRig) []badCase {
 	return cs
 }
 
-// publicOrigin serves shared/publicapi in front of the stack's gateway, as
+// publicOrigin serves shared/playback/origin in front of the stack's gateway, as
 // `pulsevault dev` does (its Server, so its header bound too).
 func publicOrigin(t *testing.T, s *ingestStack) string {
 	t.Helper()
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: s.gateway, Store: s.env.Config.S3Endpoint})
+	h, err := origin.Handler(origin.Options{GatewayURL: s.gateway, Store: s.env.Config.S3Endpoint})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config = publicapi.Server(h, nil)
+	srv.Config = origin.Server(h, nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
 // TestSecondUserAttacksThroughNginx makes the attacks TestBadInputCorpus
-// makes through shared/publicapi through the shipped nginx config in front
+// makes through shared/playback/origin through the shipped nginx config in front
 // of the real stack instead, and checks the feed survives a meta.json that
 // does not decode.
 func TestSecondUserAttacksThroughNginx(t *testing.T) {
@@ -363,7 +364,7 @@ func plantUndecodableMeta(t *testing.T, a *attackRig) string {
 		[]byte(`{"id":"` + uuid.NewString() + `","uploader":"clinician-99","client":{"filename":"` + strings.Repeat("a", meta.MaxSize) + `"}}`),
 		[]byte("not json"),
 	} {
-		if _, err := st.PutBytes(ctx, bucket, meta.Key(uuid.NewString()), b, storage.PutOptions{}); err != nil {
+		if _, err := st.PutBytes(ctx, bucket, topology.MetaKey(uuid.NewString()), b, storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

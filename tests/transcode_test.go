@@ -22,12 +22,13 @@ import (
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/testclip"
-	"github.com/mieweb/pulsevault/shared/testenv"
-	"github.com/mieweb/pulsevault/shared/transcode"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // transcodePHI is client metadata that must not reach logs or keys.
@@ -105,7 +106,7 @@ func startTranscodeStack(t *testing.T) *tcStack {
 	}
 	pass := strings.TrimSpace(string(pw))
 
-	ann := map[string]string{"topic": media.JobSubject}
+	ann := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	dep := types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev", Annotations: &ann,
 		EnvVars: map[string]string{"exec_timeout": "5m", "write_timeout": "5m", "read_timeout": "1m", "TRANSCODE_PROGRESS_INTERVAL": "200ms"}}
 	body, _ := json.Marshal(dep)
@@ -201,13 +202,13 @@ func (s *tcStack) stage(o testclip.Options) (string, *meta.Video) {
 	v := &meta.Video{ID: id, Status: meta.Processing, Uploader: "e2e", UploadID: "up-" + id,
 		Client:   map[string]string{"filename": transcodePHI + ".mov"},
 		Original: &meta.Original{Key: key, Size: int64(len(b)), ContentType: "video/mp4", RetainUntil: ret.Until},
-		Probe:    &p, Renditions: media.Plan(p)}
+		Probe:    &p, Renditions: ladder.Plan(p)}
 	if err := s.meta.Create(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	for _, j := range transcode.Jobs(id, v.Renditions) {
+	for _, j := range encode.Jobs(id, v.Renditions) {
 		data, _ := json.Marshal(j)
-		if err := s.bus.Publish(ctx, media.JobSubject, data, j.MsgID()); err != nil {
+		if err := s.bus.Publish(ctx, topology.SubjectTranscodeJobs, data, j.MsgID()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -240,7 +241,7 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 	t.Helper()
 	ctx := context.Background()
 	bucket := s.env.Config.MediaBucket
-	for _, f := range []string{transcode.MasterFile, transcode.MPDFile} {
+	for _, f := range []string{topology.MasterFile, topology.MPDFile} {
 		p := runFFprobe(t, s.proxy+"/videos/"+id+"/"+f)
 		if math.Abs(p.seconds()-v.Probe.Duration) > 0.1 {
 			t.Errorf("%s: duration %.3f, source %.3f", f, p.seconds(), v.Probe.Duration)
@@ -251,7 +252,7 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 	}
 	for _, r := range v.Renditions {
 		listed := map[string]bool{}
-		rc, _, err := s.st.Get(ctx, bucket, transcode.RenditionKey(id, r.Name, transcode.PlaylistFile), 0, -1)
+		rc, _, err := s.st.Get(ctx, bucket, topology.RenditionKey(id, r.Name, topology.PlaylistFile), 0, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,8 +274,8 @@ func (s *tcStack) checkPlayable(id string, v *meta.Video) {
 			stored[filepath.Base(info.Key)] = true
 		}
 		for n := range len(listed) {
-			if !listed[transcode.SegmentFile(n)] || !stored[transcode.SegmentFile(n)] {
-				t.Errorf("%s: segment %d listed %v stored %v", r.Name, n, listed[transcode.SegmentFile(n)], stored[transcode.SegmentFile(n)])
+			if !listed[topology.SegmentFile(n)] || !stored[topology.SegmentFile(n)] {
+				t.Errorf("%s: segment %d listed %v stored %v", r.Name, n, listed[topology.SegmentFile(n)], stored[topology.SegmentFile(n)])
 			}
 		}
 		if len(stored) != len(listed) || len(listed) == 0 {

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 )
 
 // vitalsPlaybackTTL is short so the browser test crosses several signed-URL

@@ -14,9 +14,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mieweb/pulsevault/shared/auditlog"
-	"github.com/mieweb/pulsevault/shared/auditverify"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/verify"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 const auditUsage = `Usage:
@@ -81,11 +82,11 @@ func parseAuditFlags(args []string) (auditFlags, error) {
 			if fb, err := os.ReadFile(val); err == nil {
 				b = fb
 			}
-			pub, err := auditlog.ParsePublicKey(b)
+			pub, err := record.ParsePublicKey(b)
 			if err != nil {
 				return f, fmt.Errorf("%w: --public-key %q: %v", errUsage, val, err)
 			}
-			f.keys[auditlog.KeyID(pub)] = pub
+			f.keys[record.KeyID(pub)] = pub
 		}
 	}
 	return f, nil
@@ -126,12 +127,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if err != nil {
 		return err
 	}
-	var src auditverify.Source
+	var src verify.Source
 	if f.fromDir != "" {
 		if fi, err := os.Stat(f.fromDir); err != nil || !fi.IsDir() {
 			return fmt.Errorf("%w: --from-dir %q is not a directory", errUsage, f.fromDir)
 		}
-		src = auditverify.Dir(f.fromDir)
+		src = verify.Dir(f.fromDir)
 	} else if sub != "pubkey" || f.fromSecret == "" {
 		if cfg.LocalS3() {
 			return fmt.Errorf("%w: audit %s needs S3_ENDPOINT (or --from-dir DIR)", errUsage, sub)
@@ -143,7 +144,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		src = auditverify.Bucket{Store: st, Name: cfg.AuditBucket}
+		src = verify.Bucket{Store: st, Name: cfg.AuditBucket}
 	}
 
 	switch sub {
@@ -156,9 +157,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			days = 0
 		}
 		if len(f.keys) == 0 {
-			fmt.Fprintln(stderr, "pulsevault: WARNING:", auditverify.UnpinnedWarning)
+			fmt.Fprintln(stderr, "pulsevault: WARNING:", verify.UnpinnedWarning)
 		}
-		rep, err := auditverify.Verify(ctx, src, auditverify.Options{Keys: f.keys, RetentionDays: days})
+		rep, err := verify.Verify(ctx, src, verify.Options{Keys: f.keys, RetentionDays: days})
 		if err != nil {
 			return err
 		}
@@ -175,7 +176,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil || seq == 0 {
 			return fmt.Errorf("%w: SEQ %q must be a record sequence number (1, 2, ...)", errUsage, f.args[0])
 		}
-		p, err := auditverify.Prove(ctx, src, seq, f.keys)
+		p, err := verify.Prove(ctx, src, seq, f.keys)
 		if err != nil {
 			return err
 		}
@@ -188,11 +189,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("%w: --from-secret: %v", errUsage, err)
 			}
-			s, err := auditlog.ParseSeed(b)
+			s, err := record.ParseSeed(b)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s %s", s.KeyID(), auditlog.EncodePublicKey(s.Public()))
+			fmt.Fprintf(stdout, "%s %s", s.KeyID(), record.EncodePublicKey(s.Public()))
 			return nil
 		}
 		keys, err := src.List(ctx)
@@ -201,22 +202,22 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		n := 0
 		for _, k := range keys {
-			if auditlog.ParseKey(k).Kind != auditlog.KindPublicKey {
+			if topology.ParseAuditKey(k).Kind != topology.AuditKindPublicKey {
 				continue
 			}
 			b, err := src.Read(ctx, k)
 			if err != nil {
 				return err
 			}
-			pub, err := auditlog.ParsePublicKey(b)
+			pub, err := record.ParsePublicKey(b)
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
-			fmt.Fprintf(stdout, "%s %s", auditlog.KeyID(pub), auditlog.EncodePublicKey(pub))
+			fmt.Fprintf(stdout, "%s %s", record.KeyID(pub), record.EncodePublicKey(pub))
 			n++
 		}
 		if n == 0 {
-			return fmt.Errorf("no public key published under %s in %s", auditlog.KeysPrefix, src)
+			return fmt.Errorf("no public key published under %s in %s", topology.AuditKeysPrefix, src)
 		}
 		return nil
 	}
@@ -236,14 +237,14 @@ func auditCheckProof(f auditFlags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var p auditverify.Proof
+	var p verify.Proof
 	if err := json.Unmarshal(b, &p); err != nil {
 		return fmt.Errorf("not a proof: %w", err)
 	}
 	if len(f.keys) == 0 {
 		return fmt.Errorf("%w: check-proof needs --public-key (the proof cannot vouch for its own key)", errUsage)
 	}
-	if err := auditverify.CheckProof(&p, f.keys); err != nil {
+	if err := verify.CheckProof(&p, f.keys); err != nil {
 		return fmt.Errorf("proof does not verify: %w", err)
 	}
 	fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record tree of %s signed by key %s\n",

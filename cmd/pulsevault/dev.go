@@ -20,17 +20,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/connector"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/publicapi"
-	"github.com/mieweb/pulsevault/shared/stack"
-	"github.com/mieweb/pulsevault/shared/stackfile"
+	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
+	"github.com/mieweb/pulsevault/shared/faas/connector"
+	"github.com/mieweb/pulsevault/shared/faas/stackfile"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/origin"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/tracing"
 )
 
 // loadConfig parses flags over the environment; -h prints the settings.
@@ -69,7 +69,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("%w: STACK_FILE: %v", errUsage, err)
 	}
-	st, err := stack.Start(ctx, cfg, log)
+	st, err := localstack.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	// A long-lived admin token for the developer at this console only.
-	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{playback.AdminRole}, 12*time.Hour)
+	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{grant.AdminRole}, 12*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -229,11 +229,11 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public,
 	if fi, err := os.Stat("vitals/out"); err == nil && fi.IsDir() {
 		static = http.FileServer(http.Dir("vitals/out"))
 	}
-	h, err := publicapi.Handler(publicapi.Options{GatewayURL: gatewayURL, Static: static, Logger: log, Store: c.S3Endpoint})
+	h, err := origin.Handler(origin.Options{GatewayURL: gatewayURL, Static: static, Logger: log, Store: c.S3Endpoint})
 	if err != nil {
 		return nil, err
 	}
-	srv := publicapi.Server(h, log)
+	srv := origin.Server(h, log)
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.PublicPort)))
 	if err != nil {
 		return nil, fmt.Errorf("public origin: listen on 127.0.0.1:%d: %w (set PUBLIC_PORT to another port, or 0)", c.PublicPort, err)
@@ -242,7 +242,7 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public,
 	cert, key := c.TLSCert, c.TLSKey
 	if c.PublicTLS == "self-signed" {
 		var fp string
-		cert, key, fp, err = publicapi.SelfSigned(filepath.Join(c.DataDir, "tls"), "127.0.0.1", "localhost")
+		cert, key, fp, err = origin.SelfSigned(filepath.Join(c.DataDir, "tls"), "127.0.0.1", "localhost")
 		if err != nil {
 			ln.Close()
 			return nil, err
@@ -250,7 +250,7 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public,
 		p.note = "\n  TLS           self-signed, SHA-256 fingerprint " + fp
 	}
 	if c.PublicTLS != "off" {
-		if srv.TLSConfig, err = publicapi.TLSConfig(cert, key); err != nil {
+		if srv.TLSConfig, err = origin.TLSConfig(cert, key); err != nil {
 			ln.Close()
 			return nil, err
 		}

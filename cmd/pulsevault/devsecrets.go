@@ -14,9 +14,9 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/secrets"
-	"github.com/mieweb/pulsevault/shared/token"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 )
 
 // devSecrets are the secrets `pulsevault dev` creates on first start, each

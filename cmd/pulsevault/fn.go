@@ -18,9 +18,9 @@ import (
 	"github.com/mieweb/pulsevault/functions/upload"
 	"github.com/mieweb/pulsevault/functions/upload-finalize"
 	"github.com/mieweb/pulsevault/functions/videos"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
 // functions maps each function's stack.yml name to its handler: what

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/provider"
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/faas/provider"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 // runProvider serves the OpenFaaS gateway API on 127.0.0.1:GATEWAY_PORT and

@@ -18,8 +18,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/mieweb/pulsevault/shared/tusclient"
-	"github.com/mieweb/pulsevault/shared/videoid"
+	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 )
 
 const uploadUsage = `Usage: pulsevault upload FILE... [flags]

@@ -1,5 +1,5 @@
 // Package auditappend is the audit-append function: it appends audit events
-// to the hash-chained, Object-Locked audit log (shared/auditchain).
+// to the hash-chained, Object-Locked audit log (shared/audit/chain).
 //
 // The function pulls its events from JetStream itself rather than being
 // invoked once per event (README.md says why). Its HTTP side reports the
@@ -15,14 +15,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/auditchain"
-	"github.com/mieweb/pulsevault/shared/auditlog"
+	"github.com/mieweb/pulsevault/shared/audit/chain"
+	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -30,7 +31,7 @@ const Name = "audit-append"
 
 var (
 	mu      sync.Mutex
-	writer  *auditchain.Chain
+	writer  *chain.Chain
 	lastTry time.Time
 	lastErr error
 )
@@ -67,25 +68,25 @@ func startLocked(ctx context.Context) error {
 	return nil
 }
 
-func build(ctx context.Context) (*auditchain.Chain, error) {
+func build(ctx context.Context) (*chain.Chain, error) {
 	cfg, err := config.FromEnv(Name)
 	if err != nil {
 		return nil, err
 	}
 	log := logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)
 	slog.SetDefault(log) // shared/bus logs through the default logger
-	ac, err := auditchain.LoadConfig(os.Getenv)
+	ac, err := chain.LoadConfig(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.LocalNATS() || cfg.LocalS3() {
 		return nil, errors.New("audit-append needs NATS_URL and S3_ENDPOINT")
 	}
-	seed, err := secrets.Read(auditlog.SecretName)
+	seed, err := secrets.Read(record.SecretName)
 	if err != nil {
 		return nil, err
 	}
-	signer, err := auditlog.ParseSeed(seed)
+	signer, err := record.ParseSeed(seed)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,7 @@ func build(ctx context.Context) (*auditchain.Chain, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := auditchain.New(sctx, auditchain.Options{
+	c, err := chain.New(sctx, chain.Options{
 		Bus: b, Store: st, Bucket: cfg.AuditBucket, RetentionDays: cfg.AuditRetentionDays,
 		Signer: signer, Config: ac, Logger: log, Replicas: cfg.NATSReplicas,
 	})
@@ -111,7 +112,7 @@ func build(ctx context.Context) (*auditchain.Chain, error) {
 }
 
 type status struct {
-	auditchain.Status
+	chain.Status
 	PID int `json:"pid"`
 }
 
@@ -139,7 +140,7 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Allow", "GET /, POST /checkpoint")
 		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
-			"error": "audit-append consumes pulse.audit.> from JetStream itself; use GET / for status or POST /checkpoint",
+			"error": "audit-append consumes " + topology.SubjectAudit + ".> from JetStream itself; use GET / for status or POST /checkpoint",
 		})
 	}
 }

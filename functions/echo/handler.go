@@ -21,8 +21,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -32,7 +33,7 @@ const Name = "echo"
 const MaxSleep = 10 * time.Second
 
 // echoedHeaders are the request headers the response repeats.
-var echoedHeaders = []string{"X-Topic", "X-Call-Id", "Content-Type", "X-Callback-Url", "X-Request-Id", "Traceparent"}
+var echoedHeaders = []string{topology.HeaderTopic, "X-Call-Id", "Content-Type", "X-Callback-Url", "X-Request-Id", "Traceparent"}
 
 // peek is how much of the body is kept to look for {"status": NNN}.
 const peek = 64 << 10

@@ -9,7 +9,7 @@
 //	event: status
 //	data: {"video":"<id>","status":"ready"}
 //
-// fed from core NATS (shared/status). A comment line every 15 s keeps
+// fed from core NATS (shared/playback/livestatus). A comment line every 15 s keeps
 // proxies from timing the stream out; the stream ends after EVENTS_MAX_STREAM
 // and the client reconnects (retry: 2000), re-reading the list to catch up.
 package events
@@ -27,12 +27,12 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 )
 
 // Name is the function's name in stack.yml.
@@ -45,7 +45,7 @@ const Heartbeat = 15 * time.Second
 type Server struct {
 	NATS      *nats.Conn
 	Verifier  *auth.Verifier
-	Policy    playback.Config
+	Policy    grant.Config
 	MaxStream time.Duration
 	Log       *slog.Logger
 }
@@ -57,13 +57,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
 		return
 	}
-	who, ok := playback.Authenticate(s.Verifier, w, r)
+	who, ok := grant.Authenticate(s.Verifier, w, r)
 	if !ok {
 		return
 	}
 	rc := http.NewResponseController(w)
-	ch := make(chan status.Change, 64)
-	sub, err := status.Subscribe(s.NATS, func(c status.Change) {
+	ch := make(chan livestatus.Change, 64)
+	sub, err := livestatus.Subscribe(s.NATS, func(c livestatus.Change) {
 		if !s.Policy.CanView(who, &meta.Video{ID: c.Video, Uploader: c.Uploader}) {
 			return
 		}
@@ -134,7 +134,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := playback.LoadSettings(os.Getenv)
+	pol, err := grant.LoadSettings(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ver, err := playback.Verifier(cfg)
+	ver, err := grant.Verifier(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package media is the media function: a playback token's bytes, served by
-// shared/mediaserve.
+// shared/playback/mediaserve.
 package media
 
 import (
@@ -9,15 +9,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/mediaserve"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/playback/mediaserve"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.
@@ -38,7 +38,7 @@ var server = fnrun.Lazy(func() (*mediaserve.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub := audit.NewPublisher(b, Name)
+	pub := event.NewPublisher(b, Name)
 	s := mediaserve.NewServer(&mediaserve.Server{
 		Store:  st,
 		Bucket: cfg.MediaBucket,

@@ -22,17 +22,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/secrets"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.
@@ -51,8 +51,8 @@ type Server struct {
 	Meta     *meta.Store
 	Verifier *auth.Verifier
 	Keys     func() (*token.Keyring, error)
-	Policy   playback.Config
-	Audit    func(ctx context.Context, e audit.Event) error
+	Policy   grant.Config
+	Audit    func(ctx context.Context, e event.Event) error
 	Log      *slog.Logger
 	Now      func() time.Time
 }
@@ -65,7 +65,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	who, ok := playback.Authenticate(s.Verifier, w, r)
+	who, ok := grant.Authenticate(s.Verifier, w, r)
 	if !ok {
 		return
 	}
@@ -90,11 +90,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v == nil || !s.Policy.CanView(who, v) {
-		s.audit(ctx, audit.Event{Actor: who.Subject, Action: audit.AccessDenied, Object: req.Video, Outcome: audit.Denied, Reason: "sign-url"})
+		s.audit(ctx, event.Event{Actor: who.Subject, Action: event.AccessDenied, Object: req.Video, Outcome: event.Denied, Reason: "sign-url"})
 		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such video"})
 		return
 	}
-	if !playback.Playable(v.Status) {
+	if !grant.Playable(v.Status) {
 		fnrun.WriteJSON(w, http.StatusConflict, map[string]string{"error": "the video is not playable yet", "status": string(v.Status)})
 		return
 	}
@@ -111,7 +111,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A grant that cannot be audited is not given.
-	if err := s.Audit(ctx, audit.Event{Actor: who.Subject, Action: audit.URLSigned, Object: v.ID, Outcome: audit.Success}); err != nil {
+	if err := s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: v.ID, Outcome: event.Success}); err != nil {
 		s.Log.Error("sign-url: audit event not recorded; refusing", "err", err.Error())
 		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit unavailable, try again"})
 		return
@@ -120,7 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fnrun.WriteJSON(w, http.StatusOK, g)
 }
 
-func (s *Server) audit(ctx context.Context, e audit.Event) {
+func (s *Server) audit(ctx context.Context, e event.Event) {
 	if err := s.Audit(ctx, e); err != nil {
 		s.Log.Warn("sign-url: audit event not recorded", "action", e.Action, "err", err.Error())
 	}
@@ -133,11 +133,11 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := playback.LoadSettings(os.Getenv)
+	pol, err := grant.LoadSettings(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	ver, err := playback.Verifier(cfg)
+	ver, err := grant.Verifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
 		Policy:   pol,
-		Audit:    audit.NewPublisher(b, Name).Publish,
+		Audit:    event.NewPublisher(b, Name).Publish,
 		Log:      logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
 		Now:      time.Now,
 	}, nil

@@ -1,7 +1,7 @@
 // Package transcode is the transcode function: one invocation runs one
 // rendition's job of one video — under TRANSCODE_FANOUT=grouped a job may
-// encode several renditions from one decode (shared/transcode does the work). The connector
-// POSTs a media.Job from pulse.jobs.transcode; the answer tells it what to
+// encode several renditions from one decode (shared/media/encode does the work). The connector
+// POSTs a ladder.Job from pulse.jobs.transcode; the answer tells it what to
 // do with the message: 200 ack, 5xx redeliver (dead-letter after the last
 // try, on which the rendition is marked failed), 400/422 dead-letter now.
 //
@@ -21,18 +21,17 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/mieweb/pulsevault/shared/audit"
-	"github.com/mieweb/pulsevault/shared/bootstrap"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/connector"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/media"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/status"
+	"github.com/mieweb/pulsevault/shared/media/encode"
+	"github.com/mieweb/pulsevault/shared/media/ladder"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/transcode"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -40,21 +39,21 @@ const Name = "transcode"
 
 // DeadLetterSubject is where the connector dead-letters this function's
 // jobs (its DeadLetterPrefix and the function's name).
-const DeadLetterSubject = bootstrap.SubjectDLQ + "." + Name
+const DeadLetterSubject = topology.SubjectDLQ + "." + Name
 
 // maxBody bounds a job message; a real one is under 100 bytes.
 const maxBody = 64 << 10
 
 var state struct {
 	mu     sync.Mutex
-	worker *transcode.Worker
+	worker *encode.Worker
 	bus    *bus.Bus
 	log    *slog.Logger
 }
 
 // worker builds the worker on first use and keeps it once it works, so a
 // store or NATS that is down at start only fails the requests meanwhile.
-func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
+func worker() (*encode.Worker, *bus.Bus, *slog.Logger, error) {
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	if state.log == nil {
@@ -68,7 +67,7 @@ func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, state.log, err
 	}
-	tc, err := transcode.LoadConfig(os.Getenv)
+	tc, err := encode.LoadConfig(os.Getenv)
 	if err != nil {
 		return nil, nil, state.log, err
 	}
@@ -83,8 +82,8 @@ func worker() (*transcode.Worker, *bus.Bus, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, state.log, err
 	}
-	state.worker = &transcode.Worker{
-		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = status.Publish(ctx, b, v) }), Audit: audit.NewPublisher(b, Name),
+	state.worker = &encode.Worker{
+		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }), Audit: event.NewPublisher(b, Name),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: state.log,
 	}
 	state.bus = b
@@ -122,14 +121,14 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	var job media.Job
+	var job ladder.Job
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil || len(body) > maxBody || json.Unmarshal(body, &job) != nil || job.Video == "" || job.Rendition == "" {
 		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be a JSON job {"video": "<id>", "rendition": "<name>"} under 64 KiB`, "function": Name})
 		return
 	}
 	delivered := 1
-	if n, err := strconv.Atoi(r.Header.Get(connector.HeaderDelivered)); err == nil && n > 0 {
+	if n, err := strconv.Atoi(r.Header.Get(topology.HeaderDelivered)); err == nil && n > 0 {
 		delivered = n
 	}
 	res := wk.Do(r.Context(), job, delivered)

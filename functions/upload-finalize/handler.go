@@ -1,6 +1,6 @@
 // Package uploadfinalize is the upload-finalize function: it turns a
 // completed upload into a locked original, meta.json and transcode jobs
-// (shared/finalize).
+// (shared/ingest/finalize).
 //
 //   - POST / takes one S3 bucket notification (the connector delivers
 //     pulse.s3.events): 200 when done or nothing to do, 400 for a malformed
@@ -18,11 +18,11 @@ import (
 	"sync"
 
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/events"
-	"github.com/mieweb/pulsevault/shared/finalize"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
+	"github.com/mieweb/pulsevault/shared/ingest/finalize"
+	"github.com/mieweb/pulsevault/shared/ingest/s3event"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -48,7 +48,7 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/", "":
-		body, err := io.ReadAll(io.LimitReader(r.Body, events.MaxMessageSize+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, s3event.MaxMessageSize+1))
 		if err != nil {
 			// The connection failed, not the event: let the sender retry.
 			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not read the event; retry"})

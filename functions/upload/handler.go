@@ -1,6 +1,6 @@
 // Package upload is the upload function: the tus 1.0 resumable upload
 // endpoint (tusd v2 writing to the uploads bucket), behind
-// /function/upload/ on the gateway. See shared/tusupload.
+// /function/upload/ on the gateway. See shared/ingest/tusupload.
 package upload
 
 import (
@@ -14,13 +14,14 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/lease"
-	"github.com/mieweb/pulsevault/shared/secrets"
-	"github.com/mieweb/pulsevault/shared/staging"
+	"github.com/mieweb/pulsevault/shared/bus/lease"
+	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/tusupload"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -99,7 +100,7 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	locks, err := lease.OpenReplicated(ctx, b.JetStream(), tusupload.LockBucket, "tus upload locks shared by the upload function's replicas", lockTTL, cfg.NATSReplicas)
+	locks, err := lease.OpenReplicated(ctx, b.JetStream(), topology.KVUploadLocks, "tus upload locks shared by the upload function's replicas", lockTTL, cfg.NATSReplicas)
 	if err != nil {
 		b.Close()
 		return nil, err

@@ -8,7 +8,7 @@
 // that poster alone; each poster grant is audited (url.signed, reason
 // poster) before it is handed out. Listing reads an in-memory index of the
 // store's meta.json objects kept current from the live status subject and
-// rescanned every VIDEOS_RESCAN (shared/catalog). Never any client
+// rescanned every VIDEOS_RESCAN (shared/playback/catalog). Never any client
 // metadata: that is where PHI lives.
 package videos
 
@@ -27,19 +27,19 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mieweb/pulsevault/shared/audit"
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/catalog"
-	"github.com/mieweb/pulsevault/shared/config"
-	"github.com/mieweb/pulsevault/shared/fnrun"
-	"github.com/mieweb/pulsevault/shared/logging"
-	"github.com/mieweb/pulsevault/shared/meta"
-	"github.com/mieweb/pulsevault/shared/playback"
-	"github.com/mieweb/pulsevault/shared/secrets"
-	"github.com/mieweb/pulsevault/shared/settings"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/fnrun"
+	"github.com/mieweb/pulsevault/shared/platform/logging"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
+	"github.com/mieweb/pulsevault/shared/playback/catalog"
+	"github.com/mieweb/pulsevault/shared/playback/grant"
+	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/storage"
-	"github.com/mieweb/pulsevault/shared/token"
 )
 
 // Name is the function's name in stack.yml.
@@ -89,8 +89,8 @@ type Server struct {
 	Meta     *meta.Store
 	Verifier *auth.Verifier
 	Keys     func() (*token.Keyring, error)
-	Policy   playback.Config
-	Audit    func(ctx context.Context, e audit.Event) error
+	Policy   grant.Config
+	Audit    func(ctx context.Context, e event.Event) error
 	Log      *slog.Logger
 	Now      func() time.Time
 }
@@ -103,7 +103,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "private, no-store")
-	who, ok := playback.Authenticate(s.Verifier, w, r)
+	who, ok := grant.Authenticate(s.Verifier, w, r)
 	if !ok {
 		return
 	}
@@ -181,14 +181,14 @@ func (s *Server) posters(ctx context.Context, who *auth.Claims, ring *token.Keyr
 	var wg sync.WaitGroup
 	var failed atomic.Int32
 	for i := range items {
-		if !playback.Playable(items[i].Status) {
+		if !grant.Playable(items[i].Status) {
 			continue
 		}
 		wg.Go(func() {
 			u, err := s.Policy.Poster(ring, items[i].ID, s.Now())
 			if err == nil {
-				err = s.Audit(ctx, audit.Event{Actor: who.Subject, Action: audit.URLSigned, Object: items[i].ID,
-					Outcome: audit.Success, Reason: ReasonPoster})
+				err = s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: items[i].ID,
+					Outcome: event.Success, Reason: ReasonPoster})
 			}
 			if err != nil {
 				failed.Add(1)
@@ -210,11 +210,11 @@ var server = fnrun.Lazy(func() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := playback.LoadSettings(os.Getenv)
+	pol, err := grant.LoadSettings(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	ver, err := playback.Verifier(cfg)
+	ver, err := grant.Verifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ var server = fnrun.Lazy(func() (*Server, error) {
 		Verifier: ver,
 		Keys:     token.NewFile(filepath.Join(secrets.Dir(), token.SecretName)).Keyring,
 		Policy:   pol,
-		Audit:    audit.NewPublisher(b, Name).Publish,
+		Audit:    event.NewPublisher(b, Name).Publish,
 		Log:      log,
 		Now:      time.Now,
 	}, nil

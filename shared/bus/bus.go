@@ -26,7 +26,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
 // DefaultDuplicates is the dedup window used when StreamConfig.Duplicates is
@@ -301,7 +301,7 @@ func sameSet(a, b []string) bool {
 // restart means no stream captures subject, fails after about two seconds.
 //
 // The request id and trace context of ctx travel in the message's headers
-// (see shared/tracing), so the consumer's work joins the publisher's trace.
+// (see shared/platform/tracing), so the consumer's work joins the publisher's trace.
 func (b *Bus) Publish(ctx context.Context, subject string, data []byte, msgID string) error {
 	var opts []jetstream.PublishOpt
 	if msgID != "" {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/localnats"
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
 )
 
-func startServer(t *testing.T, dir string, port int) *localnats.Server {
+func startServer(t *testing.T, dir string, port int) *localstack.NATS {
 	t.Helper()
-	s, err := localnats.Start(localnats.Options{StoreDir: dir, Port: port})
+	s, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: dir, Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func startServer(t *testing.T, dir string, port int) *localnats.Server {
 }
 
 // setup starts a fresh server and a connected Bus, both torn down with the test.
-func setup(t *testing.T) (*Bus, *localnats.Server) {
+func setup(t *testing.T) (*Bus, *localstack.NATS) {
 	t.Helper()
 	s := startServer(t, t.TempDir(), 0)
 	t.Cleanup(s.Shutdown)

@@ -17,7 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/tracing"
+	"github.com/mieweb/pulsevault/shared/platform/tracing"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // ErrPermanent marks a failure that retrying cannot fix, such as malformed
@@ -57,7 +58,7 @@ type Msg struct {
 // Handler processes one message. Returning nil acks it; an error schedules a
 // redelivery or, when retries are exhausted or the error wraps ErrPermanent,
 // dead-letters it. ctx is cancelled when the consumer stops; it carries the
-// request id and trace context the publisher sent (see shared/tracing).
+// request id and trace context the publisher sent (see shared/platform/tracing).
 type Handler func(ctx context.Context, m Msg) error
 
 // ConsumeOptions configures Consume. Stream and Durable are required.
@@ -370,7 +371,7 @@ func (c *Consumer) deadLetter(m Msg, cause error) error {
 	for k, v := range m.Header {
 		// Nats-* headers steer JetStream (dedup id, expectations, TTL) and
 		// would misfire on the dead-letter stream.
-		if !strings.HasPrefix(k, "Nats-") {
+		if !strings.HasPrefix(k, topology.NATSHeaderPrefix) {
 			h[k] = v
 		}
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mieweb/pulsevault/shared/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
 )
 
 // clusterBus connects to a real 3-node JetStream cluster, the shape of a

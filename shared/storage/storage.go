@@ -34,7 +34,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/mieweb/pulsevault/shared/config"
+	"github.com/mieweb/pulsevault/shared/platform/config"
 )
 
 // Options says where the store is and how to sign requests.

@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // buildPulsevault compiles the command once per test binary.
 func buildPulsevault(t *testing.T) string {
 	t.Helper()
+	tier.Integration(t, "a built pulsevault")
 	bin := filepath.Join(t.TempDir(), "pulsevault")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/mieweb/pulsevault/cmd/pulsevault").CombinedOutput()
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // infraDir is the production manifests' folder (infra/tools is the tools module, not manifests).
@@ -931,6 +932,7 @@ http {
 
 func nginxBin(t *testing.T) string {
 	t.Helper()
+	tier.Integration(t, "nginx")
 	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
 		if b, err := exec.LookPath(p); err == nil {
 			return b

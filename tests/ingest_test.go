@@ -41,6 +41,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // ingestPHI is a patient-like file name that must never leave meta.json.
@@ -345,6 +346,7 @@ func (s *ingestStack) waitStagedGone(upload string) {
 
 func ingestClip(t *testing.T, dir, name string, o testclip.Options) string {
 	t.Helper()
+	tier.Integration(t, "ffmpeg")
 	p := filepath.Join(dir, name+".mp4")
 	if err := testclip.Make(context.Background(), p, o); err != nil {
 		t.Fatal(err)

@@ -16,3 +16,13 @@ func Integration(t testing.TB, what string) {
 		t.Skip("needs " + what + ": integration tier")
 	}
 }
+
+// Slow skips t under -short: it needs no program, but it waits on real
+// time (lease expiry, a cluster's elections) for longer than the unit tier
+// can spend; why says what it waits for.
+func Slow(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow (" + why + "): integration tier")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -36,7 +37,7 @@ import (
 
 // Catalog reads meta.json objects of one bucket. Safe for concurrent use.
 type Catalog struct {
-	st      *storage.Store
+	st      Objects
 	meta    *meta.Store
 	bucket  string
 	workers int
@@ -74,8 +75,17 @@ type indexed struct {
 	seq uint64 // c.seq when an event put it here; 0 for a scan
 }
 
+// Objects is what a Catalog needs of the object store: meta.json reads
+// (meta.Objects) and a listing with each object's ETag, which is what its
+// cache is keyed by. *storage.Store has it; unit tests use the in-memory
+// shared/testutil/fakestore.
+type Objects interface {
+	meta.Objects
+	List(ctx context.Context, bucket, prefix string) iter.Seq2[storage.Info, error]
+}
+
 // New returns a Catalog over bucket.
-func New(st *storage.Store, bucket string) *Catalog {
+func New(st Objects, bucket string) *Catalog {
 	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{},
 		log: slog.New(slog.DiscardHandler)}
 }

@@ -104,7 +104,15 @@ func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) 
 	c.following, c.log, c.idx = true, log, map[string]indexed{}
 	c.mu.Unlock()
 	// Subscribed before the first scan, so nothing falls between the two.
+	// The flush waits until the server has the subscription: until then a
+	// change published by another connection is not delivered to it, and
+	// a scan that ran before that change was written would miss it until
+	// the next rescan (seen with the in-memory store, where the first scan
+	// takes microseconds).
 	if _, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) }); err != nil {
+		return fmt.Errorf("catalog: subscribe: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("catalog: subscribe: %w", err)
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) { go c.refresh() })

@@ -7,7 +7,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
-	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // clusterBus connects to a real 3-node JetStream cluster, the shape of a
@@ -36,7 +35,6 @@ func streamReplicas(t *testing.T, b *Bus, name string) int {
 // a bootstrap or a provider restart never makes a replicated stream
 // single-copy. An explicit count converges an existing stream to it.
 func TestEnsureStreamReplicas(t *testing.T) {
-	tier.Slow(t, "a three-node NATS cluster")
 	b := clusterBus(t)
 	ctx := t.Context()
 	cfg := StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, MaxAge: time.Hour, Replicas: 3}

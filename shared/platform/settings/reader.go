@@ -33,6 +33,9 @@ func Bind(fs *flag.FlagSet, t Table, getenv func(string) string) *Values {
 			continue
 		}
 		vs.raw[v.Env] = fs.String(v.Flag, val, v.Usage+" (env "+v.Env+")")
+		// -h shows the table's default, never what the environment holds
+		// (a credential, say).
+		fs.Lookup(v.Flag).DefValue = v.Default
 	}
 	return vs
 }

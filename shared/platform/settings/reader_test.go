@@ -123,3 +123,15 @@ func TestUsageAndMarkdown(t *testing.T) {
 		t.Errorf("unexpected output:\n%s\n%s", u.String(), md.String())
 	}
 }
+
+// -h never shows the environment's values: they may be credentials.
+func TestHelpShowsTableDefaults(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	Bind(fs, table, getenv(map[string]string{"T_URL": "nats://secret-host:1", "T_PORT": "1234"}))
+	fs.PrintDefaults()
+	if strings.Contains(out.String(), "secret-host") || strings.Contains(out.String(), "1234") || !strings.Contains(out.String(), `(default "4222")`) {
+		t.Errorf("-h output:\n%s", out.String())
+	}
+}

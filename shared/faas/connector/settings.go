@@ -21,10 +21,10 @@ const PasswordFile = "basic-auth-password"
 var Settings = settings.Table{
 	{Env: "GATEWAY_URL", Default: "http://127.0.0.1:8080", Usage: "OpenFaaS gateway (or `pulsevault provider`) the connector lists functions from and invokes", Check: settings.HTTPURL},
 	{Env: "GATEWAY_USER", Default: "admin", Usage: "gateway basic-auth user"},
-	{Env: "GATEWAY_PASSWORD", Default: "", Usage: "gateway basic-auth password; when empty it is read from SECRETS_DIR/" + PasswordFile},
+	{Env: "GATEWAY_PASSWORD", Default: "", Usage: "gateway basic-auth password; when empty it is read from `SECRETS_DIR/" + PasswordFile + "`"},
 	{Env: "SECRETS_DIR", Default: "/var/openfaas/secrets", Usage: "directory holding the " + PasswordFile + " secret"},
 	{Env: "CONNECTOR_REFRESH", Default: "5s", Usage: "how often the function list and its topic and schedule annotations are read again (100ms–1h)", Check: settings.Duration(100*time.Millisecond, time.Hour)},
-	{Env: "CONNECTOR_MAX_DELIVER", Default: "5", Usage: "failed deliveries of a message before it goes to " + topology.DeadLetter("<function>") + " (1–100)", Check: settings.IntRange(1, 100)},
+	{Env: "CONNECTOR_MAX_DELIVER", Default: "5", Usage: "failed deliveries of a message before it goes to `" + topology.DeadLetter("<function>") + "` (1–100)", Check: settings.IntRange(1, 100)},
 	{Env: "CONNECTOR_BACKOFF", Default: "1s,5s,30s", Usage: "delays before redelivery after the 1st, 2nd, ... failure; the last repeats (each 1ms–24h)", Check: settings.DurationList(time.Millisecond, 24*time.Hour)},
 	{Env: "CONNECTOR_TIMEOUT", Default: "10m", Usage: "longest a single invocation may run before it counts as failed (1s–24h)", Check: settings.Duration(time.Second, 24*time.Hour)},
 	{Env: "CONNECTOR_CONCURRENCY", Default: "1", Usage: "invocations in flight per (function, topic); 1 keeps messages in order (1–1000)", Check: settings.IntRange(1, 1000)},

@@ -34,12 +34,17 @@ func (t Table) Lookup(env string) (Var, bool) {
 	return Var{}, false
 }
 
-// Join concatenates tables, for a command that reads several packages'
-// settings (each still declared once, in its own package).
+// Join concatenates tables, for a command or a README section that covers
+// several packages' settings; a setting two of them include (one
+// declaration, shared) appears once, where it comes first.
 func Join(tables ...Table) Table {
 	var out Table
 	for _, t := range tables {
-		out = append(out, t...)
+		for _, v := range t {
+			if _, dup := out.Lookup(v.Env); !dup {
+				out = append(out, v)
+			}
+		}
 	}
 	return out
 }

@@ -184,4 +184,3 @@ func isTransient(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)
 }
-

@@ -79,64 +79,73 @@ func TestConfigEnvDeclaredOnce(t *testing.T) {
 	}
 }
 
-// readmeTables are the README's generated settings tables, by the name in
-// their markers: <!-- settings:NAME --> ... <!-- /settings -->.
-var readmeTables = []struct {
+// docTables are the generated settings tables of the docs, by file and the
+// name in their markers: <!-- settings:NAME --> ... <!-- /settings -->.
+var docTables = map[string][]struct {
 	name      string
 	table     settings.Table
 	withFlags bool
 }{
-	{"config", config.Vars, true},
-	{"connector", connector.Settings, false},
-	{"ingest", settings.Join(tusupload.Settings, finalize.Settings), false},
-	{"playback", grant.Settings, false},
-	{"transcode", encode.Settings, false},
-	{"audit", chain.Settings, false},
+	"README.md": {
+		{"config", config.Vars, true},
+		{"connector", connector.Settings, false},
+		{"ingest", settings.Join(tusupload.Settings, finalize.Settings), false},
+		{"playback", grant.Settings, false},
+		{"transcode", encode.Settings, false},
+		{"audit", chain.Settings, false},
+	},
+	"functions/upload/README.md":          {{"upload", tusupload.Settings, false}},
+	"functions/upload-finalize/README.md": {{"finalize", finalize.Settings, false}},
+	"functions/transcode/README.md":       {{"transcode", encode.Settings, false}},
+	"functions/sign-url/README.md":        {{"playback", grant.Settings, false}},
+	"functions/audit-append/README.md":    {{"audit", chain.Settings, false}},
 }
 
-var readmeBlock = regexp.MustCompile(`(?s)(<!-- settings:([a-z]+) -->\n).*?(<!-- /settings -->)`)
+var settingsBlock = regexp.MustCompile(`(?s)(<!-- settings:([a-z]+) -->\n).*?(<!-- /settings -->)`)
 
-// TestReadmeSettingsTables keeps the README's configuration tables what the
-// code declares: each is generated from its table (settings.Markdown).
-// PULSEVAULT_UPDATE_DOCS=1 rewrites them.
+// TestReadmeSettingsTables keeps the settings tables of the README and the
+// functions' READMEs what the code declares: each is generated from its
+// table (settings.Markdown). PULSEVAULT_UPDATE_DOCS=1 rewrites them.
 func TestReadmeSettingsTables(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "README.md")
-	doc, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{}
-	for _, rt := range readmeTables {
-		var b bytes.Buffer
-		settings.Markdown(&b, rt.table, rt.withFlags)
-		want[rt.name] = b.String()
-	}
-	found := map[string]bool{}
-	out := readmeBlock.ReplaceAllFunc(doc, func(m []byte) []byte {
-		sub := readmeBlock.FindSubmatch(m)
-		name := string(sub[2])
-		found[name] = true
-		md, ok := want[name]
-		if !ok {
-			t.Errorf("README.md has a settings block %q that no table generates", name)
-			return m
-		}
-		return []byte(string(sub[1]) + md + string(sub[3]))
-	})
-	for _, rt := range readmeTables {
-		if !found[rt.name] {
-			t.Errorf("README.md has no <!-- settings:%s --> block", rt.name)
-		}
-	}
-	if bytes.Equal(out, doc) {
-		return
-	}
-	if os.Getenv("PULSEVAULT_UPDATE_DOCS") == "1" {
-		if err := os.WriteFile(path, out, 0o644); err != nil {
+	for file, tables := range docTables {
+		path := filepath.Join(repoRoot(t), file)
+		doc, err := os.ReadFile(path)
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Log("README.md settings tables regenerated")
-		return
+		want := map[string]string{}
+		for _, dt := range tables {
+			var b bytes.Buffer
+			settings.Markdown(&b, dt.table, dt.withFlags)
+			want[dt.name] = b.String()
+		}
+		found := map[string]bool{}
+		out := settingsBlock.ReplaceAllFunc(doc, func(m []byte) []byte {
+			sub := settingsBlock.FindSubmatch(m)
+			name := string(sub[2])
+			found[name] = true
+			md, ok := want[name]
+			if !ok {
+				t.Errorf("%s has a settings block %q that no table generates", file, name)
+				return m
+			}
+			return []byte(string(sub[1]) + md + string(sub[3]))
+		})
+		for _, dt := range tables {
+			if !found[dt.name] {
+				t.Errorf("%s has no <!-- settings:%s --> block", file, dt.name)
+			}
+		}
+		if bytes.Equal(out, doc) {
+			continue
+		}
+		if os.Getenv("PULSEVAULT_UPDATE_DOCS") == "1" {
+			if err := os.WriteFile(path, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: settings tables regenerated", file)
+			continue
+		}
+		t.Errorf("%s: settings tables differ from the code's declarations; run PULSEVAULT_UPDATE_DOCS=1 go test ./tests -run TestReadmeSettingsTables", file)
 	}
-	t.Errorf("README.md's settings tables differ from the code's declarations; run PULSEVAULT_UPDATE_DOCS=1 go test ./tests -run TestReadmeSettingsTables")
 }

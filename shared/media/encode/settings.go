@@ -17,7 +17,7 @@ var Settings = settings.Table{
 	{Env: "TRANSCODE_MAX_DELIVER", Default: "5", Usage: "the connector's CONNECTOR_MAX_DELIVER: on that delivery (X-Nats-Delivered) a failure is final and the rendition is marked failed; keep the two equal (1–100)", Check: settings.IntRange(1, 100)},
 	{Env: "TRANSCODE_PRESET", Default: "veryfast", Usage: "x264 preset (ultrafast … veryslow)", Check: settings.OneOf(presets...)},
 	{Env: "TRANSCODE_PROGRESS_INTERVAL", Default: "2s", Usage: "least time between progress writes to meta.json (100ms–1m)", Check: settings.Duration(100*time.Millisecond, time.Minute)},
-	{Env: "TRANSCODE_TMPDIR", Default: "", Usage: "scratch directory for ffmpeg output; empty uses the system temp dir"},
+	{Env: "TRANSCODE_TMPDIR", Default: "", Usage: "scratch directory for ffmpeg output (empty: the system temp dir); leftovers of SIGKILLed replicas are removed at the next job"},
 	{Env: "TRANSCODE_UPLOAD_CONCURRENCY", Default: "4", Usage: "objects uploaded at once per job (1–32)", Check: settings.IntRange(1, 32)},
 }
 

@@ -35,7 +35,7 @@ const (
 var Settings = settings.Table{
 	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)", Check: settings.Duration(time.Second, token.MaxTTL)},
 	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)", Check: mediaBase},
-	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the JWT_ROLES_CLAIM claim) that may watch every video (comma-separated; uploaders always see their own)"},
+	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the `JWT_ROLES_CLAIM` claim) that may watch every video, comma-separated; namespaced, so an IdP's generic `viewer`/`admin` (or a group users made) grants nothing; uploaders always see their own"},
 }
 
 func mediaBase(v string) error {

@@ -163,6 +163,17 @@ func HTTPURL(v string) error {
 	return nil
 }
 
+// PathOrURL accepts an absolute URL path (/media) or an http(s) URL
+// (https://host/media), without query, fragment or spaces: a prefix that
+// links are built on.
+func PathOrURL(v string) error {
+	v = strings.TrimRight(v, "/")
+	if !(strings.HasPrefix(v, "/") || strings.HasPrefix(v, "https://") || strings.HasPrefix(v, "http://")) || strings.ContainsAny(v, "?# ") {
+		return errors.New("must be a path such as /media or an http(s) URL, without query")
+	}
+	return nil
+}
+
 // HostPort accepts host:port (host may be empty: all interfaces) with a
 // port from 0 to 65535.
 func HostPort(v string) error {

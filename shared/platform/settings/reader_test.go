@@ -88,6 +88,7 @@ func TestChecks(t *testing.T) {
 		{Bucket, []string{"pulse-media", "a.b-c", "abc"}, []string{"ab", "Bad_Name", "-ab", "ab-", strings.Repeat("a", 64)}},
 		{ServiceURL("http", "https"), []string{"http://h:9000", "https://[::1]:1"}, []string{"::bad", "ftp://x:1", "http://host", "http://h:0", "http://:9"}},
 		{HTTPURL, []string{"http://h", "https://h:8080/x"}, []string{"ftp://h", "http://u:p@h", "http://h/?q", "/path"}},
+		{PathOrURL, []string{"/media", "/media/", "https://h/media"}, []string{"/", "media", "ftp://h", "/m?x", "/a b"}},
 		{HostPort, []string{"127.0.0.1:8081", ":0"}, []string{"8081", "h:99999"}},
 		{Size(1, 10), []string{"1", "10"}, []string{"0", "11", "x", "-1"}},
 		{Duration(time.Second, time.Hour), []string{"1s", "1h"}, []string{"999ms", "61m", "5"}},

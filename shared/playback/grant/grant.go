@@ -34,16 +34,8 @@ const (
 // Settings lists the variables LoadSettings reads.
 var Settings = settings.Table{
 	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)", Check: settings.Duration(time.Second, token.MaxTTL)},
-	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)", Check: mediaBase},
+	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)", Check: settings.PathOrURL},
 	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the `JWT_ROLES_CLAIM` claim) that may watch every video, comma-separated; namespaced, so an IdP's generic `viewer`/`admin` (or a group users made) grants nothing; uploaders always see their own"},
-}
-
-func mediaBase(v string) error {
-	v = strings.TrimRight(v, "/")
-	if !(strings.HasPrefix(v, "/") || strings.HasPrefix(v, "https://") || strings.HasPrefix(v, "http://")) || strings.ContainsAny(v, "?# ") {
-		return errors.New("must be a path such as /media or an http(s) URL, without query")
-	}
-	return nil
 }
 
 // Config is the validated playback settings.

@@ -92,3 +92,20 @@ func TestAuditHelpShowsEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+// The commands that take the shared settings show every one of them in -h.
+func TestSettingsHelpShowsEveryFlag(t *testing.T) {
+	for name, run := range map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"dev": runDev, "bootstrap": runBootstrap, "provider": runProvider, "connector": runConnector,
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"-h"}, &out, io.Discard); err != nil {
+			t.Fatalf("%s -h: %v", name, err)
+		}
+		for _, v := range config.Vars {
+			if !strings.Contains(out.String(), "--"+v.Flag+" ") || !strings.Contains(out.String(), v.Env) {
+				t.Errorf("%s -h lacks --%s (%s)", name, v.Flag, v.Env)
+			}
+		}
+	}
+}

@@ -26,7 +26,9 @@ import (
 // TestConfigEnvDeclaredOnce: every environment variable is declared
 // (a settings.Var with Env: "NAME") exactly once in the whole tree; a table
 // that needs another package's variable includes that declaration. It
-// reads the source, so it also sees declarations nothing imports yet.
+// reads the source, so it also sees declarations nothing imports yet (go
+// vet's composites check refuses an unkeyed settings.Var, which this scan
+// would miss).
 func TestConfigEnvDeclaredOnce(t *testing.T) {
 	root := repoRoot(t)
 	seen := map[string][]string{}

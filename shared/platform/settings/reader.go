@@ -117,15 +117,6 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// Var returns the declaration of env (which must be in the table).
-func (vs *Values) Var(env string) Var {
-	v, ok := vs.table.Lookup(env)
-	if !ok {
-		panic("settings: " + env + " is not declared in this table")
-	}
-	return v
-}
-
 // String is env's value, surrounding space trimmed.
 func (vs *Values) String(env string) string {
 	p, ok := vs.raw[env]
@@ -172,10 +163,4 @@ func (vs *Values) Durations(env string) []time.Duration {
 		out = append(out, d)
 	}
 	return out
-}
-
-// Fail is the one-line error for env's current value, for checks across
-// several settings.
-func (vs *Values) Fail(env, why string) error {
-	return Invalid(vs.Var(env), vs.String(env), errors.New(why))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // vitalsPlaybackTTL is short so the browser test crosses several signed-URL
@@ -30,6 +31,7 @@ const vitalsPlaybackTTL = 6
 // vitals/out is missing or older than a source file), so a warm run costs nothing.
 func buildVitals(t *testing.T, dir string) {
 	t.Helper()
+	tier.Integration(t, "npm (next build) and Chromium")
 	if _, err := exec.LookPath("npm"); err != nil {
 		t.Skip("npm not installed: Node 20 is needed to build vitals/")
 	}

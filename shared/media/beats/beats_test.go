@@ -26,7 +26,7 @@ func TestChapters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []meta.Chapter{{0, 1.5, "Beat 1"}, {1.5, 4, "Beat 2"}, {4, 6, "Beat 3"}}
+	want := []meta.Chapter{{Start: 0, End: 1.5, Title: "Beat 1"}, {Start: 1.5, End: 4, Title: "Beat 2"}, {Start: 4, End: 6, Title: "Beat 3"}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%v, want %v", got, want)
 	}

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +113,72 @@ func probeTypes(t *testing.T, url string) map[string]int {
 	return n
 }
 
+// servePlayerPage serves tests/testdata/hlsjs-subtitles.html and hls.js
+// from vitals/node_modules under /page/.
+func servePlayerPage(t *testing.T) http.HandlerFunc {
+	root := repoRoot(t)
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/page/player.html":
+			http.ServeFile(w, r, filepath.Join(root, "tests", "testdata", "hlsjs-subtitles.html"))
+		case "/page/hls.min.js":
+			http.ServeFile(w, r, filepath.Join(root, "vitals", "node_modules", "hls.js", "dist", "hls.min.js"))
+		default:
+			http.NotFound(w, r)
+		}
+	}
+}
+
+type chromiumResult struct {
+	Tracks []struct {
+		Lang string `json:"lang"`
+		Name string `json:"name"`
+	} `json:"tracks"`
+	Cues     []string `json:"cues"`
+	Modes    []string `json:"modes"`
+	Requests []string `json:"requests"`
+	HLSErrs  []string `json:"hlsErrors"`
+	SubFrags int      `json:"subFrags"`
+	Fatal    string   `json:"fatal"`
+	Time     float64  `json:"time"`
+	Errors   []string `json:"errors"`
+}
+
+// playInChromium runs tests/testdata/hlsjs-subtitles.mjs on page, with
+// vitals/node_modules installed as TestVitals installs it.
+func playInChromium(t *testing.T, page string) chromiumResult {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Skip("chromium not installed")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm not installed: Node 20 is needed for vitals/node_modules")
+	}
+	vitals := filepath.Join(repoRoot(t), "vitals")
+	if _, err := os.Stat(filepath.Join(vitals, "node_modules", ".package-lock.json")); err != nil {
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = vitals
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in vitals/: %v\n%s", err, b)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot(t), "tests", "testdata", "hlsjs-subtitles.mjs"))
+	cmd.Env = append(os.Environ(), "VITALS_DIR="+vitals, "PAGE="+page)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	var res chromiumResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("chromium answered %q: %v", out, err)
+	}
+	return res
+}
+
 func (s *tcStack) putCompanion(key string, b []byte) {
 	s.t.Helper()
 	if _, err := s.st.PutBytes(context.Background(), s.env.Config.MediaBucket, key, b, storage.PutOptions{}); err != nil {
@@ -123,7 +191,8 @@ func (s *tcStack) putCompanion(key string, b []byte) {
 // through the real connector, provider and transcode child to complete;
 // then, through the media server and a playback token for the video's
 // prefix, ffprobe lists the subtitles track in the master, ffmpeg reads
-// the cues through it (relative URIs inherit the token), the poster is the
+// the cues through it (relative URIs inherit the token), hls.js in headless
+// Chromium lists the track and the <video> gets its cues, the poster is the
 // thumbnail without EXIF, and the raw companions are never served. A
 // second user's token (for their own video) and a poster-only token open
 // none of the new files.
@@ -167,14 +236,18 @@ func TestPulseCompanionsEndToEnd(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var audited []event.Event
-	srv := httptest.NewServer(mediaserve.NewServer(&mediaserve.Server{Store: s.st, Bucket: bucket,
+	media := mediaserve.NewServer(&mediaserve.Server{Store: s.st, Bucket: bucket,
 		Keys: func() (*token.Keyring, error) { return ring, nil },
 		Audit: func(_ context.Context, e event.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
 			audited = append(audited, e)
 			return nil
-		}}))
+		}})
+	mux := http.NewServeMux()
+	mux.Handle("/", media)
+	mux.HandleFunc("/page/", servePlayerPage(t)) // the hls.js page, on the media's origin
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	now := time.Now()
 	sign := func(video string) string {
@@ -246,6 +319,17 @@ func TestPulseCompanionsEndToEnd(t *testing.T) {
 	if code, _, _ := get(srv.URL + "/" + sign(other) + "/" + topology.VideoKey(other, topology.MasterFile)); code != http.StatusOK {
 		t.Fatalf("the other token does not work for its own video: %d", code)
 	}
+
+	// hls.js in headless Chromium (as Vitals plays) lists the track and
+	// the <video> element gets its cues.
+	t.Run("hls.js", func(t *testing.T) {
+		res := playInChromium(t, srv.URL+"/page/player.html?src="+url.QueryEscape(base+topology.MasterFile))
+		if res.Fatal != "" || len(res.Tracks) != 1 || res.Tracks[0].Lang != "en" || res.Tracks[0].Name != "English" ||
+			!slices.Contains(res.Cues, "Stand up slowly") || len(res.Errors) > 0 {
+			t.Fatalf("hls.js: %+v", res)
+		}
+		t.Logf("hls.js: tracks %+v, cues %q at %.2f s", res.Tracks, res.Cues, res.Time)
+	})
 
 	// The web MP4 is faststart and locked.
 	info, err := s.st.Stat(context.Background(), bucket, v.WebMP4)

@@ -56,12 +56,17 @@ func (w *Worker) companions(ctx context.Context, log *slog.Logger, id string) er
 	}
 	var res companionResult
 	ignore := func(name, reason string) {
-		log.Warn("transcode: companion ignored", "companion", name, "reason", reason)
+		// The reason's code only: its detail may quote the file (captions
+		// are PHI), and meta.json is the only place for that.
+		code, _, _ := strings.Cut(reason, ":")
+		log.Warn("transcode: companion ignored", "companion", name, "code", code)
 		res.ignored = append(res.ignored, meta.Ignored{Companion: name, Reason: reason})
 	}
 	for _, cf := range c.Captions {
 		if !topology.ValidLang(cf.Lang) {
-			ignore("captions", "bad-language: the language is not a BCP 47 tag")
+			if !v.IsIgnored("captions") {
+				ignore("captions", "bad-language: the language is not a BCP 47 tag")
+			}
 			continue
 		}
 		name := CompanionCaptions(cf.Lang)

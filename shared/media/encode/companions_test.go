@@ -98,7 +98,7 @@ func TestCompanionsAndWebMP4(t *testing.T) {
 	enKey, _ := topology.CaptionsKey(id, "en")
 	frKey, _ := topology.CaptionsKey(id, "fr")
 	r.companion(enKey, vtt, "text/vtt")
-	r.companion(frKey, []byte("WEBVTT\n\n00:00:02.000 --> 00:00:01.000\nbackwards\n"), "text/vtt")
+	r.companion(frKey, []byte("WEBVTT\n\n"+phi+" --> 00:00:01.000\nbackwards\n"), "text/vtt") // a parse error quoting PHI
 	jpg := testclip.PhoneJPEG(1600, 1200, 1)
 	r.companion(topology.ThumbnailKey(id), jpg, "image/jpeg")
 	r.companion(topology.BeatsKey(id), beatManifest(800, int(v.Probe.Duration*1000)-800), "application/json")
@@ -124,7 +124,7 @@ func TestCompanionsAndWebMP4(t *testing.T) {
 	if len(got.Subtitles) != 1 || got.Subtitles[0].Lang != "en" || got.Subtitles[0].Label != "English" {
 		t.Fatalf("subtitles %+v", got.Subtitles)
 	}
-	if !got.IsIgnored("captions:fr") || !strings.Contains(fmt.Sprint(got.Ignored), "before it starts") {
+	if !got.IsIgnored("captions:fr") || !strings.Contains(fmt.Sprint(got.Ignored), "is not a timestamp") {
 		t.Fatalf("bad captions not ignored with a reason: %+v", got.Ignored)
 	}
 	master := string(r.bytes(topology.VideoKey(id, topology.MasterFile)))

@@ -161,7 +161,8 @@ func subtitleTracks(subs []meta.Subtitle) []subtitleTrack {
 
 // Label is what a player's menu shows for a subtitle track: label without
 // quotes, control characters or line breaks, at most 64 runes; the
-// language tag, or "Captions" for "und", when nothing is left.
+// language tag, or "Captions" for "und" (or a tag that is not one), when
+// nothing is left.
 func Label(label, lang string) string {
 	var b strings.Builder
 	n := 0
@@ -177,7 +178,7 @@ func Label(label, lang string) string {
 	if s := strings.TrimSpace(b.String()); s != "" {
 		return s
 	}
-	if lang == "" || lang == topology.UndeterminedLang {
+	if lang == topology.UndeterminedLang || !topology.ValidLang(lang) {
 		return "Captions"
 	}
 	return lang

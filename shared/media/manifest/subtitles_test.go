@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
 )
@@ -79,4 +80,21 @@ func TestDASHMPDSubtitles(t *testing.T) {
 	if !strings.Contains(string(b), `<Label>Captions</Label>`) || strings.Contains(string(b), `codecs=""`) {
 		t.Errorf("mpd:\n%s", b)
 	}
+}
+
+// FuzzLabel: whatever a client names its captions, the NAME in the master
+// cannot end its quoted-string or its line, and stays short.
+func FuzzLabel(f *testing.F) {
+	f.Add("English", "en")
+	f.Add("a\"b\r\nc\u2028", "und")
+	f.Fuzz(func(t *testing.T, label, lang string) {
+		got := Label(label, lang)
+		if got == "" || strings.ContainsAny(got, "\"\r\n\u2028\u2029") || utf8.RuneCountInString(got) > maxLabel+len(lang) || !utf8.ValidString(got) {
+			t.Fatalf("Label(%q, %q) = %q", label, lang, got)
+		}
+		m := string(HLSMaster([]meta.Rendition{v240}, nil, []meta.Subtitle{{Lang: "en", Label: label}}))
+		if n := strings.Count(m, "\n"); n != 6 {
+			t.Fatalf("label %q made %d lines:\n%s", label, n, m)
+		}
+	})
 }

@@ -18,6 +18,9 @@ import (
 
 // transcode encodes, uploads and records one rendition.
 func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
+	if err := w.companions(ctx, log, id); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
+	}
 	dir, out, src, err := w.prepare(ctx, original)
 	if err != nil {
 		return err
@@ -42,10 +45,12 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 		// since this answers 5xx) writes the manifests again.
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
-	// Posters come after the rendition is playable: they must not delay it.
+	// Posters and the web MP4 come after the rendition is playable: they
+	// must not delay it.
 	if rend.Kind == "video" {
 		w.ensurePosters(ctx, log, id, src, probe, dir)
 	}
+	w.ensureWebMP4(ctx, log, id, src, probe, original, dir)
 	return nil
 }
 
@@ -53,6 +58,9 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 // decode of the original) at the given nice value, then uploads and
 // records each, in group order, and writes the manifests once.
 func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string, nice int) error {
+	if err := w.companions(ctx, log, id); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
+	}
 	dir, out, src, err := w.prepare(ctx, original)
 	if err != nil {
 		return err
@@ -83,13 +91,19 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
 	w.ensurePosters(ctx, log, id, src, probe, dir)
+	w.ensureWebMP4(ctx, log, id, src, probe, original, dir)
 	return nil
 }
 
-// ensurePosters writes poster.jpg and thumb.jpg when the video has none
-// yet. A failure is logged, not returned: the next video rendition to land
-// tries again, and a missing poster must not fail a playable rendition.
+// ensurePosters writes poster.jpg and thumb.jpg, grabbed from a frame, when
+// the video has none yet and no usable thumbnail was uploaded (companions
+// made the poster from it). A failure is logged, not returned: the next
+// video rendition to land tries again, and a missing poster must not fail
+// a playable rendition.
 func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string, src loopback.Object, probe meta.Probe, scratch string) {
+	if v, _, err := w.Meta.Get(ctx, id); err == nil && v.Companions != nil && v.Companions.Thumbnail != "" && !v.IsIgnored(CompanionThumbnail) {
+		return
+	}
 	if _, err := w.Store.Stat(ctx, w.Bucket, topology.VideoKey(id, topology.PosterFile)); err == nil {
 		return
 	} else if !errors.Is(err, storage.ErrNotFound) {

@@ -90,7 +90,7 @@ func TestParseRealRenditions(t *testing.T) {
 func TestMasterNamesAudioChannels(t *testing.T) {
 	for ch, want := range map[int]string{0: `CHANNELS="2"`, 1: `CHANNELS="1"`, 2: `CHANNELS="2"`} {
 		a := meta.Rendition{Name: "audio", Kind: "audio", State: meta.RenditionReady, Codecs: "mp4a.40.2", Bandwidth: 64000, Average: 60000, Channels: ch}
-		if m := string(HLSMaster([]meta.Rendition{v240}, &a)); !strings.Contains(m, want) {
+		if m := string(HLSMaster([]meta.Rendition{v240}, &a, nil)); !strings.Contains(m, want) {
 			t.Errorf("channels %d: master lacks %s:\n%s", ch, want, m)
 		}
 	}

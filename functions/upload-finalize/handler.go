@@ -10,40 +10,55 @@
 package uploadfinalize
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"sync"
 
-	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/ingest/finalize"
 	"github.com/mieweb/pulsevault/shared/ingest/s3event"
-	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/storage"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "upload-finalize"
 
-var (
-	mu sync.Mutex
-	fz *finalize.Finalizer
-)
+// Function is the upload-finalize function over its dependencies.
+var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
+	cfg := d.Config()
+	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
+		return nil, errors.New("upload-finalize: S3_ENDPOINT and NATS_URL must be set")
+	}
+	lim, err := finalize.LoadSettings(d.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := d.Store()
+	if err != nil {
+		return nil, err
+	}
+	b, err := d.Bus()
+	if err != nil {
+		return nil, err
+	}
+	f, err := finalize.New(d.Context(), finalize.Options{
+		Store: st, Bus: b, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket,
+		RetentionDays: cfg.MediaRetentionDays, Limits: lim, Replicas: cfg.NATSReplicas,
+		Logger: d.Logger(), Registerer: d.Registerer(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return handler{f}, nil
+})
 
-// Handle routes to the event handler or the reconciler.
-func Handle(w http.ResponseWriter, r *http.Request) {
+type handler struct{ f *finalize.Finalizer }
+
+// ServeHTTP routes to the event handler or the reconciler.
+func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f := h.f
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST an S3 event to / or POST /reconcile"})
-		return
-	}
-	f, err := finalizer(r.Context())
-	if err != nil {
-		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "function": Name})
 		return
 	}
 	switch r.URL.Path {
@@ -79,44 +94,4 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	default:
 		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /reconcile"})
 	}
-}
-
-// finalizer connects on first use; a failure (NATS not up yet) is retried
-// on the next request rather than kept.
-func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if fz != nil {
-		return fz, nil
-	}
-	cfg, err := config.FromEnv(Name)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
-		return nil, errors.New("upload-finalize: S3_ENDPOINT and NATS_URL must be set")
-	}
-	lim, err := finalize.LoadSettings(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	st, err := storage.FromConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	b, err := bus.ForFunction(cfg.NATSURL, Name)
-	if err != nil {
-		return nil, err
-	}
-	f, err := finalize.New(ctx, finalize.Options{
-		Store: st, Bus: b, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket,
-		RetentionDays: cfg.MediaRetentionDays, Limits: lim, Replicas: cfg.NATSReplicas,
-		Logger: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
-	})
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	fz = f
-	return fz, nil
 }

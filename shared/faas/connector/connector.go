@@ -521,6 +521,7 @@ func (c *Connector) bind(ctx context.Context, k pairKey) error {
 			AckWait:        c.o.AckWait,
 			DeadLetter:     c.deadLetterSubject(k.function),
 			Concurrency:    c.o.Concurrency,
+			Logger:         c.log,
 		}, c.handler(k))
 		if err != nil {
 			c.log.Warn("connector: cannot start consumer; will retry", "function", k.function, "topic", k.topic,

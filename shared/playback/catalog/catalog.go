@@ -40,6 +40,10 @@ type Catalog struct {
 	meta    *meta.Store
 	bucket  string
 	workers int
+	// undecodable counts meta.json versions a scan skipped because they
+	// do not decode (each version once per catalog): one such object must
+	// not take the whole feed down with it.
+	undecodable prometheus.Counter
 
 	mu    sync.Mutex
 	cache map[string]entry // meta.json key → last read
@@ -59,16 +63,6 @@ type entry struct {
 	v    *meta.Video // nil: this version does not decode
 }
 
-// undecodable counts meta.json versions a scan skipped because they do not
-// decode (each version once per process): one such object must not take
-// the whole feed down with it.
-var undecodable = prometheus.NewCounter(prometheus.CounterOpts{
-	Name: "pulsevault_catalog_undecodable_total",
-	Help: "meta.json objects (versions) the feed skipped because they do not decode.",
-})
-
-func init() { prometheus.MustRegister(undecodable) }
-
 type indexed struct {
 	v   *meta.Video
 	seq uint64 // c.seq when an event put it here; 0 for a scan
@@ -77,8 +71,15 @@ type indexed struct {
 // New returns a Catalog over bucket.
 func New(st *storage.Store, bucket string) *Catalog {
 	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{},
-		log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulsevault_catalog_undecodable_total",
+			Help: "meta.json objects (versions) the feed skipped because they do not decode.",
+		})}
 }
+
+// Collectors lists the catalog's metrics, for the function's registry.
+func (c *Catalog) Collectors() []prometheus.Collector { return []prometheus.Collector{c.undecodable} }
 
 // Follow turns on the live index: c subscribes to status changes on nc,
 // fills the index in the background, and rescans the store every rescan
@@ -303,7 +304,7 @@ func (c *Catalog) scan(ctx context.Context) ([]*meta.Video, error) {
 					// Skipped, not fatal: the rest of the feed is served.
 					// Cached under the listed ETag, so it is read and
 					// counted once per version.
-					undecodable.Inc()
+					c.undecodable.Inc()
 					c.log.Warn("catalog: skipping a meta.json that does not decode", "video", j.id)
 					c.mu.Lock()
 					c.cache[j.key] = entry{etag: j.etag}

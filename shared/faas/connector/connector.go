@@ -96,7 +96,8 @@ type Options struct {
 	DeadLetterPrefix string
 	// Logger receives the connector's logs; default slog.Default().
 	Logger *slog.Logger
-	// Registerer receives the metrics; default prometheus.DefaultRegisterer.
+	// Registerer receives the metrics; default none (kept unexported): the
+	// caller serves its own registry.
 	Registerer prometheus.Registerer
 	// Client makes the HTTP calls; default a client without an overall
 	// timeout (Timeout bounds each invocation).
@@ -256,7 +257,7 @@ func New(o Options) (*Connector, error) {
 		o.Logger = slog.Default()
 	}
 	if o.Registerer == nil {
-		o.Registerer = prometheus.DefaultRegisterer
+		o.Registerer = prometheus.NewRegistry()
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{}

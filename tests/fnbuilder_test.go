@@ -310,7 +310,7 @@ func TestDevReadsConnectorSettings(t *testing.T) {
 	for _, kv := range []string{"CONNECTOR_BACKOFF=soon", "CONNECTOR_MAX_DELIVER=0", "CONNECTOR_TIMEOUT=forever"} {
 		cmd := exec.Command(bin, "dev")
 		cmd.Env = append(os.Environ(), "PULSEVAULT_DATA_DIR="+t.TempDir(), "SECRETS_DIR="+t.TempDir(),
-			"NATS_PORT=0", "S3_PORT=0", "GATEWAY_PORT=0", "PUBLIC_PORT=0", kv)
+			"NATS_PORT=0", "S3_PORT=0", "GATEWAY_PORT=0", "PUBLIC_PORT=0", "STACK_FILE=../stack.yml", kv)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

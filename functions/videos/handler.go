@@ -57,7 +57,7 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 			return nil, err
 		}
 	}
-	if err := cat.Follow(b.Conn(), rescan, d.Logger()); err != nil {
+	if err := cat.Follow(d.Context(), b.Conn(), rescan, d.Logger()); err != nil {
 		return nil, err
 	}
 	return &catalog.Feed{

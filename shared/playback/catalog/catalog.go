@@ -81,13 +81,14 @@ func New(st *storage.Store, bucket string) *Catalog {
 // Collectors lists the catalog's metrics, for the function's registry.
 func (c *Catalog) Collectors() []prometheus.Collector { return []prometheus.Collector{c.undecodable} }
 
-// Follow turns on the live index: c subscribes to status changes on nc,
-// fills the index in the background, and rescans the store every rescan
+// Follow turns on the live index until ctx ends (the process's context):
+// c subscribes to status changes on nc, fills the index in the
+// background, and rescans the store every rescan
 // (and after each reconnection, since changes published meanwhile were
 // lost: Follow sets nc's reconnect handler). Listings made before the first
 // scan ends wait for it. log (nil: discard) receives failed refreshes, with
 // ids and error classes only.
-func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) error {
+func (c *Catalog) Follow(ctx context.Context, nc *nats.Conn, rescan time.Duration, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -95,16 +96,23 @@ func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) 
 	c.following, c.log, c.idx = true, log, map[string]indexed{}
 	c.mu.Unlock()
 	// Subscribed before the first scan, so nothing falls between the two.
-	if _, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) }); err != nil {
+	sub, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) })
+	if err != nil {
 		return fmt.Errorf("catalog: subscribe: %w", err)
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) { go c.refresh() })
 	go func() {
+		defer sub.Unsubscribe()
 		c.refresh()
 		t := time.NewTicker(rescan)
 		defer t.Stop()
-		for range t.C {
-			c.refresh()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.refresh()
+			}
 		}
 	}()
 	return nil

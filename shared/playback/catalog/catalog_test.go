@@ -125,7 +125,7 @@ func TestFollow(t *testing.T) {
 	slices.Reverse(want)
 
 	live := catalog.New(r.st, r.bucket)
-	if err := live.Follow(r.nc, 2*time.Second, nil); err != nil {
+	if err := live.Follow(context.Background(), r.nc, 2*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	scan := catalog.New(r.st, r.bucket)
@@ -183,7 +183,7 @@ func TestFollowLoad(t *testing.T) {
 		r.create(r.silent, fmt.Sprintf("u%d", i%10), base.Add(time.Duration(i)*time.Second))
 	}
 	live := catalog.New(r.st, r.bucket)
-	if err := live.Follow(r.nc, time.Hour, nil); err != nil {
+	if err := live.Follow(context.Background(), r.nc, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
 	scan := catalog.New(r.st, r.bucket)
@@ -227,7 +227,7 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 	reg.MustRegister(scan.Collectors()...)
 	other := prometheus.NewRegistry()
 	other.MustRegister(live.Collectors()...)
-	if err := live.Follow(r.nc, time.Hour, nil); err != nil {
+	if err := live.Follow(context.Background(), r.nc, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]*catalog.Catalog{"scan": scan, "live": live} {

@@ -10,14 +10,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/audit/chain"
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
-	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
@@ -63,34 +61,5 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		return nil, err
 	}
 	d.Go(func(ctx context.Context) { _ = c.Run(ctx) })
-	return handler{c}, nil
+	return c, nil
 }, fnrun.Eager())
-
-type status struct {
-	chain.Status
-	PID int `json:"pid"`
-}
-
-type handler struct{ c *chain.Chain }
-
-// ServeHTTP answers GET / with the writer's status and POST /checkpoint by
-// committing a signed checkpoint now (when records wait for one).
-func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := h.c
-	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/":
-		fnrun.WriteJSON(w, http.StatusOK, status{Status: c.Status(), PID: os.Getpid()})
-	case r.Method == http.MethodPost && r.URL.Path == "/checkpoint":
-		res, err := c.Append(r.Context(), nil, true)
-		if err != nil {
-			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-			return
-		}
-		fnrun.WriteJSON(w, http.StatusOK, map[string]any{"checkpoint": res.Checkpoint, "status": c.Status()})
-	default:
-		w.Header().Set("Allow", "GET /, POST /checkpoint")
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
-			"error": "audit-append consumes " + topology.SubjectAudit + ".> from JetStream itself; use GET / for status or POST /checkpoint",
-		})
-	}
-}

@@ -12,17 +12,11 @@ package transcode
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
-	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/media/encode"
-	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
@@ -35,9 +29,6 @@ const Name = "transcode"
 // DeadLetterSubject is where the connector dead-letters this function's
 // jobs (its DeadLetterPrefix and the function's name).
 const DeadLetterSubject = topology.SubjectDLQ + "." + Name
-
-// maxBody bounds a job message; a real one is under 100 bytes.
-const maxBody = 64 << 10
 
 // Function is the transcode function over its dependencies.
 var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
@@ -66,51 +57,5 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		Audit: event.NewPublisher(b, Name), Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays,
 		Config: tc, Log: d.Logger(), Metrics: m,
 	}
-	return &handler{wk: wk, bus: b, log: d.Logger()}, nil
+	return &encode.Handler{Worker: wk, Bus: b, DeadLetter: DeadLetterSubject, Name: Name, Log: d.Logger()}, nil
 })
-
-type handler struct {
-	wk  *encode.Worker
-	bus *bus.Bus
-	log *slog.Logger
-}
-
-// ServeHTTP runs the job in the request body, or drains the dead letters
-// on /dead-letters.
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wk, b, log := h.wk, h.bus, h.log
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST a media.Job to / or POST /dead-letters", "function": Name})
-		return
-	}
-	if r.URL.Path != "/" && r.URL.Path != "" && r.URL.Path != "/dead-letters" {
-		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /dead-letters", "function": Name})
-		return
-	}
-	if r.URL.Path == "/dead-letters" {
-		rep, err := wk.DrainDeadLetters(r.Context(), b, DeadLetterSubject)
-		switch {
-		case err != nil:
-			log.Error("transcode: dead letters not drained", "err", err)
-			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "dead letters not drained; retry", "function": Name})
-		case rep.Errors > 0:
-			fnrun.WriteJSON(w, http.StatusInternalServerError, rep) // counted by the connector's schedule metric
-		default:
-			fnrun.WriteJSON(w, http.StatusOK, rep)
-		}
-		return
-	}
-	var job ladder.Job
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil || len(body) > maxBody || json.Unmarshal(body, &job) != nil || job.Video == "" || job.Rendition == "" {
-		fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be a JSON job {"video": "<id>", "rendition": "<name>"} under 64 KiB`, "function": Name})
-		return
-	}
-	delivered := 1
-	if n, err := strconv.Atoi(r.Header.Get(topology.HeaderDelivered)); err == nil && n > 0 {
-		delivered = n
-	}
-	res := wk.Do(r.Context(), job, delivered)
-	fnrun.WriteJSON(w, res.Status, res)
-}

@@ -11,11 +11,9 @@ package uploadfinalize
 
 import (
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/mieweb/pulsevault/shared/ingest/finalize"
-	"github.com/mieweb/pulsevault/shared/ingest/s3event"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 )
 
@@ -48,50 +46,5 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return handler{f}, nil
+	return f, nil
 })
-
-type handler struct{ f *finalize.Finalizer }
-
-// ServeHTTP routes to the event handler or the reconciler.
-func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f := h.f
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST an S3 event to / or POST /reconcile"})
-		return
-	}
-	switch r.URL.Path {
-	case "/", "":
-		body, err := io.ReadAll(io.LimitReader(r.Body, s3event.MaxMessageSize+1))
-		if err != nil {
-			// The connection failed, not the event: let the sender retry.
-			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not read the event; retry"})
-			return
-		}
-		// Read an over-long event through (bounded) before answering, so the
-		// connection it came on stays usable for the next one.
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
-		out, err := f.HandleEvent(r.Context(), body)
-		switch {
-		case errors.Is(err, finalize.ErrBadEvent):
-			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		case err != nil:
-			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "finalize failed; retry"})
-		default:
-			if out == nil {
-				out = []finalize.Outcome{}
-			}
-			fnrun.WriteJSON(w, http.StatusOK, map[string]any{"uploads": out})
-		}
-	case "/reconcile":
-		rep, err := f.Reconcile(r.Context())
-		if err != nil {
-			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "reconcile failed; retry"})
-			return
-		}
-		fnrun.WriteJSON(w, http.StatusOK, rep)
-	default:
-		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /reconcile"})
-	}
-}

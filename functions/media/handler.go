@@ -33,10 +33,5 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		Audit:  event.NewPublisher(b, Name).Publish,
 		Log:    d.Logger(),
 	})
-	for _, c := range s.Collectors() {
-		if err := d.Registerer().Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return s, d.Register(s.Collectors()...)
 })

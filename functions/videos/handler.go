@@ -52,10 +52,8 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		return nil, err
 	}
 	cat := catalog.New(st, d.Config().MediaBucket)
-	for _, c := range cat.Collectors() {
-		if err := d.Registerer().Register(c); err != nil {
-			return nil, err
-		}
+	if err := d.Register(cat.Collectors()...); err != nil {
+		return nil, err
 	}
 	if err := cat.Follow(d.Context(), b.Conn(), rescan, d.Logger()); err != nil {
 		return nil, err

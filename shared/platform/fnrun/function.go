@@ -112,6 +112,16 @@ func (d *Deps) Logger() *slog.Logger { return d.log }
 // collectors, and nowhere else.
 func (d *Deps) Registerer() prometheus.Registerer { return d.reg }
 
+// Register puts collectors on the function's registry (Registerer).
+func (d *Deps) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := d.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Store is the object store of the configuration, made on first call.
 func (d *Deps) Store() (*storage.Store, error) {
 	d.shared.mu.Lock()

@@ -182,6 +182,9 @@ func foreignFamilies(fn string, fams []string) []string {
 // before this, `pulsevault fn echo` served pulsevault_signed_urls_total
 // and every other package-level metric of the binary.
 func TestFunctionMetricsAreTheirOwn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real stack: NATS and versitygw")
+	}
 	bin := buildPulsevault(t)
 	out, err := exec.Command(bin, "fn", "-h").CombinedOutput()
 	m := regexp.MustCompile(`Functions: (.+)`).FindSubmatch(out)
@@ -232,6 +235,9 @@ func TestFunctionMetricsAreTheirOwn(t *testing.T) {
 // (auth.Leeway) on upload as on sign-url; one past the leeway fails on
 // both. Before, upload built its verifier without the leeway.
 func TestJWTLeewaySameOnUploadAndSignURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real stack: NATS and versitygw")
+	}
 	bin := buildPulsevault(t)
 	s := startFnStack(t, true)
 	up := startFn(t, bin, "upload", s.env)
@@ -263,6 +269,9 @@ func TestJWTLeewaySameOnUploadAndSignURL(t *testing.T) {
 // process waits for it to stop. Before, that writer ran under
 // context.Background() and the process never waited for it.
 func TestAuditAppendWriterStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real stack: NATS and versitygw")
+	}
 	bin := buildPulsevault(t)
 	s := startFnStack(t, false)
 	p := startFn(t, bin, "audit-append", s.env)

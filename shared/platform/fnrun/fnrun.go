@@ -5,6 +5,10 @@
 // exec_timeout), logs through the redacting logger, turns a handler panic
 // into a 500, and on shutdown stops accepting, lets in-flight requests
 // finish within a grace period, then returns.
+//
+// A function is declared once with Function, built from its Deps (the
+// configuration, its logger, store, bus connection, API token verifier,
+// metrics registry and the process context), and run with Run.
 package fnrun
 
 import (

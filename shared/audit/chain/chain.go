@@ -56,7 +56,7 @@ type Options struct {
 	RetentionDays int
 	Signer        *record.Signer
 	Config        Config
-	Logger        *slog.Logger
+	Logger        *slog.Logger     // nil discards; pass the function's redacting logger
 	Now           func() time.Time // default time.Now
 	Replicas      int              // copies of the KV buckets (NATS_REPLICAS); 0 keeps a bucket's
 	// Registerer takes the writer's metrics (the function's own
@@ -107,7 +107,7 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 		o.Config = c
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -94,7 +94,8 @@ type Options struct {
 	// DeadLetterPrefix: failed messages go to <prefix>.<function>; default
 	// pulse.dlq (topology.SubjectDLQ), captured by topology.StreamDLQ.
 	DeadLetterPrefix string
-	// Logger receives the connector's logs; default slog.Default().
+	// Logger receives the connector's logs; nil discards them (pass a
+	// redacting logger: shared/platform/logging).
 	Logger *slog.Logger
 	// Registerer receives the metrics; default none (kept unexported): the
 	// caller serves its own registry.
@@ -254,7 +255,7 @@ func New(o Options) (*Connector, error) {
 	}
 	o.Backoff = slices.Clone(o.Backoff)
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()

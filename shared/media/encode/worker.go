@@ -27,7 +27,7 @@ type Worker struct {
 	Bucket        string // media bucket (Object Lock)
 	RetentionDays int    // COMPLIANCE retention of every object written
 	Config        Config
-	Log           *slog.Logger
+	Log           *slog.Logger // nil discards; pass the function's redacting logger
 	// Metrics receives the worker's metrics (NewMetrics on the function's
 	// registry); nil counts them where nobody scrapes.
 	Metrics *Metrics
@@ -177,11 +177,14 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 	return Result{Status: status, Outcome: OutcomeFailed, Code: te.Code}
 }
 
+// discardLog stands in for a Worker without Log.
+var discardLog = slog.New(slog.DiscardHandler)
+
 func (w *Worker) log() *slog.Logger {
 	if w.Log != nil {
 		return w.Log
 	}
-	return slog.Default()
+	return discardLog
 }
 
 func (w *Worker) retention() *storage.Retention {

@@ -92,7 +92,7 @@ func Args(s Spec) ([]string, error) {
 		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", scaleFilter(r))
 		args = append(args, out...)
 	case "audio":
-		args = append(args, audioOutput(r)...)
+		args = append(args, audioOutput(r, s.Probe)...)
 	default:
 		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 	}
@@ -166,7 +166,7 @@ func LadderArgs(input string, rs []meta.Rendition, p meta.Probe, preset string) 
 		args = append(append(args, "-filter_complex", fc), outs...)
 	}
 	for _, r := range audios {
-		args = append(args, audioOutput(r)...)
+		args = append(args, audioOutput(r, p)...)
 		args = append(args, hlsOutput(r.Name+"/")...)
 		args = append(args, r.Name+"/"+topology.PlaylistFile)
 	}
@@ -209,9 +209,17 @@ func inputArgs(input string) []string {
 }
 
 // audioOutput is the audio rendition's stream selection and encoder options.
-func audioOutput(r meta.Rendition) []string {
+// A mono source stays mono (an upmix doubles the bytes and fakes a stereo
+// image); more than two channels are mixed down to stereo, which every
+// player decodes. An unknown count (meta.json from before it was probed)
+// gets stereo, as before.
+func audioOutput(r meta.Rendition, p meta.Probe) []string {
+	channels := "2"
+	if p.AudioChannels == 1 {
+		channels = "1"
+	}
 	return []string{"-map", "0:a:0", "-vn", "-sn", "-dn",
-		"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000"}
+		"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", channels, "-ar", "48000"}
 }
 
 // scaleFilter sizes a video rendition. The decoder applies rotation

@@ -95,8 +95,12 @@ func HLSMaster(video []meta.Rendition, audio *meta.Rendition) []byte {
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	if audio != nil {
-		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"%s/"+topology.PlaylistFile+"\"\n",
-			audioGroup, audio.Name)
+		ch := audio.Channels
+		if ch == 0 {
+			ch = 2 // recorded before channels were: every such rendition is stereo
+		}
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"%d\",URI=\"%s/"+topology.PlaylistFile+"\"\n",
+			audioGroup, ch, audio.Name)
 	}
 	for _, r := range video {
 		bw, avg, codecs := r.Bandwidth, r.Average, r.Codecs

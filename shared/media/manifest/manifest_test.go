@@ -77,6 +77,23 @@ func TestParseRealRenditions(t *testing.T) {
 	if tr.Kind != "audio" || tr.Codec != "mp4a.40.2" || tr.Channels != 2 || tr.Rate != 44100 || tl.Timescale != 44100 {
 		t.Fatalf("audio track: %+v", tr)
 	}
+	// ffmpeg writes channelcount 2 in a mono AAC sample entry; the count
+	// comes from the decoder config. 5.1 is 6.
+	for _, ch := range []int{1, 6} {
+		a := encode(t, []string{"-i", "sine=frequency=440:sample_rate=48000:duration=3"}, []string{"-c:a", "aac", "-ac", itoa(ch)})
+		if tr, _ := parseDir(t, a); tr.Channels != ch {
+			t.Errorf("%d-channel AAC parsed as %d channels", ch, tr.Channels)
+		}
+	}
+}
+
+func TestMasterNamesAudioChannels(t *testing.T) {
+	for ch, want := range map[int]string{0: `CHANNELS="2"`, 1: `CHANNELS="1"`, 2: `CHANNELS="2"`} {
+		a := meta.Rendition{Name: "audio", Kind: "audio", State: meta.RenditionReady, Codecs: "mp4a.40.2", Bandwidth: 64000, Average: 60000, Channels: ch}
+		if m := string(HLSMaster([]meta.Rendition{v240}, &a)); !strings.Contains(m, want) {
+			t.Errorf("channels %d: master lacks %s:\n%s", ch, want, m)
+		}
+	}
 }
 
 func TestParseRejectsGarbage(t *testing.T) {

@@ -67,9 +67,12 @@ type Probe struct {
 	FPS        float64 `json:"fps"`
 	VideoCodec string  `json:"video_codec"`
 	AudioCodec string  `json:"audio_codec,omitempty"`
-	HasAudio   bool    `json:"has_audio"`
-	Bitrate    int64   `json:"bitrate,omitempty"`
-	Format     string  `json:"format"`
+	// AudioChannels is the first audio stream's channel count (0: unknown,
+	// as in meta.json written before it was recorded).
+	AudioChannels int    `json:"audio_channels,omitempty"`
+	HasAudio      bool   `json:"has_audio"`
+	Bitrate       int64  `json:"bitrate,omitempty"`
+	Format        string `json:"format"`
 }
 
 // Rendition states.
@@ -94,6 +97,7 @@ type Rendition struct {
 	Bandwidth   int     `json:"bandwidth,omitempty"` // measured peak, bits/s
 	Average     int     `json:"average,omitempty"`   // measured average, bits/s
 	FrameRate   float64 `json:"frame_rate,omitempty"`
+	Channels    int     `json:"channels,omitempty"`     // audio, from the init segment
 	Error       string  `json:"error,omitempty"`        // machine code when failed
 	ErrorDetail string  `json:"error_detail,omitempty"` // sanitized ffmpeg stderr tail (no URLs, no PHI)
 	Group       string  `json:"group,omitempty"`        // grouped fan-out: the rendition whose job encodes this one

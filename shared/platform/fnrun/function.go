@@ -91,6 +91,8 @@ func (d *Deps) Context() context.Context { return d.ctx }
 // a consumer the function pulls from JetStream itself, say. fn must return
 // once ctx is done; Run waits for it (within the grace period) before the
 // process exits, so SIGTERM ends the work cleanly instead of cutting it.
+// Call it last, once the build can no longer fail: work a failed build
+// started keeps running beside the retry's.
 func (d *Deps) Go(fn func(ctx context.Context)) {
 	d.shared.nbg.Add(1)
 	d.shared.bg.Go(func() { fn(d.ctx) })

@@ -30,7 +30,7 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	stopProgress := w.reportProgress(ctx, log, id, rend.Name)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
 	err = serve(ctx, src, func(input string, bind func(int) error) error {
-		return Run(ctx, Spec{Input: input, Bind: bind, Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset}, report)
+		return Run(ctx, Spec{Input: input, Bind: bind, Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset, CPU: w.metrics().cpuSeconds}, report)
 	})
 	stopProgress.stop()
 	if err != nil {
@@ -73,7 +73,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	stopProgress := w.reportProgress(ctx, log, id, names...)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
 	err = serve(ctx, src, func(input string, bind func(int) error) error {
-		return RunGroup(ctx, GroupSpec{Input: input, Bind: bind, Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice}, report)
+		return RunGroup(ctx, GroupSpec{Input: input, Bind: bind, Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice, CPU: w.metrics().cpuSeconds}, report)
 	})
 	stopProgress.stop()
 	if err != nil {
@@ -115,7 +115,9 @@ func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string,
 		log.Warn("transcode: poster failed", "err", err)
 		return
 	}
-	if err := serve(ctx, src, func(input string, bind func(int) error) error { return Posters(ctx, input, bind, dir, probe) }); err != nil {
+	if err := serve(ctx, src, func(input string, bind func(int) error) error {
+		return posters(ctx, input, bind, dir, probe, w.metrics().cpuSeconds)
+	}); err != nil {
 		code := CodeFailed
 		var te *Error
 		if errors.As(err, &te) {

@@ -88,7 +88,7 @@ func (w *Worker) makeWebMP4(ctx context.Context, src loopback.Object, p meta.Pro
 	err = serve(ctx, src, func(input string, bind func(int) error) error {
 		args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"}, probe.InputOptions(input)...)
 		args = append(append(args, "-i", input), webmp4.Args(p, w.Config.Preset, out)...)
-		return run(ctx, dir, args, input, bind, nil, w.Config.GroupNice, "web")
+		return run(ctx, dir, args, input, bind, nil, w.Config.GroupNice, "web", w.metrics().cpuSeconds)
 	})
 	if err != nil {
 		return "", false, err

@@ -108,4 +108,3 @@ func (w *Worker) makeWebMP4(ctx context.Context, src loopback.Object, p meta.Pro
 	}
 	return key, nil
 }
-

@@ -4,7 +4,6 @@
 package grant
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,16 +11,11 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// JWTSecretName is the HS256 secret used when JWKS_URL is empty.
-const JWTSecretName = "pulsevault-jwt-secret"
 
 // The default roles that may watch every video. They are namespaced: an IdP
 // shared with other applications has generic "viewer" or "admin" roles (or
@@ -108,23 +102,6 @@ func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, err
 	}
 	base := c.MediaBase + "/" + tok + "/" + topology.VideoPrefix(id)
 	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC()}, nil
-}
-
-// Verifier builds the API token verifier from the configuration: the OIDC
-// JWKS when JWKS_URL is set, else HS256 with the pulsevault-jwt-secret secret.
-func Verifier(cfg config.Config) (*auth.Verifier, error) {
-	o := auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, RolesClaim: cfg.JWTRolesClaim, Leeway: 30 * time.Second}
-	if cfg.JWKSURL == "" {
-		s, err := secrets.ReadString(JWTSecretName)
-		if err != nil {
-			return nil, err
-		}
-		if s == "" {
-			return nil, errors.New("grant: secret " + JWTSecretName + " is empty")
-		}
-		o.HS256Secret = []byte(s)
-	}
-	return auth.New(o)
 }
 
 // Authenticate verifies the request's bearer token, answering 401 (JSON,

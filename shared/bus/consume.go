@@ -184,7 +184,24 @@ func (b *Bus) Consume(ctx context.Context, o ConsumeOptions, h Handler) (*Consum
 func (c *Consumer) Stop() {
 	c.cancel()
 	c.wg.Wait()
+	// nats.go ends an abandoned pull (a worker parked in Fetch) by
+	// unsubscribing its inbox from a goroutine of its own, just after the
+	// worker has seen the fetch end. Until the server has that UNSUB, it
+	// may still hand the pull a message, which would then wait out its
+	// AckWait. Let those goroutines run and the UNSUBs reach the server
+	// before the caller goes on (say, to start a new consumer).
+	time.Sleep(stopSettle)
+	_ = c.bus.nc.FlushTimeout(time.Second)
 }
+
+// stopSettle is how long Stop lets nats.go's fetch goroutines unsubscribe.
+const stopSettle = 50 * time.Millisecond
+
+// handBackDelay is the redelivery delay of a message handed back because
+// the consumer is stopping: long enough that this process's abandoned pulls
+// are gone from the server, so the message goes to a live consumer instead
+// of one of them.
+const handBackDelay = time.Second
 
 func (c *Consumer) ensureConsumer(ctx context.Context) error {
 	cons, err := c.bus.js.CreateOrUpdateConsumer(ctx, c.opts.Stream, c.cfg)
@@ -293,8 +310,8 @@ func (c *Consumer) handle(jm jetstream.Msg) {
 	}
 	log := c.log.With("seq", meta.Sequence.Stream, "deliveries", meta.NumDelivered)
 	if c.ctx.Err() != nil {
-		// Fetched while stopping: hand it straight back.
-		c.nak(jm, 0, log)
+		// Fetched while stopping: hand it back.
+		c.nak(jm, handBackDelay, log)
 		return
 	}
 	m := Msg{
@@ -330,8 +347,8 @@ func (c *Consumer) handle(jm jetstream.Msg) {
 		c.deadLetterOrRetry(jm, m, err, log)
 	case c.ctx.Err() != nil:
 		// Most likely interrupted by Stop: not the message's fault, so
-		// another consumer may take it right away.
-		c.nak(jm, 0, log)
+		// another consumer may take it as soon as this one's pulls are gone.
+		c.nak(jm, handBackDelay, log)
 	case meta.NumDelivered >= uint64(c.opts.MaxDeliver):
 		c.deadLetterOrRetry(jm, m, err, log)
 	default:

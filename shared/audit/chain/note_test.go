@@ -1,0 +1,143 @@
+package chain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/topology"
+)
+
+func (r *rig) read(t *testing.T, key string) []byte {
+	t.Helper()
+	rc, _, err := r.st.Get(context.Background(), r.env.Config.AuditBucket, key, 0, -1)
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return b
+}
+
+// The checkpoints the writer stores open with golang.org/x/mod/sumdb/note
+// (from the printed verifier key alone) and each stored consistency proof
+// checks with tlog.CheckTree between the roots of successive checkpoints.
+func TestCheckpointsAreC2SPNotesWithProofs(t *testing.T) {
+	r := start(t)
+	c := r.chain(t, Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour,
+		AckWait: 5 * time.Second, Origin: "audit.test/log"}, nil)
+	vkey, _ := record.VerifierKey("audit.test/log", testSigner.Public())
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []uint64
+	n := 0
+	for _, k := range []int{3, 1, 6, 5} {
+		var evs []event.Event
+		for range k {
+			n++
+			evs = append(evs, ev(fmt.Sprintf("n-%d", n)))
+		}
+		res, err := c.Append(context.Background(), evs, true)
+		if err != nil || res.Checkpoint != topology.AuditNoteKey(uint64(n)) {
+			t.Fatalf("append: %+v %v", res, err)
+		}
+		sizes = append(sizes, uint64(n))
+	}
+	var prev *tlog.Tree
+	for _, size := range sizes {
+		b := r.read(t, topology.AuditNoteKey(size))
+		nt, err := note.Open(b, note.VerifierList(v))
+		if err != nil {
+			t.Fatalf("note.Open: %v\n%s", err, b)
+		}
+		var tr tlog.Tree
+		lines := splitLines(nt.Text)
+		if len(lines) != 3 || lines[0] != "audit.test/log" || lines[1] != fmt.Sprint(size) {
+			t.Fatalf("body %q", nt.Text)
+		}
+		if tr.Hash, err = tlog.ParseHash(lines[2]); err != nil {
+			t.Fatal(err)
+		}
+		tr.N = int64(size)
+		if prev != nil {
+			p, err := record.ParseProof(r.read(t, topology.AuditProofKey(size)))
+			if err != nil || p.Old != uint64(prev.N) {
+				t.Fatalf("proof: %+v %v", p, err)
+			}
+			if err := tlog.CheckTree(p.Hashes, tr.N, tr.Hash, prev.N, prev.Hash); err != nil {
+				t.Fatalf("tlog.CheckTree %d→%d: %v", prev.N, tr.N, err)
+			}
+			if err := tlog.CheckTree(p.Hashes, tr.N, tr.Hash, prev.N, tlog.Hash{1}); err == nil {
+				t.Fatal("proof checks against a wrong old root")
+			}
+		}
+		prev = &tr
+	}
+	rep := r.verify(t)
+	if rep.Notes != 4 || rep.Records != 15 || rep.Uncheckpointed != 0 {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+// A head written before C2SP checkpoints (no whole-log tree) is migrated:
+// the next commit rebuilds the tree from the bucket and signs a first
+// checkpoint covering every record, old ones included.
+func TestMigrationFromDayCheckpoints(t *testing.T) {
+	r := start(t)
+	cfg := Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour, AckWait: 5 * time.Second}
+	c := r.chain(t, cfg, nil)
+	if _, err := c.Append(context.Background(), []event.Event{ev("m1"), ev("m2")}, false); err != nil {
+		t.Fatal(err)
+	}
+	// Make the head look like an old one: no whole-log tree.
+	e, err := c.chain.Get(context.Background(), headKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := decodeState(e.Value())
+	var old map[string]any
+	hdr, _ := json.Marshal(s)
+	_ = json.Unmarshal(hdr, &old)
+	delete(old, "log")
+	delete(old, "cp_tree")
+	delete(old, "pending")
+	delete(old, "objects") // written out already
+	hb, _ := json.Marshal(old)
+	if _, err := c.chain.Update(context.Background(), headKey, append(hb, '\n'), e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Append(context.Background(), []event.Event{ev("m3")}, false)
+	if err != nil || res.Checkpoint != topology.AuditNoteKey(3) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	rep := r.verify(t)
+	if rep.Notes != 1 || rep.Records != 3 || rep.Uncheckpointed != 0 {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}

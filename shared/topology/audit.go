@@ -61,11 +61,15 @@ func AuditCheckpointKey(day string, size uint64) (string, error) {
 const AuditCheckpointsPrefix = "checkpoints/"
 
 // AuditNoteKey is the key of the C2SP checkpoint of the log at size.
-func AuditNoteKey(size uint64) string { return fmt.Sprintf("%s%012d.note", AuditCheckpointsPrefix, size) }
+func AuditNoteKey(size uint64) string {
+	return fmt.Sprintf("%s%012d.note", AuditCheckpointsPrefix, size)
+}
 
 // AuditProofKey is the key of the consistency proof that leads to the
 // checkpoint at size from the one before it.
-func AuditProofKey(size uint64) string { return fmt.Sprintf("%s%012d.proof", AuditCheckpointsPrefix, size) }
+func AuditProofKey(size uint64) string {
+	return fmt.Sprintf("%s%012d.proof", AuditCheckpointsPrefix, size)
+}
 
 // AuditCosignedKey is the key of the checkpoint at size as cosigned by the
 // witness whose note key hash is keyHash.

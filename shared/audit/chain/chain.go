@@ -158,11 +158,11 @@ type state struct {
 	// at the last C2SP checkpoint and Pending the leaf hashes since it: all
 	// a writer needs to sign the next checkpoint and prove it consistent
 	// with the last, without reading the log back.
-	Log          record.Tree  `json:"log"`
-	CPTree       record.Tree  `json:"cp_tree"`
-	Pending      [][]byte     `json:"pending,omitempty"`
-	CheckpointAt time.Time    `json:"checkpoint_at"`
-	Objects      []object     `json:"objects,omitempty"` // to be written by whoever settles this head
+	Log          record.Tree `json:"log"`
+	CPTree       record.Tree `json:"cp_tree"`
+	Pending      [][]byte    `json:"pending,omitempty"`
+	CheckpointAt time.Time   `json:"checkpoint_at"`
+	Objects      []object    `json:"objects,omitempty"` // to be written by whoever settles this head
 }
 
 // maxPending bounds the leaf hashes the head carries: a checkpoint is

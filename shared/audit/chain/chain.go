@@ -32,6 +32,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/witness"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -57,8 +58,9 @@ type Options struct {
 	Signer        *record.Signer
 	Config        Config
 	Logger        *slog.Logger
-	Now           func() time.Time // default time.Now
-	Replicas      int              // copies of the KV buckets (NATS_REPLICAS); 0 keeps a bucket's
+	Now           func() time.Time  // default time.Now
+	Replicas      int               // copies of the KV buckets (NATS_REPLICAS); 0 keeps a bucket's
+	Witnesses     []*witness.Client // asked to cosign each checkpoint (AUDIT_WITNESSES)
 }
 
 // Chain is one writer of the audit log. It is safe for concurrent use.
@@ -71,22 +73,27 @@ type Chain struct {
 	mu      sync.Mutex
 	settled uint64 // head revision this process knows is written out
 	status  Status
+
+	cosignOnce sync.Once
+	cosignCh   chan cosignJob
 }
 
 // Status is what a writer has done, for the function's status answer. It
 // holds counts and hashes only.
 type Status struct {
-	HeadSeq     uint64    `json:"head_seq"`
-	HeadHash    string    `json:"head_hash"`
-	Day         string    `json:"day"`
-	Appended    uint64    `json:"appended"`    // events this process appended
-	Batches     uint64    `json:"batches"`     // batch objects this process committed
-	Duplicates  uint64    `json:"duplicates"`  // redelivered or re-published events dropped
-	Rejected    uint64    `json:"rejected"`    // malformed events sent to the dead-letter subject
-	Conflicts   uint64    `json:"conflicts"`   // commits lost to another writer and retried
-	Checkpoints uint64    `json:"checkpoints"` // checkpoints this process committed
-	LastError   string    `json:"last_error,omitempty"`
-	LastCommit  time.Time `json:"last_commit"`
+	HeadSeq         uint64    `json:"head_seq"`
+	HeadHash        string    `json:"head_hash"`
+	Day             string    `json:"day"`
+	Appended        uint64    `json:"appended"`         // events this process appended
+	Batches         uint64    `json:"batches"`          // batch objects this process committed
+	Duplicates      uint64    `json:"duplicates"`       // redelivered or re-published events dropped
+	Rejected        uint64    `json:"rejected"`         // malformed events sent to the dead-letter subject
+	Conflicts       uint64    `json:"conflicts"`        // commits lost to another writer and retried
+	Checkpoints     uint64    `json:"checkpoints"`      // checkpoints this process committed
+	Cosigned        uint64    `json:"cosigned"`         // witness cosignatures stored
+	WitnessFailures uint64    `json:"witness_failures"` // checkpoints a witness did not cosign
+	LastError       string    `json:"last_error,omitempty"`
+	LastCommit      time.Time `json:"last_commit"`
 }
 
 // New connects the writer to its KV buckets (creating them when missing)
@@ -101,6 +108,9 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 			return nil, err
 		}
 		o.Config = c
+	}
+	if len(o.Witnesses) == 0 {
+		o.Witnesses = o.Config.Witnesses
 	}
 	if o.Config.Origin == "" {
 		o.Config.Origin = record.DefaultOrigin
@@ -509,6 +519,9 @@ func (c *Chain) Append(ctx context.Context, evs []event.Event, force bool) (Resu
 		// Committed: from here the objects are the chain's, whoever writes them.
 		if err := c.settle(ctx, next, nrev); err != nil {
 			return res, err
+		}
+		if cp != "" {
+			c.queueCosign(next, cp)
 		}
 		out := Result{Appended: len(todo), Duplicates: dups, Checkpoint: cp}
 		if len(todo) > 0 {

@@ -2,17 +2,25 @@ package chain
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/verify"
+	"github.com/mieweb/pulsevault/shared/audit/witness"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
 
@@ -140,4 +148,58 @@ func splitLines(s string) []string {
 		s = s[i:]
 	}
 	return out
+}
+
+// With a witness configured, each checkpoint is cosigned and the cosigned
+// note stored beside it; verify with the witness key passes. A witness that
+// cannot be reached is counted and blocks nothing.
+func TestWitnessCosignsCheckpoints(t *testing.T) {
+	r := start(t)
+	skey, wvkey, err := witness.GenerateKey("witness.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, _ := record.VerifierKey(record.DefaultOrigin, testSigner.Public())
+	srv, err := witness.NewServer(skey, []string{vkey}, filepath.Join(t.TempDir(), "w.json"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // nothing listens there any more
+	ws, err := witness.ParseWitnesses(hs.URL + " " + wvkey + ";" + dead.URL + " " + wvkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour,
+		AckWait: 5 * time.Second, Witnesses: ws}
+	c := r.chain(t, cfg, nil)
+	for i := range 3 {
+		start := time.Now()
+		if _, err := c.Append(context.Background(), []event.Event{ev(fmt.Sprintf("w-%d", i))}, true); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("append waited %s for witnesses", d)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for c.Status().Cosigned < uint64(i+1) || c.Status().WitnessFailures < uint64(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("status %+v", c.Status())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wv, _ := fnote.NewVerifierForCosignatureV1(wvkey)
+	lv, _ := note.NewVerifier(vkey)
+	b := r.read(t, topology.AuditCosignedKey(3, wv.KeyHash()))
+	if n, err := note.Open(b, note.VerifierList(lv, wv)); err != nil || len(n.Sigs) != 2 {
+		t.Fatalf("cosigned note: %v", err)
+	}
+	rep, err := verify.Verify(context.Background(), verify.Bucket{Store: r.st, Name: r.env.Config.AuditBucket},
+		verify.Options{Keys: map[string]ed25519.PublicKey{testSigner.KeyID(): testSigner.Public()}, Witnesses: []note.Verifier{wv}})
+	if err != nil || !rep.OK() || rep.Witnessed != 3 {
+		t.Fatalf("verify with witness: %+v %v", rep, err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/witness"
 
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
@@ -16,6 +17,7 @@ var Settings = []settings.Setting{
 	{Env: "AUDIT_CHECKPOINT_EVERY", Default: "5m", Usage: "how often a signed checkpoint is written while events arrive or after they stop (1s–24h); one is always written at each UTC day boundary"},
 	{Env: "AUDIT_ACK_WAIT", Default: "30s", Usage: "how long a fetched event may stay unacknowledged before JetStream hands it to another replica, e.g. after a crash (1s–10m)"},
 	{Env: "AUDIT_ORIGIN", Default: "pulsevault-audit", Usage: "the log's name: the origin line of every C2SP checkpoint and the name of its note key; give each deployment its own (e.g. audit.example.org/pulsevault), as witnesses tell logs apart by it"},
+	{Env: "AUDIT_WITNESSES", Default: "", Usage: "witnesses asked to cosign each checkpoint: entries \"URL VKEY\" separated by \";\" (the witness's base URL and its cosignature key from `pulsevault witness keygen`); a witness that cannot be reached is logged and counted, never blocks appends"},
 	{Env: "AUDIT_DEDUP_WINDOW", Default: "168h", Usage: "how long an appended event id is remembered, so a redelivered or re-published event is not appended twice (1m–8760h)"},
 }
 
@@ -27,6 +29,7 @@ type Config struct {
 	AckWait         time.Duration
 	DedupWindow     time.Duration
 	Origin          string
+	Witnesses       []*witness.Client
 }
 
 // LoadConfig reads the settings through getenv; an error is one line naming
@@ -44,5 +47,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if _, err := record.VerifierKey(c.Origin, make([]byte, 32)); err != nil {
 		r.Fail("AUDIT_ORIGIN", "a note key name: no spaces or '+'")
 	}
+	ws, err := witness.ParseWitnesses(r.String("AUDIT_WITNESSES"))
+	if err != nil {
+		r.Fail("AUDIT_WITNESSES", err.Error())
+	}
+	c.Witnesses = ws
 	return c, r.Err()
 }

@@ -238,7 +238,7 @@ func batchKeys(t *testing.T, dir string) (batches, checkpoints []string) {
 			switch topology.ParseAuditKey(filepath.ToSlash(rel)).Kind {
 			case topology.AuditKindBatch:
 				batches = append(batches, rel)
-			case topology.AuditKindCheckpoint:
+			case topology.AuditKindCheckpoint, topology.AuditKindNote:
 				checkpoints = append(checkpoints, rel)
 			}
 		}
@@ -382,13 +382,13 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 			write(d, last, b[:len(b)-25])
 		}, filepath.ToSlash(last)},
 		{"replace a checkpoint signature", func(d string) {
+			// A C2SP note: "— <origin> <base64(key hash || signature)>".
 			k := checkpoints[len(checkpoints)-1]
-			var cp map[string]any
-			_ = json.Unmarshal(read(d, k), &cp)
-			sig, _ := base64.StdEncoding.DecodeString(cp["signature"].(string))
-			sig[0] ^= 0xff
-			b := bytes.Replace(read(d, k), []byte(cp["signature"].(string)), []byte(base64.StdEncoding.EncodeToString(sig)), 1)
-			write(d, k, b)
+			b := read(d, k)
+			i := bytes.LastIndexByte(b[:len(b)-1], ' ')
+			sig, _ := base64.StdEncoding.DecodeString(string(b[i+1 : len(b)-1]))
+			sig[10] ^= 0xff
+			write(d, k, append(append(b[:i+1:i+1], base64.StdEncoding.EncodeToString(sig)...), '\n'))
 		}, filepath.ToSlash(checkpoints[len(checkpoints)-1])},
 	}
 	for _, c := range cases {

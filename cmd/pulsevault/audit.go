@@ -10,9 +10,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
@@ -21,75 +26,152 @@ import (
 )
 
 const auditUsage = `Usage:
-  pulsevault audit verify [--from-dir DIR] [--public-key KEY]... [settings]
+  pulsevault audit verify [flags] [settings]
         check the whole audit log: chain links, sequence gaps and duplicates,
-        checkpoint signatures and Merkle roots, and (from the bucket) that every
-        object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS and has
-        exactly one version. Pin the signer's key with --public-key: without it
-        the keys published in the bucket itself are trusted (a warning says so)
-  pulsevault audit prove SEQ [--from-dir DIR] [--public-key KEY]... [settings]
+        C2SP checkpoint signatures, Merkle roots and consistency proofs (and the
+        day checkpoints of version 1), witness cosignatures, and (from the bucket)
+        that every object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS and
+        has exactly one version. Pin the signer's key with --public-key: without it
+        the keys published in the bucket itself are trusted (a warning says so).
+        Give --witness-key (and --witnessed): without a witness, verify cannot rule
+        out that the log was truncated or rolled back (it says so)
+  pulsevault audit prove SEQ [flags] [settings]
         print the inclusion proof (JSON) of record SEQ against a signed checkpoint
-  pulsevault audit check-proof FILE|- [--public-key KEY]...
+  pulsevault audit check-proof FILE|- [flags]
         check a proof printed by prove (keys: pinned, else the one in the proof must be given)
-  pulsevault audit pubkey [--from-secret FILE] [settings]
-        print the checkpoint public key(s): published in the bucket, or derived from the secret file
-  pulsevault audit keygen
-        print a new signing key for the pulsevault-audit-key secret (base64 Ed25519 seed)
+  pulsevault audit pubkey [flags] [settings]
+        print the checkpoint public key(s) as note verifier keys: published in the
+        bucket, or derived from the secret file
+  pulsevault audit keygen [flags]
+        print a new signing key for the pulsevault-audit-key secret (base64 Ed25519
+        seed) on stdout, and its verifier key on stderr
 
 Without --from-dir the bucket BUCKET_AUDIT is read at S3_ENDPOINT with S3_ACCESS_KEY /
-S3_SECRET_KEY (read-only credentials are enough). KEY is base64 of a 32-byte Ed25519 public
-key, or a file holding one. Run 'pulsevault audit verify -h' for the settings.
+S3_SECRET_KEY (read-only credentials are enough). KEY is what 'audit pubkey' prints (a
+note verifier key, ORIGIN+HASH+BASE64), the older "ID BASE64" line, bare base64 of the
+32-byte Ed25519 key, or a file holding one. Run 'pulsevault audit SUBCOMMAND -h' for the
+flags and settings of each.
 `
 
 // auditFlags are the audit command's own flags; the rest go to the settings.
 type auditFlags struct {
+	fs         *flag.FlagSet
 	fromDir    string
 	fromSecret string
+	origin     string
 	keys       map[string]ed25519.PublicKey
+	keyOrigin  string // the name of a pinned verifier key
+	witnesses  []note.Verifier
+	quorum     int
+	witnessed  []string
 	args       []string // positional
 	rest       []string // settings flags
 }
 
-func parseAuditFlags(args []string) (auditFlags, error) {
-	f := auditFlags{keys: map[string]ed25519.PublicKey{}}
+// keyList is a repeatable --public-key.
+type keyList struct{ f *auditFlags }
+
+func (k keyList) String() string { return "" }
+func (k keyList) Set(v string) error {
+	if fb, err := os.ReadFile(v); err == nil {
+		v = string(fb)
+	}
+	pub, origin, err := record.ParseAnyPublicKey(v)
+	if err != nil {
+		return err
+	}
+	k.f.keys[record.KeyID(pub)] = pub
+	if origin != "" {
+		k.f.keyOrigin = origin
+	}
+	return nil
+}
+
+// witnessList is a repeatable --witness-key.
+type witnessList struct{ f *auditFlags }
+
+func (w witnessList) String() string { return "" }
+func (w witnessList) Set(v string) error {
+	if fb, err := os.ReadFile(v); err == nil {
+		v = string(fb)
+	}
+	ver, err := fnote.NewVerifierForCosignatureV1(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("not a witness verifier key: %v", err)
+	}
+	w.f.witnesses = append(w.f.witnesses, ver)
+	return nil
+}
+
+type stringList struct{ l *[]string }
+
+func (s stringList) String() string     { return "" }
+func (s stringList) Set(v string) error { *s.l = append(*s.l, v); return nil }
+
+// newAuditFlags defines the flags of one audit subcommand.
+func newAuditFlags(sub string) *auditFlags {
+	f := &auditFlags{keys: map[string]ed25519.PublicKey{}, fs: flag.NewFlagSet("audit "+sub, flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(io.Discard)
+	switch sub {
+	case "verify", "prove", "pubkey":
+		fs.StringVar(&f.fromDir, "from-dir", "", "read a local directory copy of the audit bucket instead of the bucket")
+	}
+	switch sub {
+	case "verify", "prove", "check-proof":
+		fs.Var(keyList{f}, "public-key", "pin the log's public key `KEY` (repeatable): what 'audit pubkey' prints, or a file holding it")
+	}
+	switch sub {
+	case "verify":
+		fs.Var(witnessList{f}, "witness-key", "trust the witness with cosignature verifier key `VKEY` (repeatable; from 'pulsevault witness keygen', or a file holding it)")
+		fs.IntVar(&f.quorum, "witness-quorum", 1, "how many of the --witness-key witnesses must have cosigned a checkpoint for it to count")
+		fs.Var(stringList{&f.witnessed}, "witnessed", "a cosigned checkpoint from outside the audited copy: a witness's `URL` (its /checkpoint is read) or a FILE (repeatable); with it a copy that lost its newest records fails")
+	case "pubkey":
+		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this secret `FILE` (base64 seed) instead of reading the bucket")
+		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN): the name of the printed verifier key")
+	case "keygen":
+		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN), for the verifier key printed on stderr")
+	}
+	return f
+}
+
+func parseAuditFlags(sub string, args []string) (*auditFlags, error) {
+	f := newAuditFlags(sub)
+	var own []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		name, _, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !strings.HasPrefix(a, "-") || a == "-" {
 			f.args = append(f.args, a)
 			continue
 		}
-		switch name {
-		case "from-dir", "public-key", "from-secret":
-		default:
+		fl := f.fs.Lookup(name)
+		if fl == nil {
 			f.rest = append(f.rest, a)
 			continue
 		}
+		own = append(own, a)
 		if !hasVal {
 			if i+1 >= len(args) {
 				return f, fmt.Errorf("%w: --%s needs a value", errUsage, name)
 			}
 			i++
-			val = args[i]
-		}
-		switch name {
-		case "from-dir":
-			f.fromDir = val
-		case "from-secret":
-			f.fromSecret = val
-		case "public-key":
-			b := []byte(val)
-			if fb, err := os.ReadFile(val); err == nil {
-				b = fb
-			}
-			pub, err := record.ParsePublicKey(b)
-			if err != nil {
-				return f, fmt.Errorf("%w: --public-key %q: %v", errUsage, val, err)
-			}
-			f.keys[record.KeyID(pub)] = pub
+			own = append(own, args[i])
 		}
 	}
+	if err := f.fs.Parse(own); err != nil {
+		return f, fmt.Errorf("%w: %v", errUsage, err)
+	}
 	return f, nil
+}
+
+// printAuditHelp prints a subcommand's flags; settings follow for those
+// that read the bucket.
+func printAuditHelp(w io.Writer, f *auditFlags) {
+	fmt.Fprintf(w, "Usage: pulsevault %s [flags]\n\nFlags:\n", f.fs.Name())
+	f.fs.SetOutput(w)
+	f.fs.PrintDefaults()
+	f.fs.SetOutput(io.Discard)
 }
 
 // runAudit is the auditor's tool.
@@ -102,17 +184,32 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	sub := args[0]
-	f, err := parseAuditFlags(args[1:])
+	f, err := parseAuditFlags(sub, args[1:])
 	if err != nil {
 		return err
 	}
+	if slices.ContainsFunc(f.rest, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+		printAuditHelp(stdout, f)
+		if sub == "keygen" || sub == "check-proof" {
+			return nil
+		}
+		fmt.Fprintln(stdout)
+	}
 	switch sub {
 	case "keygen":
+		if len(f.rest) > 0 {
+			return fmt.Errorf("%w: audit keygen: unknown flag %s", errUsage, f.rest[0])
+		}
 		seed := make([]byte, ed25519.SeedSize)
 		if _, err := rand.Read(seed); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(seed))
+		vkey, err := record.VerifierKey(f.origin, ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+		if err != nil {
+			return fmt.Errorf("%w: --origin: %v", errUsage, err)
+		}
+		fmt.Fprintln(stderr, "public key (for --public-key):", vkey)
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
@@ -159,7 +256,19 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(f.keys) == 0 {
 			fmt.Fprintln(stderr, "pulsevault: WARNING:", verify.UnpinnedWarning)
 		}
-		rep, err := verify.Verify(ctx, src, verify.Options{Keys: f.keys, RetentionDays: days})
+		if len(f.witnesses) == 0 {
+			fmt.Fprintln(stderr, "pulsevault: WARNING:", verify.NoWitnessWarning)
+		}
+		var witnessed [][]byte
+		for _, w := range f.witnessed {
+			b, err := readWitnessed(ctx, w)
+			if err != nil {
+				return fmt.Errorf("--witnessed %s: %w", w, err)
+			}
+			witnessed = append(witnessed, b)
+		}
+		rep, err := verify.Verify(ctx, src, verify.Options{Keys: f.keys, RetentionDays: days, Origin: f.keyOrigin,
+			Witnesses: f.witnesses, Quorum: f.quorum, Witnessed: witnessed})
 		if err != nil {
 			return err
 		}
@@ -193,7 +302,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s %s", s.KeyID(), record.EncodePublicKey(s.Public()))
+			vkey, err := record.VerifierKey(f.origin, s.Public())
+			if err != nil {
+				return fmt.Errorf("%w: --origin: %v", errUsage, err)
+			}
+			fmt.Fprintln(stdout, vkey)
 			return nil
 		}
 		keys, err := src.List(ctx)
@@ -213,7 +326,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
-			fmt.Fprintf(stdout, "%s %s", record.KeyID(pub), record.EncodePublicKey(pub))
+			vkey, err := record.VerifierKey(f.origin, pub)
+			if err != nil {
+				return fmt.Errorf("%w: --origin: %v", errUsage, err)
+			}
+			fmt.Fprintln(stdout, vkey)
 			n++
 		}
 		if n == 0 {
@@ -223,7 +340,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
-func auditCheckProof(f auditFlags, stdout io.Writer) error {
+func auditCheckProof(f *auditFlags, stdout io.Writer) error {
 	if len(f.args) != 1 {
 		return fmt.Errorf("%w: audit check-proof needs one FILE (or - for standard input)", errUsage)
 	}
@@ -250,4 +367,29 @@ func auditCheckProof(f auditFlags, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record tree of %s signed by key %s\n",
 		p.Seq, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Day, p.Checkpoint.KeyID)
 	return nil
+}
+
+// readWitnessed reads a cosigned checkpoint from a witness (GET URL/checkpoint)
+// or a file.
+func readWitnessed(ctx context.Context, src string) ([]byte, error) {
+	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
+		return os.ReadFile(src)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(src, "/")+"/checkpoint", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("witness answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return b, nil
 }

@@ -231,3 +231,37 @@ func HashesFromLeaves(leaves []tlog.Hash) tlog.HashReader {
 		return out, nil
 	})
 }
+
+// ParseAnyPublicKey reads a log public key in any form this log has
+// printed: a note verifier key (origin+hash+base64(0x01 || key), what
+// `audit pubkey` prints now; origin is then its name), the older
+// "<key id> <base64>" line, or bare base64 of the 32 bytes.
+func ParseAnyPublicKey(s string) (pub ed25519.PublicKey, origin string, err error) {
+	s = strings.TrimSpace(s)
+	if pub, err := ParsePublicKey([]byte(s)); err == nil {
+		return pub, "", nil
+	}
+	if !strings.Contains(s, " ") {
+		v, err := note.NewVerifier(s)
+		if err != nil {
+			return nil, "", fmt.Errorf("auditlog: verifier key: %w", err)
+		}
+		parts := strings.SplitN(s, "+", 3)
+		raw, err := base64.StdEncoding.DecodeString(parts[2])
+		if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 1 {
+			return nil, "", errors.New("auditlog: verifier key is not an Ed25519 note key")
+		}
+		return ed25519.PublicKey(raw[1:]), v.Name(), nil
+	}
+	if id, b, ok := strings.Cut(s, " "); ok {
+		pub, err := ParsePublicKey([]byte(b))
+		if err != nil {
+			return nil, "", err
+		}
+		if KeyID(pub) != id {
+			return nil, "", fmt.Errorf("auditlog: key id %s does not match the key", id)
+		}
+		return pub, "", nil
+	}
+	return nil, "", errors.New("auditlog: not a public key (a verifier key from `audit pubkey`, or base64 of 32 bytes)")
+}

@@ -125,3 +125,23 @@ func equalProofs(a, b tlog.TreeProof) bool {
 	}
 	return true
 }
+
+// Every form `audit pubkey` has printed reads back as the same key.
+func TestParseAnyPublicKeyRoundTrips(t *testing.T) {
+	s := NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32)))
+	vkey, _ := VerifierKey("audit.example.org/log", s.Public())
+	for _, in := range []string{vkey, s.KeyID() + " " + string(EncodePublicKey(s.Public())), string(EncodePublicKey(s.Public()))} {
+		pub, origin, err := ParseAnyPublicKey(in)
+		if err != nil || !pub.Equal(s.Public()) {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if in == vkey && origin != "audit.example.org/log" {
+			t.Fatalf("origin %q", origin)
+		}
+	}
+	for _, bad := range []string{"0000000000000000 " + string(EncodePublicKey(s.Public())), "a+b+c", "short"} {
+		if _, _, err := ParseAnyPublicKey(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -289,12 +289,13 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	}
 	t.Logf("verify:\n%s", out)
 	// Pinned to the key from the secret, too.
+	// pubkey prints a note verifier key (origin+hash+key) that --public-key takes.
 	keyOut, code := r.cli("pubkey")
-	fields := strings.Fields(keyOut)
-	if code != 0 || len(fields) != 2 || fields[1] != base64.StdEncoding.EncodeToString(r.pub) {
-		t.Fatalf("pubkey: %d %s", code, keyOut)
+	vkey := strings.TrimSpace(keyOut)
+	if pub, origin, err := record.ParseAnyPublicKey(vkey); code != 0 || err != nil || !pub.Equal(r.pub) || origin != record.DefaultOrigin {
+		t.Fatalf("pubkey: %d %s %v", code, keyOut, err)
 	}
-	if out, code := r.cli("verify", "--public-key", fields[1]); code != 0 {
+	if out, code := r.cli("verify", "--public-key", vkey); code != 0 {
 		t.Fatalf("pinned verify: %d\n%s", code, out)
 	}
 
@@ -307,7 +308,7 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	if err := os.WriteFile(pf, []byte(proof), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := r.cli("check-proof", pf, "--public-key", fields[1]); code != 0 || !strings.HasPrefix(out, "OK: record 4321") {
+	if out, code := r.cli("check-proof", pf, "--public-key", vkey); code != 0 || !strings.HasPrefix(out, "OK: record 4321") {
 		t.Fatalf("check-proof: %d %s", code, out)
 	}
 	if !strings.Contains(proof, `\"outcome\":\"success\"`) {
@@ -315,7 +316,7 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	}
 	forged := strings.Replace(proof, `\"outcome\":\"success\"`, `\"outcome\":\"denied\"`, 1)
 	_ = os.WriteFile(pf, []byte(forged), 0o644)
-	if out, code := r.cli("check-proof", pf, "--public-key", fields[1]); code == 0 {
+	if out, code := r.cli("check-proof", pf, "--public-key", vkey); code == 0 {
 		t.Fatalf("forged proof verified: %s", out)
 	}
 

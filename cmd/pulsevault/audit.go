@@ -364,6 +364,11 @@ func auditCheckProof(f *auditFlags, stdout io.Writer) error {
 	if err := verify.CheckProof(&p, f.keys); err != nil {
 		return fmt.Errorf("proof does not verify: %w", err)
 	}
+	if p.Note != "" {
+		fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record log in the C2SP checkpoint of %s\n",
+			p.Seq, p.LeafIndex, p.TreeSize, record.NoteOrigin([]byte(p.Note)))
+		return nil
+	}
 	fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record tree of %s signed by key %s\n",
 		p.Seq, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Day, p.Checkpoint.KeyID)
 	return nil

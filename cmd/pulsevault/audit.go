@@ -39,6 +39,12 @@ const auditUsage = `Usage:
         print the inclusion proof (JSON) of record SEQ against a signed checkpoint
   pulsevault audit check-proof FILE|- [flags]
         check a proof printed by prove (keys: pinned, else the one in the proof must be given)
+  pulsevault audit who-watched VIDEO [flags] [settings]
+        list the grants (url.signed), accesses (media.accessed) and refusals
+        (access.denied) of a video from the log, each with the person its grant was
+        issued to (run verify first: this reads the records as they are)
+  pulsevault audit what-watched USER [flags] [settings]
+        the same for one person (JWT subject): every video granted to them and used
   pulsevault audit pubkey [flags] [settings]
         print the checkpoint public key(s) as note verifier keys: published in the
         bucket, or derived from the secret file
@@ -114,7 +120,7 @@ func newAuditFlags(sub string) *auditFlags {
 	fs := f.fs
 	fs.SetOutput(io.Discard)
 	switch sub {
-	case "verify", "prove", "pubkey":
+	case "verify", "prove", "pubkey", "who-watched", "what-watched":
 		fs.StringVar(&f.fromDir, "from-dir", "", "read a local directory copy of the audit bucket instead of the bucket")
 	}
 	switch sub {
@@ -213,7 +219,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
-	case "verify", "prove", "pubkey":
+	case "verify", "prove", "pubkey", "who-watched", "what-watched":
 	default:
 		fmt.Fprint(stderr, auditUsage)
 		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
@@ -276,6 +282,20 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !rep.OK() {
 			return fmt.Errorf("audit log verification failed: %s", rep.Failures[0])
 		}
+		return nil
+	case "who-watched", "what-watched":
+		if len(f.args) != 1 {
+			return fmt.Errorf("%w: audit %s needs one argument", errUsage, sub)
+		}
+		video, user := f.args[0], ""
+		if sub == "what-watched" {
+			video, user = "", f.args[0]
+		}
+		as, err := verify.Watched(ctx, src, video, user)
+		if err != nil {
+			return err
+		}
+		verify.WriteAccesses(stdout, as)
 		return nil
 	case "prove":
 		if len(f.args) != 1 {

@@ -93,7 +93,12 @@ func (c *Chain) cosign(ctx context.Context, w *witness.Client, job cosignJob) er
 	for try := 0; ; try++ {
 		out, err := w.Add(ctx, proof, job.note)
 		var ce *witness.ConflictError
-		if errors.As(err, &ce) && try == 0 && ce.Size < job.size {
+		if errors.As(err, &ce) && ce.Size >= job.size {
+			// Another writer had it cosigned, or a later checkpoint: nothing to do.
+			c.log.Info("audit: witness is at this checkpoint or past it already", "witness", w.URL, "size", job.size, "witness_size", ce.Size)
+			return nil
+		}
+		if errors.As(err, &ce) && try == 0 {
 			leaves, lerr := c.readLeaves(ctx, job.size)
 			if lerr != nil {
 				return lerr

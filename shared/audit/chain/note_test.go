@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +202,58 @@ func TestWitnessCosignsCheckpoints(t *testing.T) {
 		verify.Options{Keys: map[string]ed25519.PublicKey{testSigner.KeyID(): testSigner.Public()}, Witnesses: []note.Verifier{wv}})
 	if err != nil || !rep.OK() || rep.Witnessed != 3 {
 		t.Fatalf("verify with witness: %+v %v", rep, err)
+	}
+}
+
+// A witness that missed a checkpoint answers 409 with its older size; the
+// writer proves the new checkpoint from that size (records read back from
+// the bucket) and the witness cosigns it.
+func TestLaggingWitnessGetsAProofFromItsSize(t *testing.T) {
+	r := start(t)
+	skey, wvkey, _ := witness.GenerateKey("witness.test")
+	vkey, _ := record.VerifierKey(record.DefaultOrigin, testSigner.Public())
+	srv, err := witness.NewServer(skey, []string{vkey}, filepath.Join(t.TempDir(), "w.json"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var mu sync.Mutex
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 2 { // down for the second checkpoint
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		srv.ServeHTTP(w, req)
+	}))
+	defer hs.Close()
+	ws, _ := witness.ParseWitnesses(hs.URL + " " + wvkey)
+	c := r.chain(t, Config{BatchMax: 100, BatchWait: 10 * time.Millisecond, CheckpointEvery: time.Hour, DedupWindow: time.Hour,
+		AckWait: 5 * time.Second, Witnesses: ws}, nil)
+	for i, k := range []int{3, 4, 5} {
+		var evs []event.Event
+		for j := range k {
+			evs = append(evs, ev(fmt.Sprintf("l-%d-%d", i, j)))
+		}
+		if _, err := c.Append(context.Background(), evs, true); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for c.Status().Cosigned+c.Status().WitnessFailures < uint64(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("status %+v", c.Status())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if st := c.Status(); st.Cosigned != 2 || st.WitnessFailures != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	wv, _ := fnote.NewVerifierForCosignatureV1(wvkey)
+	if _, err := r.st.Stat(context.Background(), r.env.Config.AuditBucket, topology.AuditCosignedKey(12, wv.KeyHash())); err != nil {
+		t.Fatalf("checkpoint 12 not cosigned after the witness lagged at 3: %v", err)
 	}
 }

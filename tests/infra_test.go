@@ -310,6 +310,11 @@ var s3Allowed = map[string]map[string][]string{
 		"arn:aws:s3:::pulse-media/videos/*/dash/*":     {"s3:GetObject", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 		"arn:aws:s3:::pulse-media/videos/*/poster.jpg": {"s3:GetObject", "s3:PutObject", "s3:PutObjectRetention"},
 		"arn:aws:s3:::pulse-media/videos/*/thumb.jpg":  {"s3:PutObject", "s3:PutObjectRetention"},
+		// A Pulse upload's staged companions, read; the web MP4, written.
+		"arn:aws:s3:::pulse-media/videos/*/captions/*":    {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/thumbnail.jpg": {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/beats.json":    {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/web.mp4":       {"s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 	},
 	// Internet-facing, read-only: meta.json for the policy check.
 	"sign-url": {

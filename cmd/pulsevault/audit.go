@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -21,6 +20,8 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
@@ -59,9 +60,8 @@ note verifier key, ORIGIN+HASH+BASE64), the older "ID BASE64" line, bare base64 
 flags and settings of each.
 `
 
-// auditFlags are the audit command's own flags; the rest go to the settings.
+// auditFlags are the audit command's own flags and its positional arguments.
 type auditFlags struct {
-	fs         *flag.FlagSet
 	fromDir    string
 	fromSecret string
 	origin     string
@@ -71,10 +71,11 @@ type auditFlags struct {
 	quorum     int
 	witnessed  []string
 	args       []string // positional
-	rest       []string // settings flags
 }
 
-// keyList is a repeatable --public-key.
+// keyList is the repeatable --public-key flag: what `audit pubkey` prints
+// (a note verifier key), the older "ID BASE64" line or bare base64 of an
+// Ed25519 public key, or a file holding one.
 type keyList struct{ f *auditFlags }
 
 func (k keyList) String() string { return "" }
@@ -93,7 +94,7 @@ func (k keyList) Set(v string) error {
 	return nil
 }
 
-// witnessList is a repeatable --witness-key.
+// witnessList is the repeatable --witness-key flag.
 type witnessList struct{ f *auditFlags }
 
 func (w witnessList) String() string { return "" }
@@ -114,14 +115,16 @@ type stringList struct{ l *[]string }
 func (s stringList) String() string     { return "" }
 func (s stringList) Set(v string) error { *s.l = append(*s.l, v); return nil }
 
-// newAuditFlags defines the flags of one audit subcommand.
-func newAuditFlags(sub string) *auditFlags {
-	f := &auditFlags{keys: map[string]ed25519.PublicKey{}, fs: flag.NewFlagSet("audit "+sub, flag.ContinueOnError)}
-	fs := f.fs
-	fs.SetOutput(io.Discard)
+// auditFlagSet declares sub's flags: the audit command's own and, for the
+// subcommands that read the bucket, every setting (config.Vars) through the
+// one settings reader. load validates the settings after parsing.
+func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *flag.FlagSet, f *auditFlags, load func() (config.Config, error), err error) {
+	fs = flag.NewFlagSet("pulsevault audit "+sub, flag.ContinueOnError)
+	fs.SetOutput(out)
+	f = &auditFlags{keys: map[string]ed25519.PublicKey{}}
 	switch sub {
 	case "verify", "prove", "pubkey", "who-watched", "what-watched":
-		fs.StringVar(&f.fromDir, "from-dir", "", "read a local directory copy of the audit bucket instead of the bucket")
+		fs.StringVar(&f.fromDir, "from-dir", "", "read a local copy of the audit bucket in `DIR` instead of BUCKET_AUDIT")
 	}
 	switch sub {
 	case "verify", "prove", "check-proof":
@@ -133,51 +136,44 @@ func newAuditFlags(sub string) *auditFlags {
 		fs.IntVar(&f.quorum, "witness-quorum", 1, "how many of the --witness-key witnesses must have cosigned a checkpoint for it to count")
 		fs.Var(stringList{&f.witnessed}, "witnessed", "a cosigned checkpoint from outside the audited copy: a witness's `URL` (its /checkpoint is read) or a FILE (repeatable); with it a copy that lost its newest records fails")
 	case "pubkey":
-		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this secret `FILE` (base64 seed) instead of reading the bucket")
+		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this pulsevault-audit-key secret `FILE` instead of reading the bucket")
 		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN): the name of the printed verifier key")
 	case "keygen":
 		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN), for the verifier key printed on stderr")
 	}
-	return f
+	load = func() (config.Config, error) { return config.Config{}, nil }
+	if sub == "verify" || sub == "prove" || sub == "pubkey" || sub == "who-watched" || sub == "what-watched" {
+		cfg, check, err := config.Bind(fs, "audit "+sub, getenv)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		load = func() (config.Config, error) { return *cfg, check() }
+	}
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), auditUsage, "\nFlags of audit "+sub+":\n")
+		fs.PrintDefaults()
+	}
+	return fs, f, load, nil
 }
 
-func parseAuditFlags(sub string, args []string) (*auditFlags, error) {
-	f := newAuditFlags(sub)
-	var own []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, _, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			f.args = append(f.args, a)
-			continue
-		}
-		fl := f.fs.Lookup(name)
-		if fl == nil {
-			f.rest = append(f.rest, a)
-			continue
-		}
-		own = append(own, a)
-		if !hasVal {
-			if i+1 >= len(args) {
-				return f, fmt.Errorf("%w: --%s needs a value", errUsage, name)
-			}
-			i++
-			own = append(own, args[i])
-		}
+// parseAudit parses the arguments of audit sub: flags (--name value or
+// --name=value) anywhere among the positional arguments.
+func parseAudit(sub string, args []string, out io.Writer, getenv func(string) string) (auditFlags, config.Config, error) {
+	fs, f, load, err := auditFlagSet(sub, out, getenv)
+	if err != nil {
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if err := f.fs.Parse(own); err != nil {
-		return f, fmt.Errorf("%w: %v", errUsage, err)
+	if f.args, err = settings.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return auditFlags{}, config.Config{}, err
+		}
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: audit %s: %v", errUsage, sub, err)
 	}
-	return f, nil
-}
-
-// printAuditHelp prints a subcommand's flags; settings follow for those
-// that read the bucket.
-func printAuditHelp(w io.Writer, f *auditFlags) {
-	fmt.Fprintf(w, "Usage: pulsevault %s [flags]\n\nFlags:\n", f.fs.Name())
-	f.fs.SetOutput(w)
-	f.fs.PrintDefaults()
-	f.fs.SetOutput(io.Discard)
+	cfg, err := load()
+	if err != nil {
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return *f, cfg, nil
 }
 
 // runAudit is the auditor's tool.
@@ -190,22 +186,20 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	sub := args[0]
-	f, err := parseAuditFlags(sub, args[1:])
-	if err != nil {
-		return err
+	switch sub {
+	case "keygen", "check-proof", "verify", "prove", "pubkey", "who-watched", "what-watched":
+	default:
+		fmt.Fprint(stderr, auditUsage)
+		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
 	}
-	if slices.ContainsFunc(f.rest, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-		printAuditHelp(stdout, f)
-		if sub == "keygen" || sub == "check-proof" {
-			return nil
-		}
-		fmt.Fprintln(stdout)
+	f, cfg, err := parseAudit(sub, args[1:], stdout, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	switch sub {
 	case "keygen":
-		if len(f.rest) > 0 {
-			return fmt.Errorf("%w: audit keygen: unknown flag %s", errUsage, f.rest[0])
-		}
 		seed := make([]byte, ed25519.SeedSize)
 		if _, err := rand.Read(seed); err != nil {
 			return err
@@ -219,16 +213,6 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
-	case "verify", "prove", "pubkey", "who-watched", "what-watched":
-	default:
-		fmt.Fprint(stderr, auditUsage)
-		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
-	}
-	cfg, err := loadConfig("audit "+sub, f.rest, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
-		return err
 	}
 	var src verify.Source
 	if f.fromDir != "" {
@@ -360,7 +344,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
-func auditCheckProof(f *auditFlags, stdout io.Writer) error {
+func auditCheckProof(f auditFlags, stdout io.Writer) error {
 	if len(f.args) != 1 {
 		return fmt.Errorf("%w: audit check-proof needs one FILE (or - for standard input)", errUsage)
 	}

@@ -5,20 +5,12 @@ import (
 	"errors"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/witness"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-var witnessFailures = prometheus.NewCounter(prometheus.CounterOpts{
-	Name: "pulsevault_audit_witness_failures_total",
-	Help: "Checkpoints a configured witness did not cosign (unreachable, refused, or a bad answer). Appends go on regardless.",
-})
-
-func init() { prometheus.MustRegister(witnessFailures) }
 
 // cosignTimeout bounds one witness request.
 const cosignTimeout = 15 * time.Second
@@ -72,7 +64,7 @@ func (c *Chain) cosignLoop() {
 			err := c.cosign(ctx, w, job)
 			cancel()
 			if err != nil {
-				witnessFailures.Inc()
+				c.m.witnessFailed.Inc()
 				c.note(func(s *Status) { s.WitnessFailures++ })
 				c.log.Warn("audit: witness did not cosign; appends go on", "witness", w.URL, "size", job.size, "err", err)
 			} else {

@@ -136,7 +136,7 @@ func (w *Worker) list(ctx context.Context, id string, v *meta.Video, names []str
 		return nil
 	}
 	if err == nil && became && !created.IsZero() {
-		timeToPlayable.Observe(time.Since(created).Seconds())
+		w.metrics().timeToPlayable.Observe(time.Since(created).Seconds())
 	}
 	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 func layout(t *testing.T, path string) []Box {
@@ -65,6 +66,7 @@ func ffmpeg(t *testing.T, args ...string) {
 }
 
 func TestLayout(t *testing.T) {
+	tier.Integration(t, "ffmpeg and ffprobe")
 	dir := t.TempDir()
 	ctx := context.Background()
 	fast, slow := filepath.Join(dir, "fast.mp4"), filepath.Join(dir, "slow.mp4")
@@ -98,6 +100,7 @@ func TestLayout(t *testing.T) {
 }
 
 func TestArgsMakeWebReady(t *testing.T) {
+	tier.Integration(t, "ffmpeg and ffprobe")
 	dir := t.TempDir()
 	ctx := context.Background()
 	// Copy: H.264/AAC with moov last, rotated, with a location tag.

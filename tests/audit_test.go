@@ -238,7 +238,7 @@ func batchKeys(t *testing.T, dir string) (batches, checkpoints []string) {
 			switch topology.ParseAuditKey(filepath.ToSlash(rel)).Kind {
 			case topology.AuditKindBatch:
 				batches = append(batches, rel)
-			case topology.AuditKindCheckpoint:
+			case topology.AuditKindCheckpoint, topology.AuditKindNote:
 				checkpoints = append(checkpoints, rel)
 			}
 		}
@@ -289,12 +289,13 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	}
 	t.Logf("verify:\n%s", out)
 	// Pinned to the key from the secret, too.
+	// pubkey prints a note verifier key (origin+hash+key) that --public-key takes.
 	keyOut, code := r.cli("pubkey")
-	fields := strings.Fields(keyOut)
-	if code != 0 || len(fields) != 2 || fields[1] != base64.StdEncoding.EncodeToString(r.pub) {
-		t.Fatalf("pubkey: %d %s", code, keyOut)
+	vkey := strings.TrimSpace(keyOut)
+	if pub, origin, err := record.ParseAnyPublicKey(vkey); code != 0 || err != nil || !pub.Equal(r.pub) || origin != record.DefaultOrigin {
+		t.Fatalf("pubkey: %d %s %v", code, keyOut, err)
 	}
-	if out, code := r.cli("verify", "--public-key", fields[1]); code != 0 {
+	if out, code := r.cli("verify", "--public-key", vkey); code != 0 {
 		t.Fatalf("pinned verify: %d\n%s", code, out)
 	}
 
@@ -307,7 +308,7 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	if err := os.WriteFile(pf, []byte(proof), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := r.cli("check-proof", pf, "--public-key", fields[1]); code != 0 || !strings.HasPrefix(out, "OK: record 4321") {
+	if out, code := r.cli("check-proof", pf, "--public-key", vkey); code != 0 || !strings.HasPrefix(out, "OK: record 4321") {
 		t.Fatalf("check-proof: %d %s", code, out)
 	}
 	if !strings.Contains(proof, `\"outcome\":\"success\"`) {
@@ -315,7 +316,7 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 	}
 	forged := strings.Replace(proof, `\"outcome\":\"success\"`, `\"outcome\":\"denied\"`, 1)
 	_ = os.WriteFile(pf, []byte(forged), 0o644)
-	if out, code := r.cli("check-proof", pf, "--public-key", fields[1]); code == 0 {
+	if out, code := r.cli("check-proof", pf, "--public-key", vkey); code == 0 {
 		t.Fatalf("forged proof verified: %s", out)
 	}
 
@@ -382,13 +383,13 @@ func TestAuditAppendEndToEnd(t *testing.T) {
 			write(d, last, b[:len(b)-25])
 		}, filepath.ToSlash(last)},
 		{"replace a checkpoint signature", func(d string) {
+			// A C2SP note: "— <origin> <base64(key hash || signature)>".
 			k := checkpoints[len(checkpoints)-1]
-			var cp map[string]any
-			_ = json.Unmarshal(read(d, k), &cp)
-			sig, _ := base64.StdEncoding.DecodeString(cp["signature"].(string))
-			sig[0] ^= 0xff
-			b := bytes.Replace(read(d, k), []byte(cp["signature"].(string)), []byte(base64.StdEncoding.EncodeToString(sig)), 1)
-			write(d, k, b)
+			b := read(d, k)
+			i := bytes.LastIndexByte(b[:len(b)-1], ' ')
+			sig, _ := base64.StdEncoding.DecodeString(string(b[i+1 : len(b)-1]))
+			sig[10] ^= 0xff
+			write(d, k, append(append(b[:i+1:i+1], base64.StdEncoding.EncodeToString(sig)...), '\n'))
 		}, filepath.ToSlash(checkpoints[len(checkpoints)-1])},
 	}
 	for _, c := range cases {

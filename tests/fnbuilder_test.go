@@ -144,6 +144,7 @@ var metricOwners = map[string][]string{
 	"pulsevault_audit_append_seconds":            {"audit-append"},
 	"pulsevault_audit_pending_messages":          {"audit-append"},
 	"pulsevault_audit_dead_letters_total":        {"audit-append"},
+	"pulsevault_audit_witness_failures_total":    {"audit-append"},
 	"pulsevault_transcode_seconds":               {"transcode"},
 	"pulsevault_transcode_failures_total":        {"transcode"},
 	"pulsevault_time_to_playable_seconds":        {"transcode"},
@@ -159,6 +160,7 @@ var metricOwners = map[string][]string{
 	"media_forbidden_total":                      {"media"},
 	"media_playlist_fetches_total":               {"media"},
 	"media_offloaded_total":                      {"media"},
+	"media_refusals_unaudited_total":             {"media"},
 }
 
 // foreignFamilies lists the families of fams that fn has no business

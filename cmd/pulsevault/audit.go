@@ -10,8 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
@@ -22,52 +27,93 @@ import (
 )
 
 const auditUsage = `Usage:
-  pulsevault audit verify [--from-dir DIR] [--public-key KEY]... [settings]
+  pulsevault audit verify [flags] [settings]
         check the whole audit log: chain links, sequence gaps and duplicates,
-        checkpoint signatures and Merkle roots, and (from the bucket) that every
-        object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS and has
-        exactly one version. Pin the signer's key with --public-key: without it
-        the keys published in the bucket itself are trusted (a warning says so)
-  pulsevault audit prove SEQ [--from-dir DIR] [--public-key KEY]... [settings]
+        C2SP checkpoint signatures, Merkle roots and consistency proofs (and the
+        day checkpoints of version 1), witness cosignatures, and (from the bucket)
+        that every object is under COMPLIANCE retention for AUDIT_RETENTION_DAYS and
+        has exactly one version. Pin the signer's key with --public-key: without it
+        the keys published in the bucket itself are trusted (a warning says so).
+        Give --witness-key (and --witnessed): without a witness, verify cannot rule
+        out that the log was truncated or rolled back (it says so)
+  pulsevault audit prove SEQ [flags] [settings]
         print the inclusion proof (JSON) of record SEQ against a signed checkpoint
-  pulsevault audit check-proof FILE|- [--public-key KEY]...
+  pulsevault audit check-proof FILE|- [flags]
         check a proof printed by prove (keys: pinned, else the one in the proof must be given)
-  pulsevault audit pubkey [--from-secret FILE] [settings]
-        print the checkpoint public key(s): published in the bucket, or derived from the secret file
-  pulsevault audit keygen
-        print a new signing key for the pulsevault-audit-key secret (base64 Ed25519 seed)
+  pulsevault audit who-watched VIDEO [flags] [settings]
+        list the grants (url.signed), accesses (media.accessed) and refusals
+        (access.denied) of a video from the log, each with the person its grant was
+        issued to (run verify first: this reads the records as they are)
+  pulsevault audit what-watched USER [flags] [settings]
+        the same for one person (JWT subject): every video granted to them and used
+  pulsevault audit pubkey [flags] [settings]
+        print the checkpoint public key(s) as note verifier keys: published in the
+        bucket, or derived from the secret file
+  pulsevault audit keygen [flags]
+        print a new signing key for the pulsevault-audit-key secret (base64 Ed25519
+        seed) on stdout, and its verifier key on stderr
 
 Without --from-dir the bucket BUCKET_AUDIT is read at S3_ENDPOINT with S3_ACCESS_KEY /
-S3_SECRET_KEY (read-only credentials are enough). KEY is base64 of a 32-byte Ed25519 public
-key, or a file holding one. Run 'pulsevault audit verify -h' for the settings.
+S3_SECRET_KEY (read-only credentials are enough). KEY is what 'audit pubkey' prints (a
+note verifier key, ORIGIN+HASH+BASE64), the older "ID BASE64" line, bare base64 of the
+32-byte Ed25519 key, or a file holding one. Run 'pulsevault audit SUBCOMMAND -h' for the
+flags and settings of each.
 `
 
 // auditFlags are the audit command's own flags and its positional arguments.
 type auditFlags struct {
 	fromDir    string
 	fromSecret string
-	keys       publicKeys
+	origin     string
+	keys       map[string]ed25519.PublicKey
+	keyOrigin  string // the name of a pinned verifier key
+	witnesses  []note.Verifier
+	quorum     int
+	witnessed  []string
 	args       []string // positional
 }
 
-// publicKeys is the repeatable --public-key flag: base64 of an Ed25519
-// public key, or a file holding one.
-type publicKeys map[string]ed25519.PublicKey
+// keyList is the repeatable --public-key flag: what `audit pubkey` prints
+// (a note verifier key), the older "ID BASE64" line or bare base64 of an
+// Ed25519 public key, or a file holding one.
+type keyList struct{ f *auditFlags }
 
-func (k publicKeys) String() string { return "" }
-
-func (k publicKeys) Set(val string) error {
-	b := []byte(val)
-	if fb, err := os.ReadFile(val); err == nil {
-		b = fb
+func (k keyList) String() string { return "" }
+func (k keyList) Set(v string) error {
+	if fb, err := os.ReadFile(v); err == nil {
+		v = string(fb)
 	}
-	pub, err := record.ParsePublicKey(b)
+	pub, origin, err := record.ParseAnyPublicKey(v)
 	if err != nil {
 		return err
 	}
-	k[record.KeyID(pub)] = pub
+	k.f.keys[record.KeyID(pub)] = pub
+	if origin != "" {
+		k.f.keyOrigin = origin
+	}
 	return nil
 }
+
+// witnessList is the repeatable --witness-key flag.
+type witnessList struct{ f *auditFlags }
+
+func (w witnessList) String() string { return "" }
+func (w witnessList) Set(v string) error {
+	if fb, err := os.ReadFile(v); err == nil {
+		v = string(fb)
+	}
+	ver, err := fnote.NewVerifierForCosignatureV1(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("not a witness verifier key: %v", err)
+	}
+	w.f.witnesses = append(w.f.witnesses, ver)
+	return nil
+}
+
+type stringList struct{ l *[]string }
+
+func (s stringList) String() string     { return "" }
+func (s stringList) Set(v string) error { *s.l = append(*s.l, v); return nil }
 
 // auditFlagSet declares sub's flags: the audit command's own and, for the
 // subcommands that read the bucket, every setting (config.Vars) through the
@@ -75,12 +121,28 @@ func (k publicKeys) Set(val string) error {
 func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *flag.FlagSet, f *auditFlags, load func() (config.Config, error), err error) {
 	fs = flag.NewFlagSet("pulsevault audit "+sub, flag.ContinueOnError)
 	fs.SetOutput(out)
-	f = &auditFlags{keys: publicKeys{}}
-	fs.StringVar(&f.fromDir, "from-dir", "", "read a local copy of the audit bucket in DIR instead of BUCKET_AUDIT")
-	fs.StringVar(&f.fromSecret, "from-secret", "", "pubkey: derive the public key from this pulsevault-audit-key secret file")
-	fs.Var(f.keys, "public-key", "pin the checkpoint signer's key: base64 Ed25519 public key, or a file holding one (repeatable)")
+	f = &auditFlags{keys: map[string]ed25519.PublicKey{}}
+	switch sub {
+	case "verify", "prove", "pubkey", "who-watched", "what-watched":
+		fs.StringVar(&f.fromDir, "from-dir", "", "read a local copy of the audit bucket in `DIR` instead of BUCKET_AUDIT")
+	}
+	switch sub {
+	case "verify", "prove", "check-proof":
+		fs.Var(keyList{f}, "public-key", "pin the log's public key `KEY` (repeatable): what 'audit pubkey' prints, or a file holding it")
+	}
+	switch sub {
+	case "verify":
+		fs.Var(witnessList{f}, "witness-key", "trust the witness with cosignature verifier key `VKEY` (repeatable; from 'pulsevault witness keygen', or a file holding it)")
+		fs.IntVar(&f.quorum, "witness-quorum", 1, "how many of the --witness-key witnesses must have cosigned a checkpoint for it to count")
+		fs.Var(stringList{&f.witnessed}, "witnessed", "a cosigned checkpoint from outside the audited copy: a witness's `URL` (its /checkpoint is read) or a FILE (repeatable); with it a copy that lost its newest records fails")
+	case "pubkey":
+		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this pulsevault-audit-key secret `FILE` instead of reading the bucket")
+		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN): the name of the printed verifier key")
+	case "keygen":
+		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN), for the verifier key printed on stderr")
+	}
 	load = func() (config.Config, error) { return config.Config{}, nil }
-	if sub == "verify" || sub == "prove" || sub == "pubkey" {
+	if sub == "verify" || sub == "prove" || sub == "pubkey" || sub == "who-watched" || sub == "what-watched" {
 		cfg, check, err := config.Bind(fs, "audit "+sub, getenv)
 		if err != nil {
 			return nil, nil, nil, err
@@ -125,7 +187,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sub := args[0]
 	switch sub {
-	case "keygen", "check-proof", "verify", "prove", "pubkey":
+	case "keygen", "check-proof", "verify", "prove", "pubkey", "who-watched", "what-watched":
 	default:
 		fmt.Fprint(stderr, auditUsage)
 		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
@@ -143,6 +205,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(seed))
+		vkey, err := record.VerifierKey(f.origin, ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+		if err != nil {
+			return fmt.Errorf("%w: --origin: %v", errUsage, err)
+		}
+		fmt.Fprintln(stderr, "public key (for --public-key):", vkey)
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
@@ -179,7 +246,19 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(f.keys) == 0 {
 			fmt.Fprintln(stderr, "pulsevault: WARNING:", verify.UnpinnedWarning)
 		}
-		rep, err := verify.Verify(ctx, src, verify.Options{Keys: f.keys, RetentionDays: days})
+		if len(f.witnesses) == 0 {
+			fmt.Fprintln(stderr, "pulsevault: WARNING:", verify.NoWitnessWarning)
+		}
+		var witnessed [][]byte
+		for _, w := range f.witnessed {
+			b, err := readWitnessed(ctx, w)
+			if err != nil {
+				return fmt.Errorf("--witnessed %s: %w", w, err)
+			}
+			witnessed = append(witnessed, b)
+		}
+		rep, err := verify.Verify(ctx, src, verify.Options{Keys: f.keys, RetentionDays: days, Origin: f.keyOrigin,
+			Witnesses: f.witnesses, Quorum: f.quorum, Witnessed: witnessed})
 		if err != nil {
 			return err
 		}
@@ -187,6 +266,20 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !rep.OK() {
 			return fmt.Errorf("audit log verification failed: %s", rep.Failures[0])
 		}
+		return nil
+	case "who-watched", "what-watched":
+		if len(f.args) != 1 {
+			return fmt.Errorf("%w: audit %s needs one argument", errUsage, sub)
+		}
+		video, user := f.args[0], ""
+		if sub == "what-watched" {
+			video, user = "", f.args[0]
+		}
+		as, err := verify.Watched(ctx, src, video, user)
+		if err != nil {
+			return err
+		}
+		verify.WriteAccesses(stdout, as)
 		return nil
 	case "prove":
 		if len(f.args) != 1 {
@@ -213,7 +306,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s %s", s.KeyID(), record.EncodePublicKey(s.Public()))
+			vkey, err := record.VerifierKey(f.origin, s.Public())
+			if err != nil {
+				return fmt.Errorf("%w: --origin: %v", errUsage, err)
+			}
+			fmt.Fprintln(stdout, vkey)
 			return nil
 		}
 		keys, err := src.List(ctx)
@@ -233,7 +330,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
-			fmt.Fprintf(stdout, "%s %s", record.KeyID(pub), record.EncodePublicKey(pub))
+			vkey, err := record.VerifierKey(f.origin, pub)
+			if err != nil {
+				return fmt.Errorf("%w: --origin: %v", errUsage, err)
+			}
+			fmt.Fprintln(stdout, vkey)
 			n++
 		}
 		if n == 0 {
@@ -267,7 +368,37 @@ func auditCheckProof(f auditFlags, stdout io.Writer) error {
 	if err := verify.CheckProof(&p, f.keys); err != nil {
 		return fmt.Errorf("proof does not verify: %w", err)
 	}
+	if p.Note != "" {
+		fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record log in the C2SP checkpoint of %s\n",
+			p.Seq, p.LeafIndex, p.TreeSize, record.NoteOrigin([]byte(p.Note)))
+		return nil
+	}
 	fmt.Fprintf(stdout, "OK: record %d is leaf %d of the %d-record tree of %s signed by key %s\n",
 		p.Seq, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Day, p.Checkpoint.KeyID)
 	return nil
+}
+
+// readWitnessed reads a cosigned checkpoint from a witness (GET URL/checkpoint)
+// or a file.
+func readWitnessed(ctx context.Context, src string) ([]byte, error) {
+	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
+		return os.ReadFile(src)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(src, "/")+"/checkpoint", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("witness answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return b, nil
 }

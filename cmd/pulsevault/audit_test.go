@@ -63,7 +63,7 @@ func TestAuditSettingsFlags(t *testing.T) {
 
 // Every flag of every audit subcommand, its own and the settings, is in -h.
 func TestAuditHelpShowsEveryFlag(t *testing.T) {
-	for _, sub := range []string{"verify", "prove", "pubkey", "check-proof", "keygen"} {
+	for _, sub := range []string{"verify", "prove", "pubkey", "check-proof", "keygen", "who-watched", "what-watched"} {
 		var out bytes.Buffer
 		err := runAudit(context.Background(), []string{sub, "-h"}, &out, io.Discard)
 		if err != nil {

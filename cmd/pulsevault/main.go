@@ -24,6 +24,7 @@ Usage:
   pulsevault connector [flags]  invoke functions for NATS messages, by each function's topic annotation
   pulsevault upload FILE...     upload videos with the tus protocol (the Pulse capture app's stand-in)
   pulsevault audit verify|prove check the audit log (auditors)
+  pulsevault witness serve|keygen    a C2SP witness an auditor runs: cosigns audit checkpoints
   pulsevault version            print the version
 
 Every flag also reads an environment variable; run 'pulsevault dev -h' for the list.
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUpload(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "witness":
+		return runWitness(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pulsevault", version)
 		return nil

@@ -13,6 +13,12 @@ import (
 //	YYYY/MM/DD/<first>-<last>.jsonl     a batch of hash-chained records
 //	YYYY/MM/DD/checkpoint-<size>.json   a signed checkpoint of the day's Merkle tree
 //	keys/<key-id>.pub                   a public key that verifies checkpoints
+//	checkpoints/<size>.note             a C2SP checkpoint of the whole log (signed note)
+//	checkpoints/<size>.proof            the consistency proof from the checkpoint before it
+//	checkpoints/<size>.cosigned-<hash>.note  the checkpoint with a witness's cosignature
+//
+// The per-day checkpoint-<size>.json objects are the format before C2SP
+// checkpoints (version 1); they stay readable.
 //
 // Keys hold dates and sequence numbers only: never anything from an event.
 const (
@@ -51,6 +57,26 @@ func AuditCheckpointKey(day string, size uint64) (string, error) {
 	return fmt.Sprintf("%s/checkpoint-%012d.json", p, size), nil
 }
 
+// AuditCheckpointsPrefix holds the C2SP checkpoints of the whole log.
+const AuditCheckpointsPrefix = "checkpoints/"
+
+// AuditNoteKey is the key of the C2SP checkpoint of the log at size.
+func AuditNoteKey(size uint64) string {
+	return fmt.Sprintf("%s%012d.note", AuditCheckpointsPrefix, size)
+}
+
+// AuditProofKey is the key of the consistency proof that leads to the
+// checkpoint at size from the one before it.
+func AuditProofKey(size uint64) string {
+	return fmt.Sprintf("%s%012d.proof", AuditCheckpointsPrefix, size)
+}
+
+// AuditCosignedKey is the key of the checkpoint at size as cosigned by the
+// witness whose note key hash is keyHash.
+func AuditCosignedKey(size uint64, keyHash uint32) string {
+	return fmt.Sprintf("%s%012d.cosigned-%08x.note", AuditCheckpointsPrefix, size, keyHash)
+}
+
 // AuditPublicKeyKey is where the public key with this id is published.
 func AuditPublicKeyKey(keyID string) string { return AuditKeysPrefix + keyID + ".pub" }
 
@@ -58,6 +84,7 @@ var (
 	batchRe      = regexp.MustCompile(`^(\d{4})/(\d{2})/(\d{2})/(\d{1,20})-(\d{1,20})\.jsonl$`)
 	checkpointRe = regexp.MustCompile(`^(\d{4})/(\d{2})/(\d{2})/checkpoint-(\d{1,20})\.json$`)
 	pubKeyRe     = regexp.MustCompile(`^keys/([0-9a-f]{16})\.pub$`)
+	noteRe       = regexp.MustCompile(`^checkpoints/(\d{12,20})\.(note|proof|cosigned-([0-9a-f]{8})\.note)$`)
 )
 
 // AuditKind is the kind of an object in the audit bucket.
@@ -69,6 +96,9 @@ const (
 	AuditKindBatch
 	AuditKindCheckpoint
 	AuditKindPublicKey
+	AuditKindNote     // C2SP checkpoint
+	AuditKindProof    // consistency proof
+	AuditKindCosigned // witness-cosigned checkpoint
 )
 
 // AuditKey is a parsed object key of the audit bucket.
@@ -76,8 +106,9 @@ type AuditKey struct {
 	Kind        AuditKind
 	Day         string // batches and checkpoints
 	First, Last uint64 // batches
-	Size        uint64 // checkpoints
 	KeyID       string // public keys
+	Size        uint64 // checkpoints (per day for v1, of the whole log for notes), proofs
+	KeyHash     uint32 // cosigned checkpoints: the witness's key hash
 }
 
 // ParseAuditKey classifies an object key of the audit bucket.
@@ -95,6 +126,20 @@ func ParseAuditKey(key string) AuditKey {
 		size, err := strconv.ParseUint(m[4], 10, 64)
 		if _, derr := time.Parse(time.DateOnly, day); derr == nil && err == nil && size >= 1 {
 			return AuditKey{Kind: AuditKindCheckpoint, Day: day, Size: size}
+		}
+	}
+	if m := noteRe.FindStringSubmatch(key); m != nil {
+		size, err := strconv.ParseUint(m[1], 10, 64)
+		if err == nil && size >= 1 {
+			switch {
+			case m[2] == "note":
+				return AuditKey{Kind: AuditKindNote, Size: size}
+			case m[2] == "proof":
+				return AuditKey{Kind: AuditKindProof, Size: size}
+			default:
+				h, _ := strconv.ParseUint(m[3], 16, 32)
+				return AuditKey{Kind: AuditKindCosigned, Size: size, KeyHash: uint32(h)}
+			}
 		}
 	}
 	if m := pubKeyRe.FindStringSubmatch(key); m != nil {

@@ -29,9 +29,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/audit/record"
+	"github.com/mieweb/pulsevault/shared/audit/witness"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -62,6 +64,7 @@ type Options struct {
 	// Registerer takes the writer's metrics (the function's own
 	// registry); nil keeps them unexported.
 	Registerer prometheus.Registerer
+	Witnesses  []*witness.Client // asked to cosign each checkpoint (AUDIT_WITNESSES)
 }
 
 // Chain is one writer of the audit log. It is safe for concurrent use.
@@ -75,22 +78,27 @@ type Chain struct {
 	mu      sync.Mutex
 	settled uint64 // head revision this process knows is written out
 	status  Status
+
+	cosignOnce sync.Once
+	cosignCh   chan cosignJob
 }
 
 // Status is what a writer has done, for the function's status answer. It
 // holds counts and hashes only.
 type Status struct {
-	HeadSeq     uint64    `json:"head_seq"`
-	HeadHash    string    `json:"head_hash"`
-	Day         string    `json:"day"`
-	Appended    uint64    `json:"appended"`    // events this process appended
-	Batches     uint64    `json:"batches"`     // batch objects this process committed
-	Duplicates  uint64    `json:"duplicates"`  // redelivered or re-published events dropped
-	Rejected    uint64    `json:"rejected"`    // malformed events sent to the dead-letter subject
-	Conflicts   uint64    `json:"conflicts"`   // commits lost to another writer and retried
-	Checkpoints uint64    `json:"checkpoints"` // checkpoints this process committed
-	LastError   string    `json:"last_error,omitempty"`
-	LastCommit  time.Time `json:"last_commit"`
+	HeadSeq         uint64    `json:"head_seq"`
+	HeadHash        string    `json:"head_hash"`
+	Day             string    `json:"day"`
+	Appended        uint64    `json:"appended"`         // events this process appended
+	Batches         uint64    `json:"batches"`          // batch objects this process committed
+	Duplicates      uint64    `json:"duplicates"`       // redelivered or re-published events dropped
+	Rejected        uint64    `json:"rejected"`         // malformed events sent to the dead-letter subject
+	Conflicts       uint64    `json:"conflicts"`        // commits lost to another writer and retried
+	Checkpoints     uint64    `json:"checkpoints"`      // checkpoints this process committed
+	Cosigned        uint64    `json:"cosigned"`         // witness cosignatures stored
+	WitnessFailures uint64    `json:"witness_failures"` // checkpoints a witness did not cosign
+	LastError       string    `json:"last_error,omitempty"`
+	LastCommit      time.Time `json:"last_commit"`
 }
 
 // New connects the writer to its KV buckets (creating them when missing)
@@ -105,6 +113,12 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 			return nil, err
 		}
 		o.Config = c
+	}
+	if len(o.Witnesses) == 0 {
+		o.Witnesses = o.Config.Witnesses
+	}
+	if o.Config.Origin == "" {
+		o.Config.Origin = record.DefaultOrigin
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -155,16 +169,24 @@ func (c *Chain) note(f func(s *Status)) {
 // state is the chain head as stored in KV, followed there by the bytes of
 // Objects.
 type state struct {
-	Seq              uint64      `json:"seq"`
-	Hash             string      `json:"hash"`
-	Day              string      `json:"day"`       // UTC day whose tree is open
-	DayFirst         uint64      `json:"day_first"` // first seq of Day's tree, 0 while empty
-	Tree             record.Tree `json:"tree"`
-	CheckpointedSize uint64      `json:"checkpointed_size"` // Day's tree size at its last checkpoint
-	CheckpointAt     time.Time   `json:"checkpoint_at"`
-	Committed        time.Time   `json:"committed"`
-	Objects          []object    `json:"objects,omitempty"` // to be written by whoever settles this head
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Day       string    `json:"day"` // UTC day of the batches being written
+	Committed time.Time `json:"committed"`
+	// Log is the whole log's tree (leaf i = record seq i+1), CPTree the tree
+	// at the last C2SP checkpoint and Pending the leaf hashes since it: all
+	// a writer needs to sign the next checkpoint and prove it consistent
+	// with the last, without reading the log back.
+	Log          record.Tree `json:"log"`
+	CPTree       record.Tree `json:"cp_tree"`
+	Pending      [][]byte    `json:"pending,omitempty"`
+	CheckpointAt time.Time   `json:"checkpoint_at"`
+	Objects      []object    `json:"objects,omitempty"` // to be written by whoever settles this head
 }
+
+// maxPending bounds the leaf hashes the head carries: a checkpoint is
+// written before a batch would take them past it (or past one batch).
+const maxPending = 2048
 
 type object struct {
 	Key  string `json:"key"`
@@ -343,6 +365,8 @@ func contentType(key string) string {
 		return "application/x-ndjson"
 	case topology.AuditKindCheckpoint:
 		return "application/json"
+	case topology.AuditKindNote, topology.AuditKindCosigned:
+		return "text/plain; charset=utf-8"
 	}
 	return "text/plain"
 }
@@ -452,6 +476,11 @@ func (c *Chain) Append(ctx context.Context, evs []event.Event, force bool) (Resu
 		if err := c.ensureSettled(ctx, s, rev); err != nil {
 			return res, err
 		}
+		if s.Seq > 0 && s.Log.Size != s.Seq {
+			if s, err = c.migrate(ctx, s); err != nil {
+				return res, err
+			}
+		}
 		// Looked up after the head is settled, so every event already in
 		// the chain has its id recorded; if another writer appends after
 		// this point, the head moves and this commit fails its CAS.
@@ -500,6 +529,9 @@ func (c *Chain) Append(ctx context.Context, evs []event.Event, force bool) (Resu
 		if err := c.settle(ctx, next, nrev); err != nil {
 			return res, err
 		}
+		if cp != "" {
+			c.queueCosign(next, cp)
+		}
 		out := Result{Appended: len(todo), Duplicates: dups, Checkpoint: cp}
 		if len(todo) > 0 {
 			out.FirstSeq, out.LastSeq = s.Seq+1, next.Seq
@@ -520,8 +552,8 @@ func (c *Chain) Append(ctx context.Context, evs []event.Event, force bool) (Resu
 }
 
 // next builds the head that appends evs to s, with the objects it needs:
-// the closing checkpoint of a past day, the batch, a due checkpoint. ok is
-// false when there is nothing to commit.
+// a checkpoint that closes a day or bounds the pending leaves, the batch,
+// a due checkpoint. ok is false when there is nothing to commit.
 func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoint string, ok bool, err error) {
 	now := c.o.Now().UTC()
 	today := record.DayOf(now)
@@ -530,21 +562,31 @@ func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoin
 	}
 	n = s
 	n.Objects = nil
-	n.Tree.Hashes = append([][]byte(nil), s.Tree.Hashes...)
-	if s.Day != "" && today != s.Day {
-		// Close the old day: its last checkpoint must cover all its records.
-		if s.Tree.Size > s.CheckpointedSize {
-			o, err := c.checkpoint(s, now)
-			if err != nil {
-				return n, "", false, err
-			}
-			n.Objects = append(n.Objects, o)
-			checkpoint = o.Key
+	n.Log.Hashes = append([][]byte(nil), s.Log.Hashes...)
+	n.Pending = append([][]byte(nil), s.Pending...)
+	cp := func() error {
+		objs, err := c.checkpoint(&n, now)
+		if err != nil {
+			return err
 		}
-		n.Day, n.DayFirst, n.Tree, n.CheckpointedSize, n.CheckpointAt = today, 0, record.Tree{}, 0, now
+		n.Objects = append(n.Objects, objs...)
+		checkpoint = objs[0].Key
+		return nil
 	}
-	if n.Day == "" {
-		n.Day, n.CheckpointAt = today, now
+	uncovered := func() bool { return n.Log.Size > n.CPTree.Size }
+	dayChanged := s.Day != "" && today != s.Day
+	// A day's records are all in a checkpoint before the next day's batch;
+	// the head never carries more than maxPending leaf hashes (or one batch).
+	if uncovered() && (dayChanged || len(n.Pending)+len(evs) > maxPending) {
+		if err := cp(); err != nil {
+			return n, "", false, err
+		}
+	}
+	if n.Day == "" || dayChanged {
+		n.Day = today
+	}
+	if n.CheckpointAt.IsZero() {
+		n.CheckpointAt = now
 	}
 	if len(evs) > 0 {
 		recs, err := record.Chain(n.Seq, n.Hash, evs)
@@ -557,15 +599,14 @@ func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoin
 			if err != nil {
 				return n, "", false, err
 			}
-			if err := n.Tree.Append(line); err != nil {
+			if err := n.Log.Append(line); err != nil {
 				return n, "", false, err
 			}
+			h := record.LeafHashOf(line)
+			n.Pending = append(n.Pending, h[:])
 			data = append(data, line...)
 		}
 		first, last := recs[0].Seq, recs[len(recs)-1]
-		if n.DayFirst == 0 {
-			n.DayFirst = first
-		}
 		key, err := topology.AuditBatchKey(n.Day, first, last.Seq)
 		if err != nil {
 			return n, "", false, err
@@ -573,14 +614,12 @@ func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoin
 		n.Objects = append(n.Objects, object{Key: key, Size: len(data), data: data})
 		n.Seq, n.Hash = last.Seq, last.Hash
 	}
-	if n.Tree.Size > n.CheckpointedSize && (force || now.Sub(n.CheckpointAt) >= c.o.Config.CheckpointEvery) {
-		o, err := c.checkpoint(n, now)
-		if err != nil {
+	// migrated: a log from before C2SP checkpoints gets its first one now.
+	migrated := n.CPTree.Size == 0 && n.Log.Size > uint64(len(n.Pending))
+	if uncovered() && (force || migrated || now.Sub(n.CheckpointAt) >= c.o.Config.CheckpointEvery) {
+		if err := cp(); err != nil {
 			return n, "", false, err
 		}
-		n.Objects = append(n.Objects, o)
-		n.CheckpointedSize, n.CheckpointAt = n.Tree.Size, now
-		checkpoint = o.Key
 	}
 	if len(n.Objects) == 0 {
 		return n, "", false, nil
@@ -589,29 +628,36 @@ func (c *Chain) next(s state, evs []event.Event, force bool) (n state, checkpoin
 	return n, checkpoint, true, nil
 }
 
-// checkpoint signs the checkpoint of s's open day at its current size.
-func (c *Chain) checkpoint(s state, now time.Time) (object, error) {
-	root, err := s.Tree.Root()
+// checkpoint signs the C2SP checkpoint of n's log at its current size and
+// proves it consistent with the last one (none for the first), then moves
+// n's checkpoint state to it.
+func (c *Chain) checkpoint(n *state, now time.Time) ([]object, error) {
+	root, err := n.Log.Root()
 	if err != nil {
-		return object{}, err
+		return nil, err
 	}
-	cp, err := c.o.Signer.Sign(record.Checkpoint{
-		V: record.CheckpointVersion, Origin: record.Origin, Day: s.Day,
-		FirstSeq: s.DayFirst, LastSeq: s.Seq, TreeSize: s.Tree.Size,
-		Root: hex.EncodeToString(root), HeadHash: s.Hash, Time: now,
-	})
+	var rh tlog.Hash
+	copy(rh[:], root)
+	data, err := c.o.Signer.SignNote(c.o.Config.Origin, n.Log.Size, rh)
 	if err != nil {
-		return object{}, err
+		return nil, err
 	}
-	data, err := cp.Marshal()
-	if err != nil {
-		return object{}, err
+	objs := []object{{Key: topology.AuditNoteKey(n.Log.Size), Size: len(data), data: data}}
+	if n.CPTree.Size > 0 {
+		leaves := make([]tlog.Hash, len(n.Pending))
+		for i, h := range n.Pending {
+			copy(leaves[i][:], h)
+		}
+		p, err := record.ProveConsistency(n.CPTree, leaves, n.Log.Size)
+		if err != nil {
+			return nil, err
+		}
+		pb := record.Proof{Old: n.CPTree.Size, Hashes: p}.Marshal()
+		objs = append(objs, object{Key: topology.AuditProofKey(n.Log.Size), Size: len(pb), data: pb})
 	}
-	key, err := topology.AuditCheckpointKey(s.Day, s.Tree.Size)
-	if err != nil {
-		return object{}, err
-	}
-	return object{Key: key, Size: len(data), data: data}, nil
+	n.CPTree = record.Tree{Size: n.Log.Size, Hashes: append([][]byte(nil), n.Log.Hashes...)}
+	n.Pending, n.CheckpointAt = nil, now
+	return objs, nil
 }
 
 // Due reports whether a checkpoint or a day close is waiting, so an idle
@@ -622,7 +668,7 @@ func (c *Chain) Due(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	now := c.o.Now().UTC()
-	if s.Tree.Size > s.CheckpointedSize &&
+	if s.Log.Size > s.CPTree.Size &&
 		(now.Sub(s.CheckpointAt) >= c.o.Config.CheckpointEvery || record.DayOf(now) > s.Day) {
 		return true, nil
 	}

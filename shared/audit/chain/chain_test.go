@@ -232,7 +232,7 @@ func TestDayBoundaryClosesTheDay(t *testing.T) {
 		t.Fatalf("day close not due: %v", err)
 	}
 	res, err := c.Append(context.Background(), []event.Event{ev("3")}, false)
-	if err != nil || res.Checkpoint != "2026/11/03/checkpoint-000000000002.json" {
+	if err != nil || res.Checkpoint != "checkpoints/000000000002.note" {
 		t.Fatalf("%+v %v", res, err)
 	}
 	rep := r.verify(t)

@@ -15,6 +15,7 @@ type metrics struct {
 	appendSeconds prometheus.Histogram
 	pending       prometheus.Gauge
 	deadLettered  prometheus.Counter
+	witnessFailed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,11 +41,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pulsevault_audit_dead_letters_total",
 			Help: "Malformed audit events this replica dead-lettered.",
 		}),
+		witnessFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulsevault_audit_witness_failures_total",
+			Help: "Checkpoints a configured witness did not cosign (unreachable, refused, or a bad answer). Appends go on regardless.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.appended, m.chainLength, m.appendSeconds, m.pending, m.deadLettered} {
+	for _, c := range []prometheus.Collector{m.appended, m.chainLength, m.appendSeconds, m.pending, m.deadLettered, m.witnessFailed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -53,6 +53,7 @@ type Event struct {
 	Outcome   string    `json:"outcome"`
 	Reason    string    `json:"reason,omitempty"` // a machine code such as "not-a-video", never user text
 	RequestID string    `json:"request_id,omitempty"`
+	Grant     string    `json:"grant,omitempty"` // playback grant id (UUID): url.signed issues it, media accesses and refusals name it
 }
 
 // codeRe bounds what may appear in Action, Outcome and Reason: lower-case
@@ -76,6 +77,8 @@ func (e Event) Validate() error {
 		return errors.New("audit: reason must be a machine code")
 	case e.Object != "" && uuid.Validate(e.Object) != nil:
 		return errors.New("audit: object must be a video id (UUID)")
+	case e.Grant != "" && uuid.Validate(e.Grant) != nil:
+		return errors.New("audit: grant must be a grant id (UUID)")
 	case e.Time.IsZero():
 		return errors.New("audit: time missing")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -31,7 +32,22 @@ type Options struct {
 	RetentionDays int
 	// Now is the clock for the public keys' retention; default time.Now.
 	Now func() time.Time
+	// Origin, when set, is the only log origin C2SP checkpoints may name
+	// (the name of a pinned note key).
+	Origin string
+	// Witnesses are the cosignature verifiers of trusted witnesses
+	// (tlog-cosignature), Quorum how many of them must have cosigned a
+	// checkpoint for it to bind the log (default 1).
+	Witnesses []note.Verifier
+	Quorum    int
+	// Witnessed are cosigned checkpoints obtained outside the source (from
+	// a witness, or kept by the auditor): with those, a copy that lost its
+	// newest records and checkpoints, or that forks, fails.
+	Witnessed [][]byte
 }
+
+// NoWitnessWarning is the report's warning when no witness key is given.
+const NoWitnessWarning = "no witness key given (--witness-key): this verification CANNOT RULE OUT TRUNCATION — the newest batches and checkpoints removed from the end, or the log rolled back and rewritten — since every checkpoint here is signed by the log's own key"
 
 // UnpinnedWarning is the report's warning (and the CLI's, on stderr) when
 // no key is pinned.
@@ -71,6 +87,8 @@ type Report struct {
 	LastSeq          uint64
 	Days             int
 	Checkpoints      int
+	Notes            int    // C2SP checkpoints of the whole log
+	Witnessed        uint64 // size of the newest checkpoint the trusted witnesses cosigned (0: none)
 	Uncheckpointed   uint64 // records of the last day after its last checkpoint
 	RetentionChecked int    // objects whose retention was checked (0: not checked)
 	VersionsChecked  int    // log objects whose versions were counted (0: not checked)
@@ -95,7 +113,10 @@ func (r *Report) fail(f Failure) {
 func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "PulseVault audit log verification of %s\n", r.Source)
 	fmt.Fprintf(w, "  public keys     %s\n", r.KeysFrom)
-	fmt.Fprintf(w, "  objects         %d (%d batches, %d checkpoints) over %d day(s)\n", r.Objects, r.Batches, r.Checkpoints, r.Days)
+	fmt.Fprintf(w, "  objects         %d (%d batches, %d C2SP checkpoints, %d day checkpoints of version 1) over %d day(s)\n", r.Objects, r.Batches, r.Notes, r.Checkpoints, r.Days)
+	if r.Witnessed > 0 {
+		fmt.Fprintf(w, "  witnessed       the log up to size %d is cosigned by the trusted witness(es)\n", r.Witnessed)
+	}
 	if r.Records > 0 {
 		fmt.Fprintf(w, "  records         %d (seq %d..%d)\n", r.Records, r.FirstSeq, r.LastSeq)
 	} else {
@@ -172,7 +193,8 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 	r.Objects = len(keys)
 	var batches []batchObj
 	cpKeys := map[string][]string{}
-	var pubKeys []string
+	var pubKeys, noteKeys, cosignedKeys []string
+	proofKeys := map[uint64]string{}
 	for _, k := range keys {
 		switch pk := topology.ParseAuditKey(k); pk.Kind {
 		case topology.AuditKindBatch:
@@ -181,6 +203,12 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 			cpKeys[pk.Day] = append(cpKeys[pk.Day], k)
 		case topology.AuditKindPublicKey:
 			pubKeys = append(pubKeys, k)
+		case topology.AuditKindNote:
+			noteKeys = append(noteKeys, k)
+		case topology.AuditKindProof:
+			proofKeys[pk.Size] = k
+		case topology.AuditKindCosigned:
+			cosignedKeys = append(cosignedKeys, k)
 		default:
 			if !strings.HasPrefix(k, "_canary/") {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("unexpected object %s (ignored)", k))
@@ -257,6 +285,9 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		slices.SortFunc(dd.cps, func(a, b cpObj) int { return cmpU(a.cp.TreeSize, b.cp.TreeSize) })
 	}
 
+	lg := newLogCheck(ctx, r, src, o, trusted)
+	lg.load(noteKeys, proofKeys, cosignedKeys)
+
 	// Batches in log order.
 	slices.SortFunc(batches, func(a, b batchObj) int {
 		if c := cmpU(a.k.First, b.k.First); c != 0 {
@@ -279,6 +310,9 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		covered := uint64(0)
 		if n := len(cur.cps); n > 0 {
 			covered = cur.cps[n-1].cp.TreeSize
+		}
+		if cur.tree.Size > covered && cur.seq <= lg.maxNote {
+			covered = cur.tree.Size // the rest is in a C2SP checkpoint
 		}
 		if cur.tree.Size > covered {
 			if last {
@@ -371,6 +405,9 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 			}
 			cur.hash, cur.seq = rec.Hash, rec.Seq
 			checkReached(r, cur)
+			if err := lg.append(rec.Seq, body); err != nil {
+				return nil, err
+			}
 		}
 		if want := b.k.Last - b.k.First + 1; uint64(n) != want {
 			r.fail(Failure{Key: b.key, Msg: fmt.Sprintf("batch key promises %d record(s) (seq %d..%d) but it holds %d", want, b.k.First, b.k.Last, n)})
@@ -379,6 +416,7 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		_ = bi
 	}
 	closeDay(true)
+	lg.finish()
 	// Checkpoints of days that have no batch at all.
 	for d, dd := range days {
 		if !slices.Contains(dayOrder, d) {
@@ -388,10 +426,10 @@ func Verify(ctx context.Context, src Source, o Options) (*Report, error) {
 		}
 	}
 	r.Days = len(dayOrder)
-	if len(batches) > 0 && r.Checkpoints == 0 {
+	if len(batches) > 0 && r.Checkpoints == 0 && r.Notes == 0 {
 		r.Warnings = append(r.Warnings, "no checkpoint yet: only the hash chain vouches for the records")
 	}
-	if len(trusted) == 0 && r.Checkpoints > 0 {
+	if len(trusted) == 0 && r.Checkpoints+r.Notes > 0 {
 		r.fail(Failure{Key: topology.AuditKeysPrefix, Msg: "no public key to check checkpoint signatures with"})
 	}
 
@@ -414,7 +452,8 @@ func checkVersions(ctx context.Context, r *Report, vs Versioned) error {
 	keys := slices.Sorted(maps.Keys(counts))
 	for _, k := range keys {
 		switch topology.ParseAuditKey(k).Kind {
-		case topology.AuditKindBatch, topology.AuditKindCheckpoint, topology.AuditKindPublicKey:
+		case topology.AuditKindBatch, topology.AuditKindCheckpoint, topology.AuditKindPublicKey,
+			topology.AuditKindNote, topology.AuditKindProof, topology.AuditKindCosigned:
 		default:
 			continue
 		}
@@ -462,7 +501,7 @@ func checkRetention(ctx context.Context, r *Report, src Source, keys []string, o
 		case topology.AuditKindBatch, topology.AuditKindCheckpoint:
 			d, _ := time.Parse(time.DateOnly, pk.Day)
 			need = d.AddDate(0, 0, o.RetentionDays)
-		case topology.AuditKindPublicKey:
+		case topology.AuditKindPublicKey, topology.AuditKindNote, topology.AuditKindProof, topology.AuditKindCosigned:
 			need = o.Now()
 		default:
 			continue

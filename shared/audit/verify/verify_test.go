@@ -239,7 +239,7 @@ func TestVerifyVersionsAndUnpinnedKeys(t *testing.T) {
 		one[k] = VersionCount{Versions: 1}
 	}
 	r, err := Verify(context.Background(), versionedDir{Dir(dir), one}, pinned)
-	if err != nil || !r.OK() || r.VersionsChecked != len(keys) || !r.PinnedKeys || len(r.Warnings) != 0 {
+	if err != nil || !r.OK() || r.VersionsChecked != len(keys) || !r.PinnedKeys || len(r.Warnings) != 1 || r.Warnings[0] != NoWitnessWarning {
 		t.Fatalf("one version each: %+v %v", r, err)
 	}
 	cp, _ := topology.AuditCheckpointKey("2026-11-03", 14)

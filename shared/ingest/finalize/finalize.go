@@ -12,15 +12,18 @@ package finalize
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/bus"
@@ -260,23 +263,23 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 
 	switch {
 	case obj.Size == 0:
-		return f.reject(ctx, out, v, ReasonEmpty)
+		return f.reject(ctx, out, v, ReasonEmpty, obj.Size)
 	case obj.Size > f.o.Limits.MaxBytes:
-		return f.reject(ctx, out, v, ReasonTooBig)
+		return f.reject(ctx, out, v, ReasonTooBig, obj.Size)
 	}
 	res, err := f.o.Prober.Probe(ctx, loopback.FromInfo(f.o.Store, obj).CountRefused(f.m.loopbackRefused))
 	var rej *probe.Rejected
 	if errors.As(err, &rej) {
-		return f.reject(ctx, out, v, rej.Reason)
+		return f.reject(ctx, out, v, rej.Reason, obj.Size)
 	} else if err != nil {
 		return out, err
 	}
 	v.Probe = &res.Probe
 	switch {
 	case res.Duration > f.o.Limits.MaxSeconds:
-		return f.reject(ctx, out, v, ReasonTooLong)
+		return f.reject(ctx, out, v, ReasonTooLong, obj.Size)
 	case max(res.Width, res.Height) > f.o.Limits.MaxSide:
-		return f.reject(ctx, out, v, ReasonDimensions)
+		return f.reject(ctx, out, v, ReasonDimensions, obj.Size)
 	}
 
 	orig, err := f.copyOriginal(ctx, upload, id, obj.Size, res)
@@ -346,8 +349,22 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 
 // reject records a bad upload: meta.json with status rejected and the
 // reason, an audit event, and the staged upload removed. Nothing else.
-func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reason string) (Outcome, error) {
+//
+// Minimal retention: the video will never exist, so its meta.json keeps
+// the reason, the upload's size and hashes and who uploaded it, and drops
+// the client metadata (file name and the like); older versions of it are
+// deleted.
+func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reason string, size int64) (Outcome, error) {
 	v.Status, v.Reason, v.Errors = meta.Rejected, reason, []string{reason}
+	v.Client, v.Probe = nil, nil
+	v.Rejected = &meta.RejectedUpload{Size: size}
+	if size <= f.o.Limits.MaxBytes {
+		sum, err := f.hashStaged(ctx, out.Upload)
+		if err != nil {
+			return out, err
+		}
+		v.Rejected.SHA256 = sum
+	}
 	if err := f.metas.Create(ctx, v); errors.Is(err, storage.ErrPreconditionFailed) {
 		if v, _, err = f.metas.Get(ctx, v.ID); err != nil {
 			return out, err
@@ -362,6 +379,14 @@ func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reas
 }
 
 func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Video) error {
+	if len(v.Client) > 0 { // written before minimal retention: scrub it
+		if _, err := f.metas.Update(ctx, v.ID, func(x *meta.Video) error { x.Client = nil; return nil }); err != nil {
+			return err
+		}
+	}
+	if err := f.pruneMetaVersions(ctx, v.ID); err != nil {
+		return err
+	}
 	if err := f.emit(ctx, v, event.UploadRejected, v.Uploader, event.Failure, v.Reason); err != nil {
 		return err
 	}
@@ -369,6 +394,55 @@ func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Vid
 		return err
 	}
 	f.log.InfoContext(ctx, "upload rejected", "video", v.ID, "upload", out.Upload, "reason", v.Reason)
+	return nil
+}
+
+// hashStaged is the hex SHA-256 of a staged upload.
+func (f *Finalizer) hashStaged(ctx context.Context, upload string) (string, error) {
+	rc, _, err := f.o.Store.Get(ctx, f.o.UploadsBucket, upload, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// pruneMetaVersions deletes every version of a rejected video's meta.json
+// but the latest (an earlier one may hold client metadata, as meta.json
+// of rejected uploads did before), where the store lets it: a locked
+// version stays and is logged.
+func (f *Finalizer) pruneMetaVersions(ctx context.Context, id string) error {
+	key := topology.MetaKey(id)
+	var versions []storage.Info
+	for info, err := range f.o.Store.ListVersions(ctx, f.o.MediaBucket, key) {
+		if err != nil {
+			return err
+		}
+		if info.Key == key {
+			versions = append(versions, info)
+		}
+	}
+	if len(versions) <= 1 {
+		return nil
+	}
+	latest := versions[0]
+	for _, v := range versions[1:] {
+		if v.LastModified.After(latest.LastModified) {
+			latest = v
+		}
+	}
+	for _, v := range versions {
+		if v.VersionID == latest.VersionID {
+			continue
+		}
+		if err := f.o.Store.Remove(ctx, f.o.MediaBucket, key, v.VersionID); err != nil {
+			f.log.WarnContext(ctx, "rejected upload: an older meta.json version cannot be deleted", "video", id, "err", err)
+		}
+	}
 	return nil
 }
 

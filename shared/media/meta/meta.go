@@ -45,6 +45,7 @@ type Video struct {
 	UploadETag string            `json:"upload_etag,omitempty"` // of the staged upload: tells its notifications from garbled ones
 	Client     map[string]string `json:"client,omitempty"`      // tus metadata (file name, type, ...): PHI may live here only
 	Original   *Original         `json:"original,omitempty"`
+	Rejected   *RejectedUpload   `json:"rejected,omitempty"` // what is kept of a rejected upload
 	Probe      *Probe            `json:"probe,omitempty"`
 	Renditions []Rendition       `json:"renditions,omitempty"`
 	Errors     []string          `json:"errors,omitempty"` // machine codes, newest last
@@ -124,6 +125,14 @@ func (v *Video) Ignore(companion, reason string) {
 	if !v.IsIgnored(companion) {
 		v.Ignored = append(v.Ignored, Ignored{Companion: companion, Reason: reason})
 	}
+}
+
+// RejectedUpload is all that is kept of an upload that was rejected:
+// its size and hashes, never its file name or other client metadata
+// (minimal retention: the video will never exist).
+type RejectedUpload struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256,omitempty"` // hex; empty when the upload was too big to read
 }
 
 // Original is the locked source file.

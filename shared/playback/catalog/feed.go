@@ -175,10 +175,10 @@ func (s *Feed) posters(ctx context.Context, who *auth.Claims, ring *token.Keyrin
 			continue
 		}
 		wg.Go(func() {
-			u, err := s.Policy.Poster(ring, items[i].ID, s.Now())
+			u, gid, err := s.Policy.Poster(ring, items[i].ID, s.Now())
 			if err == nil {
 				err = s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: items[i].ID,
-					Outcome: event.Success, Reason: ReasonPoster})
+					Outcome: event.Success, Reason: ReasonPoster, Grant: gid})
 			}
 			if err != nil {
 				failed.Add(1)

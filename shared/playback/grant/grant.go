@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
@@ -79,29 +81,33 @@ type Grant struct {
 	DASH      string    `json:"dash"`   // DASH manifest
 	Poster    string    `json:"poster"` // poster image
 	ExpiresAt time.Time `json:"expires_at"`
+	ID        string    `json:"grant_id"` // in the token and in the url.signed audit record
 }
 
 // Poster signs the URL of video id's poster alone (token.SignKey), valid
 // for c.TTL from now: what the feed hands out with each playable item. It
 // grants nothing else of the video.
-func (c Config) Poster(ring *token.Keyring, id string, now time.Time) (string, error) {
+// The token carries a new grant id, returned for the url.signed record.
+func (c Config) Poster(ring *token.Keyring, id string, now time.Time) (url, grantID string, err error) {
 	key := topology.VideoPrefix(id) + topology.PosterFile
-	tok, err := ring.SignKey(id, key, now.Add(c.TTL).Truncate(time.Second), now)
+	grantID = uuid.NewString()
+	tok, err := ring.SignKeyGrant(id, key, grantID, now.Add(c.TTL).Truncate(time.Second), now)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return c.MediaBase + "/" + tok + "/" + key, nil
+	return c.MediaBase + "/" + tok + "/" + key, grantID, nil
 }
 
 // Grant signs URLs for video id, valid for c.TTL from now.
 func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, error) {
 	exp := now.Add(c.TTL).Truncate(time.Second)
-	tok, err := ring.Sign(id, topology.VideoPrefix(id), exp, now)
+	gid := uuid.NewString()
+	tok, err := ring.SignGrant(id, topology.VideoPrefix(id), gid, exp, now)
 	if err != nil {
 		return Grant{}, err
 	}
 	base := c.MediaBase + "/" + tok + "/" + topology.VideoPrefix(id)
-	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC()}, nil
+	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC(), ID: gid}, nil
 }
 
 // Authenticate verifies the request's bearer token, answering 401 (JSON,

@@ -64,16 +64,16 @@ func TestPolicyAndGrant(t *testing.T) {
 	}
 	tok := strings.SplitN(strings.TrimPrefix(g.URL, "https://pv.example.org/media/"), "/", 2)[0]
 	cl, err := ring.Verify(tok, now)
-	if err != nil || cl.Video != v.ID || cl.Expiry.After(now.Add(token.MaxTTL)) {
+	if err != nil || cl.Video != v.ID || cl.Expiry.After(now.Add(token.MaxTTL)) || cl.Grant == "" || cl.Grant != g.ID {
 		t.Fatalf("granted token: %+v %v", cl, err)
 	}
 	// The feed's poster URL grants the poster and nothing else.
-	pu, err := c.Poster(ring, v.ID, now)
+	pu, pgid, err := c.Poster(ring, v.ID, now)
 	if err != nil || !strings.HasPrefix(pu, "https://pv.example.org/media/") || !strings.HasSuffix(pu, "/videos/"+v.ID+"/poster.jpg") {
 		t.Fatalf("poster: %q %v", pu, err)
 	}
 	pc, err := ring.Verify(strings.SplitN(strings.TrimPrefix(pu, "https://pv.example.org/media/"), "/", 2)[0], now)
-	if err != nil || !pc.Exact || pc.Allows(topology.VideoPrefix(v.ID)+"poster.jpg") != nil ||
+	if err != nil || !pc.Exact || pc.Grant != pgid || pgid == g.ID || pc.Allows(topology.VideoPrefix(v.ID)+"poster.jpg") != nil ||
 		pc.Allows(topology.VideoPrefix(v.ID)+"hls/master.m3u8") == nil || pc.Expiry.After(now.Add(token.MaxTTL)) {
 		t.Fatalf("poster token: %+v %v", pc, err)
 	}

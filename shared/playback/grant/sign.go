@@ -119,7 +119,7 @@ func (s *SignServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A grant that cannot be audited is not given.
-	if err := s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: v.ID, Outcome: event.Success}); err != nil {
+	if err := s.Audit(ctx, event.Event{Actor: who.Subject, Action: event.URLSigned, Object: v.ID, Outcome: event.Success, Grant: g.ID}); err != nil {
 		s.Log.Error("sign-url: audit event not recorded; refusing", "err", err.Error())
 		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit unavailable, try again"})
 		return

@@ -27,12 +27,16 @@ package mediaserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,8 +86,21 @@ type Server struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 
-	metrics *metrics
+	metrics   *metrics
+	refusals  *rate.Limiter // bounds the refusals audited (RefusalAuditRate)
+	unaudited atomic.Uint64 // refusals over the bound since the last summary
 }
+
+// RefusalAuditRate and RefusalAuditBurst bound the refusals one replica
+// writes to the audit log (access.denied, one per refused request): past
+// them a refusal is counted (media_refusals_unaudited_total) and the
+// count goes into the next audited refusal's companion record
+// (access.denied, reason suppressed-<n>), so a flood of forged or expired
+// tokens cannot flood the log.
+const (
+	RefusalAuditRate  = 10 // per second, sustained
+	RefusalAuditBurst = 50
+)
 
 type metrics struct {
 	reg       *prometheus.Registry
@@ -91,6 +108,7 @@ type metrics struct {
 	forbidden *prometheus.CounterVec
 	playlists prometheus.Counter
 	offloaded prometheus.Counter
+	unaudited prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -105,6 +123,9 @@ func newMetrics() *metrics {
 		playlists: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "media_playlist_fetches_total", Help: "Playlist and manifest fetches (each audited).",
 		}),
+		unaudited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "media_refusals_unaudited_total", Help: "Refusals not written to the audit log one by one because they came faster than the documented bound (their count is).",
+		}),
 		offloaded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "media_offloaded_total", Help: "GETs handed to the front proxy to serve from the store (X-Accel-Redirect); their bytes are not in media_bytes_served_total.",
 		}),
@@ -117,7 +138,7 @@ func newMetrics() *metrics {
 func (s *Server) Collectors() []prometheus.Collector { return s.metrics.Collectors() }
 
 func (m *metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.bytes, m.forbidden, m.playlists, m.offloaded}
+	return []prometheus.Collector{m.bytes, m.forbidden, m.playlists, m.offloaded, m.unaudited}
 }
 
 // ServeHTTP serves one media request.
@@ -158,6 +179,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.refuse(w, token.ReasonOf(err))
+		s.auditRefusal(claims, token.ReasonOf(err))
 		return
 	}
 
@@ -170,7 +192,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.playlists.Inc()
 		if s.Audit != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-			err := s.Audit(ctx, event.Event{Action: event.MediaAccessed, Object: claims.Video, Outcome: event.Success, Reason: strings.TrimPrefix(ext, ".")})
+			err := s.Audit(ctx, event.Event{Action: event.MediaAccessed, Object: claims.Video, Outcome: event.Success, Reason: strings.TrimPrefix(ext, "."), Grant: claims.Grant})
 			cancel()
 			if err != nil {
 				// No unaudited viewing: the player retries.
@@ -226,6 +248,37 @@ func (s *Server) offload(w http.ResponseWriter, r *http.Request, prefix, key, ct
 func servable(video, key string) bool {
 	rest := strings.TrimPrefix(key, topology.VideoPrefix(video))
 	return strings.HasPrefix(rest, topology.HLSDir) || strings.HasPrefix(rest, topology.DASHDir) || rest == topology.PosterFile
+}
+
+// auditRefusal records a refused request (access.denied, the reason code,
+// and the video and grant when the token was genuine), within the bound,
+// without holding up the 403. A token that did not verify names nothing:
+// its fields are not to be believed.
+func (s *Server) auditRefusal(c token.Claims, reason token.Reason) {
+	if s.Audit == nil {
+		return
+	}
+	if reason == "" {
+		reason = token.Malformed
+	}
+	if !s.refusals.Allow() {
+		s.unaudited.Add(1)
+		s.metrics.unaudited.Inc()
+		return
+	}
+	evs := []event.Event{{Action: event.AccessDenied, Object: c.Video, Grant: c.Grant, Outcome: event.Denied, Reason: string(reason)}}
+	if n := s.unaudited.Swap(0); n > 0 {
+		evs = append(evs, event.Event{Action: event.AccessDenied, Outcome: event.Denied, Reason: fmt.Sprintf("suppressed-%d", n)})
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, e := range evs {
+			if err := s.Audit(ctx, e); err != nil {
+				s.Log.Warn("media: refusal not audited", "err", err.Error())
+			}
+		}
+	}()
 }
 
 func (s *Server) refuse(w http.ResponseWriter, reason token.Reason) {
@@ -378,5 +431,6 @@ func NewServer(s *Server) *Server {
 		s.Now = time.Now
 	}
 	s.metrics = newMetrics()
+	s.refusals = rate.NewLimiter(RefusalAuditRate, RefusalAuditBurst)
 	return s
 }

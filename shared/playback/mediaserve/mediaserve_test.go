@@ -2,10 +2,12 @@ package mediaserve
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,9 +56,17 @@ func TestOffload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var audited []event.Event
+	var mu sync.Mutex
+	accessed := 0
 	s := NewServer(&Server{Store: st, Bucket: c.MediaBucket, Keys: func() (*token.Keyring, error) { return ring, nil },
-		Audit: func(_ context.Context, e event.Event) error { audited = append(audited, e); return nil }})
+		Audit: func(_ context.Context, e event.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Action == event.MediaAccessed {
+				accessed++
+			}
+			return nil
+		}})
 	do := func(method, p string, hdr ...string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, p, nil)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -124,8 +134,8 @@ func TestOffload(t *testing.T) {
 	if _, err := st.PutBytes(ctx, c.MediaBucket, pl, []byte("#EXTM3U\n"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if w := do(http.MethodGet, "/"+tok+"/"+pl, topology.HeaderOffload, prefix); w.Code != 200 || w.Header().Get("X-Accel-Redirect") == "" || len(audited) != 1 {
-		t.Errorf("playlist: %d, %d audit events", w.Code, len(audited))
+	if w := do(http.MethodGet, "/"+tok+"/"+pl, topology.HeaderOffload, prefix); w.Code != 200 || w.Header().Get("X-Accel-Redirect") == "" || accessed != 1 {
+		t.Errorf("playlist: %d, %d media.accessed events", w.Code, accessed)
 	}
 }
 
@@ -136,4 +146,68 @@ func testCounter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Every refusal is audited with its reason (and, for a genuine token used
+// out of its scope, the video and the grant id), within the bound: a flood
+// of forged tokens writes at most RefusalAuditBurst records and then one
+// with the count of the rest.
+func TestRefusalsAuditedWithinBound(t *testing.T) {
+	line, _ := token.GenerateKeyLine("k1")
+	ring, _ := token.ParseKeys([]byte(line))
+	video, grant := "0b4cffe1-eb47-5e4c-9ddd-f20af676546f", "6f1d3c2b-0a9e-4b8c-8d7e-1f2a3b4c5d6e"
+	tok, err := ring.SignKeyGrant(video, topology.VideoPrefix(video)+"poster.jpg", grant, time.Now().Add(time.Minute), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []event.Event
+	s := NewServer(&Server{Keys: func() (*token.Keyring, error) { return ring, nil },
+		Audit: func(_ context.Context, e event.Event) error { mu.Lock(); got = append(got, e); mu.Unlock(); return nil }})
+	wait := func(n int) []event.Event {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			out := append([]event.Event(nil), got...)
+			mu.Unlock()
+			if len(out) >= n || time.Now().After(deadline) {
+				return out
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/"+tok+"/"+topology.VideoPrefix(video)+"hls/master.m3u8", nil))
+	evs := wait(1)
+	if w.Code != http.StatusForbidden || len(evs) != 1 || evs[0].Action != event.AccessDenied || evs[0].Grant != grant ||
+		evs[0].Object != video || evs[0].Reason != string(token.OutOfScope) || evs[0].Outcome != event.Denied {
+		t.Fatalf("out-of-scope refusal: %d %+v", w.Code, evs)
+	}
+	const flood = 400
+	for i := range flood {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/forged%d/videos/%s/hls/master.m3u8", i, video), nil))
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("forged token: %d", w.Code)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a few tokens refill; then one more refusal carries the count
+	w = httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/forged/videos/"+video+"/hls/master.m3u8", nil))
+	evs = wait(0)
+	time.Sleep(100 * time.Millisecond)
+	evs = wait(0)
+	suppressed := ""
+	for _, e := range evs[1:] {
+		if e.Grant != "" || (e.Object != "" && e.Object != video) {
+			t.Fatalf("a forged token's refusal names a grant or video: %+v", e)
+		}
+		if strings.HasPrefix(e.Reason, "suppressed-") {
+			suppressed = e.Reason
+		}
+	}
+	if len(evs) > 1+RefusalAuditBurst+10 || suppressed == "" || testCounter(t, s.metrics.unaudited) < flood-RefusalAuditBurst-10 {
+		t.Fatalf("%d refusal records for %d refusals, suppressed %q", len(evs), flood+2, suppressed)
+	}
+	t.Logf("%d refusals → %d audit records (%s)", flood+2, len(evs), suppressed)
 }

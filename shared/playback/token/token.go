@@ -9,7 +9,12 @@
 // (SignKey) grants the scope alone, one whole key (a poster): the version is
 // under the MAC, so neither kind can be passed off as the other.
 //
-// and travels in the URL path (/media/<token>/videos/<id>/hls/master.m3u8),
+// Versions 3 and 4 are 1 and 2 with a grant id (16 bytes, a UUID) after
+// the video id: the id the issuing url.signed audit record carries, so
+// every access and refusal logged with it names the person it was granted
+// to (`pulsevault audit who-watched`). Tokens of versions 1 and 2 stay valid.
+//
+// A token travels in the URL path (/media/<token>/videos/<id>/hls/master.m3u8),
 // so that the relative segment URLs of a playlist inherit it: HLS players
 // drop query strings. The MAC covers every byte before it; it is compared in
 // constant time. Tokens live at most MaxTTL, and keys rotate by kid.
@@ -38,9 +43,11 @@ const MaxTTL = 300 * time.Second
 const clockSkew = 5 * time.Second
 
 const (
-	version    = 1 // scope is a key prefix
-	versionKey = 2 // scope is exactly one key
-	macSize    = sha256.Size
+	version         = 1 // scope is a key prefix
+	versionKey      = 2 // scope is exactly one key
+	versionGrant    = 3 // version 1 with a grant id
+	versionKeyGrant = 4 // version 2 with a grant id
+	macSize         = sha256.Size
 	// MaxLen bounds the encoded token; longer input is rejected before decoding.
 	MaxLen = 256
 )
@@ -83,6 +90,7 @@ type Claims struct {
 	Video  string // UUID, canonical lower-case form
 	Prefix string // videos/<id>/...
 	Exact  bool   // Prefix is one whole key, granted alone (SignKey)
+	Grant  string // UUID of the grant (versions 3 and 4), "" for older tokens
 	Expiry time.Time
 }
 
@@ -92,7 +100,23 @@ func (k *Keyring) Sign(video, prefix string, expiry, now time.Time) (string, err
 	if !strings.HasPrefix(prefix, topology.VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
 		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", topology.VideoPrefix(video))
 	}
-	return k.sign(version, video, prefix, expiry, now)
+	return k.sign(version, video, prefix, "", expiry, now)
+}
+
+// SignGrant is Sign with a grant id (a UUID) in the token.
+func (k *Keyring) SignGrant(video, prefix, grant string, expiry, now time.Time) (string, error) {
+	if !strings.HasPrefix(prefix, topology.VideoPrefix(video)) || len(prefix) > 255 || !cleanKey(prefix, true) {
+		return "", fmt.Errorf("token: prefix must be a clean key prefix under %s", topology.VideoPrefix(video))
+	}
+	return k.sign(versionGrant, video, prefix, grant, expiry, now)
+}
+
+// SignKeyGrant is SignKey with a grant id (a UUID) in the token.
+func (k *Keyring) SignKeyGrant(video, key, grant string, expiry, now time.Time) (string, error) {
+	if !strings.HasPrefix(key, topology.VideoPrefix(video)) || len(key) > 255 || !cleanKey(key, false) {
+		return "", fmt.Errorf("token: key must be a clean key under %s", topology.VideoPrefix(video))
+	}
+	return k.sign(versionKeyGrant, video, key, grant, expiry, now)
 }
 
 // SignKey issues a token for the one object key of video (a poster), valid
@@ -102,13 +126,19 @@ func (k *Keyring) SignKey(video, key string, expiry, now time.Time) (string, err
 	if !strings.HasPrefix(key, topology.VideoPrefix(video)) || len(key) > 255 || !cleanKey(key, false) {
 		return "", fmt.Errorf("token: key must be a clean key under %s", topology.VideoPrefix(video))
 	}
-	return k.sign(versionKey, video, key, expiry, now)
+	return k.sign(versionKey, video, key, "", expiry, now)
 }
 
-func (k *Keyring) sign(ver byte, video, scope string, expiry, now time.Time) (string, error) {
+func (k *Keyring) sign(ver byte, video, scope, grant string, expiry, now time.Time) (string, error) {
 	id, err := uuid.Parse(video)
 	if err != nil || id.String() != video {
 		return "", fmt.Errorf("token: video id must be a canonical UUID")
+	}
+	var gid uuid.UUID
+	if ver == versionGrant || ver == versionKeyGrant {
+		if gid, err = uuid.Parse(grant); err != nil || gid.String() != grant {
+			return "", fmt.Errorf("token: grant id must be a canonical UUID")
+		}
 	}
 	if d := expiry.Sub(now); d <= 0 || d > MaxTTL {
 		return "", fmt.Errorf("token: lifetime %s is outside (0, %s]", d, MaxTTL)
@@ -119,6 +149,9 @@ func (k *Keyring) sign(ver byte, video, scope string, expiry, now time.Time) (st
 	b.WriteByte(byte(len(sk.kid)))
 	b.WriteString(sk.kid)
 	b.Write(id[:])
+	if ver == versionGrant || ver == versionKeyGrant {
+		b.Write(gid[:])
+	}
 	b.WriteByte(byte(len(scope)))
 	b.WriteString(scope)
 	_ = binary.Write(&b, binary.BigEndian, expiry.Unix())
@@ -166,10 +199,11 @@ func (k *Keyring) Verify(tok string, now time.Time) (Claims, error) {
 
 // parse splits raw into claims, the signed bytes and the MAC.
 func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
-	if len(raw) < 1+1+16+1+8+macSize || raw[0] != version && raw[0] != versionKey {
+	if len(raw) < 1+1+16+1+8+macSize || raw[0] < version || raw[0] > versionKeyGrant {
 		return c, nil, nil, false
 	}
-	c.Exact = raw[0] == versionKey
+	c.Exact = raw[0] == versionKey || raw[0] == versionKeyGrant
+	withGrant := raw[0] == versionGrant || raw[0] == versionKeyGrant
 	signed, sum = raw[:len(raw)-macSize], raw[len(raw)-macSize:]
 	p := signed[1:]
 	kl := int(p[0])
@@ -188,6 +222,17 @@ func parse(raw []byte) (c Claims, signed, sum []byte, ok bool) {
 	}
 	c.Video = id.String()
 	p = p[16:]
+	if withGrant {
+		if len(p) < 16+1 {
+			return c, nil, nil, false
+		}
+		g, err := uuid.FromBytes(p[:16])
+		if err != nil {
+			return c, nil, nil, false
+		}
+		c.Grant = g.String()
+		p = p[16:]
+	}
 	pl := int(p[0])
 	p = p[1:]
 	if len(p) != pl+8 {

@@ -364,3 +364,41 @@ func TestFileReloads(t *testing.T) {
 		t.Fatal("broken file: stale keys kept")
 	}
 }
+
+// A grant id rides in versions 3 and 4 under the MAC: it reads back, it
+// cannot be changed or dropped without breaking the signature, and tokens
+// without one still verify.
+func TestGrantIDInToken(t *testing.T) {
+	ring := ring(t, keyNew)
+	var err error
+	video := videoA
+	grant := "0b7f1c4e-2a8e-4d5e-9a57-0d2f3c4b5a69"
+	for _, exact := range []bool{false, true} {
+		var tok string
+		if exact {
+			tok, err = ring.SignKeyGrant(video, "videos/"+video+"/poster.jpg", grant, now.Add(time.Minute), now)
+		} else {
+			tok, err = ring.SignGrant(video, "videos/"+video+"/", grant, now.Add(time.Minute), now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ring.Verify(tok, now)
+		if err != nil || c.Grant != grant || c.Exact != exact || c.Video != video {
+			t.Fatalf("exact=%v: %+v %v", exact, c, err)
+		}
+		raw, _ := base64.RawURLEncoding.DecodeString(tok)
+		i := 1 + 1 + 3 + 16 // version, kid length, "new", video id
+		raw[i] ^= 1         // first byte of the grant id
+		if _, err := ring.Verify(base64.RawURLEncoding.EncodeToString(raw), now); ReasonOf(err) != BadSignature {
+			t.Fatalf("altered grant id: %v", err)
+		}
+	}
+	old, _ := ring.Sign(video, "videos/"+video+"/", now.Add(time.Minute), now)
+	if c, err := ring.Verify(old, now); err != nil || c.Grant != "" {
+		t.Fatalf("version 1 token: %+v %v", c, err)
+	}
+	if _, err := ring.SignGrant(video, "videos/"+video+"/", "not-a-uuid", now.Add(time.Minute), now); err == nil {
+		t.Fatal("non-UUID grant id accepted")
+	}
+}

@@ -185,12 +185,6 @@ func Handler(o Options) (http.Handler, error) {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
-		if strings.Contains(p, "//") {
-			// No public path has an empty segment; cleaning it here would
-			// mean a redirect, and a function behind might clean it otherwise.
-			http.NotFound(w, r)
-			return
-		}
 		for _, rt := range routes {
 			rest, ok := strings.CutPrefix(p, strings.TrimSuffix(rt.prefix, "/"))
 			if !ok || (rest != "" && rest[0] != '/') || (rt.exact && rest != "") {
@@ -203,7 +197,10 @@ func Handler(o Options) (http.Handler, error) {
 				http.Error(w, "forbidden", http.StatusForbidden)
 				return
 			}
-			if internal(rest) {
+			if internal(rest) || strings.Contains(rest, "//") {
+				// No public path has an empty segment: cleaning one here
+				// would mean a redirect, and a function behind might clean
+				// it otherwise.
 				http.NotFound(w, r)
 				return
 			}

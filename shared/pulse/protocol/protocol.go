@@ -257,7 +257,9 @@ func ParseUpload(md map[string]string) (Upload, error) {
 // at most MaxName bytes.
 func text(md map[string]string, k string) (string, error) {
 	v := strings.TrimSpace(md[k])
-	if !utf8.ValidString(v) || strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError }) >= 0 {
+	if !utf8.ValidString(v) || strings.IndexFunc(v, func(r rune) bool {
+		return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError
+	}) >= 0 {
 		return "", refuse(http.StatusBadRequest, "%s must be UTF-8 text without control characters", k)
 	}
 	if len(v) > MaxName {

@@ -29,7 +29,7 @@ func TestCapabilitiesCarryWhatBothGenerationsRead(t *testing.T) {
 
 func TestPulseClient(t *testing.T) {
 	for h, want := range map[string][3]int{
-		"Pulse/2.1.0 (45; ios); protocol=1-2": {1, 2, 1},
+		"Pulse/2.1.0 (45; ios); protocol=1-2":  {1, 2, 1},
 		"Pulse/3.0.0 (1; android); protocol=3": {3, 3, 1},
 		"Pulse/2.1.0; protocol=2":              {2, 2, 1},
 		"":                                     {0, 0, 0},

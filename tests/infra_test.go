@@ -300,6 +300,10 @@ var s3Allowed = map[string]map[string][]string{
 		"arn:aws:s3:::pulse-media":                     {"s3:ListBucket"},
 		"arn:aws:s3:::pulse-media/videos/*/original.*": {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 		"arn:aws:s3:::pulse-media/videos/*/meta.json":  {"s3:GetObject", "s3:PutObject"},
+		// Pulse companions, locked beside their video.
+		"arn:aws:s3:::pulse-media/videos/*/captions/*":    {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media/videos/*/thumbnail.jpg": {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media/videos/*/beats.json":    {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 	},
 	// Reads the original and meta.json, writes renditions, manifests, posters and meta.json.
 	"transcode": {

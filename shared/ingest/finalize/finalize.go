@@ -207,6 +207,10 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	if !staging.IsUploadKey(upload) {
 		return Outcome{}, fmt.Errorf("%w: %q is not an upload id", ErrBadEvent, upload)
 	}
+	if _, companion, ok := topology.ParsePulseObject(upload); ok && companion != "" {
+		// A Pulse companion waits for its video, which attaches it.
+		return Outcome{Upload: upload, Skipped: "companion"}, nil
+	}
 	defer func(start time.Time) { observe(out, err, start) }(time.Now())
 	id := videoid.FromUpload(upload)
 	out = Outcome{Upload: upload, Video: id}
@@ -321,6 +325,9 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 			return out, err
 		}
 		out.Jobs++
+	}
+	if err := f.attachCompanions(ctx, v); err != nil {
+		return out, err
 	}
 	if err := f.emit(ctx, v, event.UploadCreated, v.Uploader, event.Success, ""); err != nil {
 		return out, err

@@ -44,7 +44,9 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 			case err != nil:
 				rep.Failed++
 				f.log.Warn("reconcile: finalize failed", "upload", u.ID, "err", err)
-			case (out.Skipped == "partial" || out.Skipped == "final") && age >= f.o.Limits.Expiry:
+			case (out.Skipped == "partial" || out.Skipped == "final" || out.Skipped == "companion") && age >= f.o.Limits.Expiry:
+				// A companion whose video never came expires like an
+				// abandoned upload.
 				f.expire(ctx, &rep, u.ID)
 			case out.Status == meta.Rejected:
 				rep.Rejected = append(rep.Rejected, out.Video)

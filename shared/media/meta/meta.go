@@ -48,6 +48,31 @@ type Video struct {
 	Probe      *Probe            `json:"probe,omitempty"`
 	Renditions []Rendition       `json:"renditions,omitempty"`
 	Errors     []string          `json:"errors,omitempty"` // machine codes, newest last
+	// Companions are the Pulse app's files sent with the video (captions,
+	// thumbnail, beat manifest), locked beside it by upload-finalize.
+	Companions *Companions `json:"companions,omitempty"`
+	// WebMP4 is the key of a web-ready (faststart H.264/AAC) MP4 made by
+	// transcode when the original is not one; the Pulse artifact route
+	// serves it instead of the original.
+	WebMP4 string `json:"web_mp4,omitempty"`
+	// Withdrawn is set when the owner withdrew the video (DELETE
+	// /pulsevault/artifacts/<id>): gone from feeds, every token refused;
+	// the locked bytes stay until their retention ends.
+	Withdrawn *time.Time `json:"withdrawn,omitempty"`
+}
+
+// Companions name the companion objects of a Pulse video (topology keys).
+type Companions struct {
+	Captions  []Captions `json:"captions,omitempty"`
+	Thumbnail string     `json:"thumbnail,omitempty"`
+	Beats     string     `json:"beats,omitempty"`
+}
+
+// Captions is one captions track.
+type Captions struct {
+	Key   string `json:"key"`
+	Lang  string `json:"lang"` // BCP 47, "und" when the app did not say
+	Label string `json:"label"`
 }
 
 // Original is the locked source file.

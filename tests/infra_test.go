@@ -293,6 +293,17 @@ var s3Allowed = map[string]map[string][]string{
 		"arn:aws:s3:::pulse-uploads":   {"s3:ListBucket"},
 		"arn:aws:s3:::pulse-uploads/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 	},
+	// The Pulse protocol: tusd and artifact-id claims on the staging bucket, meta.json read (and
+	// written to withdraw), the original (or its web-ready MP4) and the poster served.
+	"pulsevault": {
+		"arn:aws:s3:::pulse-uploads":                   {"s3:ListBucket"},
+		"arn:aws:s3:::pulse-uploads/*":                 {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+		"arn:aws:s3:::pulse-media":                     {"s3:ListBucket"},
+		"arn:aws:s3:::pulse-media/videos/*/meta.json":  {"s3:GetObject", "s3:PutObject"},
+		"arn:aws:s3:::pulse-media/videos/*/original.*": {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/web.mp4":    {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/poster.jpg": {"s3:GetObject"},
+	},
 	// Reads and clears staged uploads; locks the original; creates and updates meta.json.
 	"upload-finalize": {
 		"arn:aws:s3:::pulse-uploads":                   {"s3:ListBucket"},

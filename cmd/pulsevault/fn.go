@@ -13,6 +13,7 @@ import (
 	"github.com/mieweb/pulsevault/functions/echo"
 	"github.com/mieweb/pulsevault/functions/events"
 	"github.com/mieweb/pulsevault/functions/media"
+	"github.com/mieweb/pulsevault/functions/pulsevault"
 	"github.com/mieweb/pulsevault/functions/sign-url"
 	"github.com/mieweb/pulsevault/functions/transcode"
 	"github.com/mieweb/pulsevault/functions/upload"
@@ -35,6 +36,7 @@ var functions = map[string]http.HandlerFunc{
 	echo.Name:           echo.Handle,
 	videos.Name:         videos.Handle,
 	events.Name:         events.Handle,
+	pulsevault.Name:     pulsevault.Handle,
 }
 
 // starters run once in a function's process before it serves, for

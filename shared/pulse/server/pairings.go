@@ -82,4 +82,3 @@ func (s *Server) pairings(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, Pairing{ArtifactID: artifact, Link: "pulsecam://?" + params, HTTPSLink: OpenLinkBase + params,
 		Server: srv, ExpiresAt: c.ExpiresAt().Unix()})
 }
-

@@ -313,13 +313,14 @@ func TestPulseConformance(t *testing.T) {
 				t.Fatalf("companions %+v", v.Companions)
 			}
 			for key, want := range map[string][]byte{v.Companions.Captions[0].Key: captions, v.Companions.Thumbnail: thumb, v.Companions.Beats: beats} {
-				rc, info, err := p.s.st.Get(context.Background(), p.s.env.Config.MediaBucket, key, 0, -1)
+				rc, _, err := p.s.st.Get(context.Background(), p.s.env.Config.MediaBucket, key, 0, -1)
 				if err != nil {
 					t.Fatalf("companion %s: %v", key, err)
 				}
 				got, _ := io.ReadAll(rc)
 				rc.Close()
-				if !bytes.Equal(got, want) || info.Retention == nil {
+				info, err := p.s.st.Stat(context.Background(), p.s.env.Config.MediaBucket, key)
+				if err != nil || !bytes.Equal(got, want) || info.Retention == nil || info.Retention.Mode != "COMPLIANCE" {
 					t.Fatalf("companion %s: %d bytes, retention %v", key, len(got), info.Retention)
 				}
 			}

@@ -204,6 +204,11 @@ func Handler(o Options) (http.Handler, error) {
 				http.Error(w, "forbidden", http.StatusForbidden)
 				return
 			}
+			if rt.function == "pulsevault" && strings.HasPrefix(p, "/pulsevault/") {
+				// The Pulse protocol wants Protocol-Version on every response,
+				// this origin's own refusals included.
+				w.Header().Set("Protocol-Version", "2")
+			}
 			if internal(rest) {
 				http.NotFound(w, r)
 				return

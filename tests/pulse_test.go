@@ -357,6 +357,9 @@ func TestPulseConformance(t *testing.T) {
 			if gen.header == "" {
 				return
 			}
+			if res, b := c.do(t, http.MethodGet, p.origin+"/api/videos/"+pr.artifact, p.s.token, nil); res.StatusCode != 200 {
+				t.Fatalf("the owner's feed lacks the Pulse video: %d %s", res.StatusCode, b)
+			}
 			// DELETE withdraws: the locked original cannot go, and the answer says so.
 			res, b = c.do(t, http.MethodDelete, art, pr.token, nil)
 			var wd struct {
@@ -371,6 +374,19 @@ func TestPulseConformance(t *testing.T) {
 			}
 			if _, err := p.s.st.Stat(context.Background(), p.s.env.Config.MediaBucket, v.Original.Key); err != nil {
 				t.Fatalf("the locked original went: %v", err)
+			}
+			// Gone from the owner's feed, and no playback link either.
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				res, b := c.do(t, http.MethodGet, p.origin+"/api/videos", p.s.token, nil)
+				if res.StatusCode == 200 && !strings.Contains(string(b), pr.artifact) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the feed still lists the withdrawn video: %d %s", res.StatusCode, b)
+				}
+			}
+			if res, b := c.do(t, http.MethodGet, p.origin+"/api/videos/"+pr.artifact, p.s.token, nil); res.StatusCode != http.StatusNotFound {
+				t.Fatalf("GET /api/videos/<withdrawn>: %d %s", res.StatusCode, b)
 			}
 		})
 	}

@@ -19,10 +19,12 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/bus/lease"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/pulse/captoken"
 	"github.com/mieweb/pulsevault/shared/pulse/protocol"
@@ -74,6 +76,7 @@ var srv = fnrun.Lazy(func() (*server.Server, error) {
 			return nil, err
 		}
 		o.Audit = event.NewPublisher(b, Name).Publish
+		o.Announce = func(ctx context.Context, v *meta.Video) error { return livestatus.Publish(ctx, b, v) }
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// The same lock bucket as the upload function: both are tusd over one staging bucket.

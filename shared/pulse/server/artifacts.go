@@ -241,6 +241,11 @@ func (s *Server) withdraw(w http.ResponseWriter, r *http.Request, c captoken.Cla
 		return
 	}
 	_ = s.audit(r.Context(), event.Event{Actor: actor(c.Owner), Action: event.ArtifactWithdrawn, Object: v.ID, Outcome: event.Success, Reason: grant(c)})
+	if s.o.Announce != nil {
+		if err := s.o.Announce(r.Context(), v); err != nil {
+			s.o.Log.Warn("pulse: withdrawal not announced; the feed drops it at its next rescan", "err", "bus-error")
+		}
+	}
 	until := v.Original.RetainUntil
 	writeJSON(w, http.StatusOK, Withdrawal{OK: true, ArtifactID: v.ID, Withdrawn: true, RetainedUntil: until,
 		Message: "Withdrawn: the video is gone from feeds and every link to it stops working. Its original is locked " +

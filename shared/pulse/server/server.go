@@ -60,8 +60,11 @@ type Options struct {
 	JWT    *auth.Verifier // for POST /api/pairings
 	Config Config
 	Audit  func(ctx context.Context, e event.Event) error // nil: no audit (unit tests only)
-	Log    *slog.Logger
-	Now    func() time.Time
+	// Announce tells the feeds a video changed (a withdrawal changes no
+	// status, so meta.Store announces nothing); nil announces nothing.
+	Announce func(ctx context.Context, v *meta.Video) error
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // Server serves the protocol.

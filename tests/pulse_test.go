@@ -21,6 +21,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -608,3 +609,102 @@ func TestPulseBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A PATCH cut mid-body (the phone lost its network), then the 2.1 recovery: the app lost the
+// Location too, creates again, gets 409, HEADs the upload URL it derives, and resumes there.
+// The checksum covers both PATCHes; the video's bytes arrive intact.
+func TestPulseResume(t *testing.T) {
+	p := startPulse(t)
+	c := client{rig: p, header: "Pulse/2.1.0 (45; ios); protocol=1-2"}
+	pr := p.pair(t, p.s.token)
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := testclip.Make(context.Background(), clip, testclip.Options{Width: 360, Height: 640, Seconds: 3}); err != nil {
+		t.Fatal(err)
+	}
+	video, err := os.ReadFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(video)
+	md := map[string]string{"artifactId": pr.artifact, "filename": "draft.mp4", "kind": "video", "checksum": "sha256:" + hex.EncodeToString(h[:])}
+	code, u, b := c.create(t, pr, pr.token, md, len(video))
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	c.headAt(t, u, pr.token, 0, len(video))
+	cut := len(video) / 2
+	cutPatch(t, u, pr.token, video[:cut], len(video))
+	if code, _, b := c.create(t, pr, pr.token, md, len(video)); code != http.StatusConflict {
+		t.Fatalf("create after the cut: %d %s, want 409", code, b)
+	}
+	derived := pr.server + "/upload/" + b64id("video", pr.artifact, ".mp4")
+	var off int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		res, _ := c.do(t, http.MethodHead, derived, pr.token, nil, tusHeaders()...)
+		off, _ = strconv.Atoi(res.Header.Get("Upload-Offset"))
+		if res.StatusCode == 200 && off > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HEAD after the cut: %d offset %d", res.StatusCode, off)
+		}
+	}
+	if off > cut {
+		t.Fatalf("offset %d beyond the %d bytes sent", off, cut)
+	}
+	res, b := c.do(t, http.MethodPatch, derived, pr.token, video[off:], tusHeaders("Upload-Offset", strconv.Itoa(off), "Content-Type", "application/offset+octet-stream")...)
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("Upload-Offset") != strconv.Itoa(len(video)) {
+		t.Fatalf("resume PATCH: %d %q %s", res.StatusCode, res.Header.Get("Upload-Offset"), b)
+	}
+	waitPulse(t, p.s, pr.artifact, 2*time.Minute, func(v *meta.Video) bool { return v.Original != nil })
+	res, b = c.do(t, http.MethodGet, pr.server+"/artifacts/"+pr.artifact+"?token="+url.QueryEscape(pr.token), "", nil)
+	if res.StatusCode != 200 || sha256.Sum256(b) != h {
+		t.Fatalf("artifact after resume: %d, %d bytes, sha256 equal %v", res.StatusCode, len(b), sha256.Sum256(b) == h)
+	}
+	t.Logf("cut at %d of %d bytes, resumed from %d", cut, len(video), off)
+	if strings.Contains(p.s.stderr.String(), "checksum not verifiable") {
+		t.Fatal("the resumed upload's checksum was not verified")
+	}
+
+	// The digest spans the PATCHes: a wrong one is caught at the resumed end, 422.
+	pr2 := p.pair(t, p.s.token)
+	md2 := map[string]string{"artifactId": pr2.artifact, "filename": "draft.mp4", "kind": "video", "checksum": "sha256:" + strings.Repeat("ab", 32)}
+	code, u2, b := c.create(t, pr2, pr2.token, md2, len(video))
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	cutPatch(t, u2, pr2.token, video[:cut], len(video))
+	var off2 int
+	for deadline := time.Now().Add(30 * time.Second); off2 == 0; time.Sleep(200 * time.Millisecond) {
+		res, _ := c.do(t, http.MethodHead, u2, pr2.token, nil, tusHeaders()...)
+		off2, _ = strconv.Atoi(res.Header.Get("Upload-Offset"))
+		if time.Now().After(deadline) {
+			t.Fatal("no offset after the cut")
+		}
+	}
+	res, b = c.do(t, http.MethodPatch, u2, pr2.token, video[off2:], tusHeaders("Upload-Offset", strconv.Itoa(off2), "Content-Type", "application/offset+octet-stream")...)
+	if res.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("resumed PATCH with a wrong checksum: %d %s, want 422", res.StatusCode, b)
+	}
+	if res, _ := c.do(t, http.MethodHead, u2, pr2.token, nil, tusHeaders()...); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD after the 422: %d, want 404 (nothing kept)", res.StatusCode)
+	}
+}
+
+// cutPatch sends a PATCH that declares the whole rest but stops after part, then drops the
+// connection, as a phone losing its network does.
+func cutPatch(t *testing.T, u, token string, part []byte, total int) {
+	t.Helper()
+	pu, _ := url.Parse(u)
+	conn, err := netDial(pu.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"+
+		"Content-Type: application/offset+octet-stream\r\nContent-Length: %d\r\n\r\n", pu.RequestURI(), pu.Host, token, total)
+	_, _ = conn.Write(part)
+	time.Sleep(500 * time.Millisecond)
+	conn.Close()
+}
+
+func netDial(host string) (net.Conn, error) { return net.DialTimeout("tcp", host, 5*time.Second) }

@@ -708,3 +708,77 @@ func cutPatch(t *testing.T, u, token string, part []byte, total int) {
 }
 
 func netDial(host string) (net.Conn, error) { return net.DialTimeout("tcp", host, 5*time.Second) }
+
+// TestPulseThroughput measures one whole-file PATCH of 200 MiB through the public origin on the
+// Pulse path (capability token, sha256 checksum verified on the way) against the plain tus path
+// (/api/upload/, JWT), alternating A B A B in one run. A measurement, not a check: it runs with
+// PULSEVAULT_BENCH=1 and prints one BENCH line.
+func TestPulseThroughput(t *testing.T) {
+	if os.Getenv("PULSEVAULT_BENCH") == "" {
+		t.Skip("a measurement: set PULSEVAULT_BENCH=1")
+	}
+	const size = 200 << 20
+	p := startPulse(t)
+	big := map[string]string{"UPLOAD_MAX_BYTES": strconv.Itoa(256 << 20), "read_timeout": "5m", "write_timeout": "5m", "exec_timeout": "5m"}
+	p.s.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "upload", Image: "pulsevault-upload:dev",
+		Secrets: []string{"pulsevault-jwt-secret"}, EnvVars: big}, http.StatusAccepted)
+	p.s.system(http.MethodPut, "/system/functions", types.FunctionDeployment{Service: "pulsevault", Image: "pulsevault-pulsevault:dev",
+		Secrets: []string{"pulsevault-jwt-secret", "pulsevault-pulse-keys"}, EnvVars: big}, http.StatusAccepted)
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	sum := sha256.Sum256(data)
+	p.http.Timeout = 5 * time.Minute
+	c := client{rig: p, header: "Pulse/2.1.0 (45; ios); protocol=1-2"}
+	patch := func(u, token string) time.Duration {
+		start := time.Now()
+		res, b := c.do(t, http.MethodPatch, u, token, data, tusHeaders("Upload-Offset", "0", "Content-Type", "application/offset+octet-stream")...)
+		if res.StatusCode != http.StatusNoContent {
+			t.Fatalf("PATCH %s: %d %s", u, res.StatusCode, b)
+		}
+		return time.Since(start)
+	}
+	var pulse, plain []time.Duration
+	for round := 0; round < 2; round++ {
+		var u string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			pr := p.pair(t, p.s.token)
+			var code int
+			code, u, _ = c.create(t, pr, pr.token, map[string]string{"artifactId": pr.artifact, "filename": "big.mp4", "kind": "video",
+				"checksum": "sha256:" + hex.EncodeToString(sum[:])}, size)
+			if code == http.StatusCreated {
+				c.headAt(t, u, pr.token, 0, size)
+				pulse = append(pulse, patch(u, pr.token))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("create on the Pulse path: %d (the redeployed function with the larger limit never came)", code)
+			}
+		}
+		var res *http.Response
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			var b []byte
+			res, b = c.do(t, http.MethodPost, p.origin+"/api/upload/", p.s.token, nil, tusHeaders("Upload-Length", strconv.Itoa(size),
+				"Upload-Metadata", tusclient.EncodeMetadata(map[string]string{"filename": "big.mp4"}))...)
+			if res.StatusCode == http.StatusCreated {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("create on the tus path: %d %s", res.StatusCode, b)
+			}
+		}
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		base, _ := url.Parse(p.origin)
+		plain = append(plain, patch(base.ResolveReference(loc).String(), p.s.token))
+	}
+	mibs := func(ds []time.Duration) float64 {
+		var sum time.Duration
+		for _, d := range ds {
+			sum += d
+		}
+		return float64(size) / (1 << 20) / (sum.Seconds() / float64(len(ds)))
+	}
+	t.Logf("BENCH pulse_whole_file_patch_200MiB pulse=%.1fMiB/s plain_tus=%.1fMiB/s ratio=%.2f rounds=%d (pulse %v, plain %v)",
+		mibs(pulse), mibs(plain), mibs(pulse)/mibs(plain), len(pulse), pulse, plain)
+}

@@ -356,6 +356,7 @@ func TestPulseConformance(t *testing.T) {
 				t.Fatalf("status: %d %s", res.StatusCode, b)
 			}
 			if gen.header == "" {
+				pulseAudited(t, p.s, pr.artifact, "pairing.created", "artifact.received", "upload.created", "view-link.granted", "artifact.served")
 				return
 			}
 			if res, b := c.do(t, http.MethodGet, p.origin+"/api/videos/"+pr.artifact, p.s.token, nil); res.StatusCode != 200 {
@@ -389,6 +390,7 @@ func TestPulseConformance(t *testing.T) {
 			if res, b := c.do(t, http.MethodGet, p.origin+"/api/videos/"+pr.artifact, p.s.token, nil); res.StatusCode != http.StatusNotFound {
 				t.Fatalf("GET /api/videos/<withdrawn>: %d %s", res.StatusCode, b)
 			}
+			pulseAudited(t, p.s, pr.artifact, "pairing.created", "artifact.received", "upload.created", "view-link.granted", "artifact.served", "artifact.withdrawn")
 		})
 	}
 }
@@ -526,6 +528,15 @@ func TestPulseBadInput(t *testing.T) {
 	}
 	if res.StatusCode != http.StatusUpgradeRequired || json.Unmarshal(b, &up) != nil || up.Error == "" || up.MinSupportedVersion != 1 || up.MaxSupportedVersion != 2 {
 		t.Errorf("426: %d %s", res.StatusCode, b)
+	}
+
+	// Creation-with-upload would skip the checksum: refused.
+	res, b = c.do(t, http.MethodPost, mine.server+"/upload", mine.token, vtt, tusHeaders("Upload-Length", strconv.Itoa(len(vtt)),
+		"Upload-Metadata", tusclient.EncodeMetadata(comp(func(map[string]string) {})), "Content-Type", "application/offset+octet-stream")...)
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("creation-with-upload: %d %s, want 400", res.StatusCode, b)
+	} else {
+		errorBody(t, "creation-with-upload", res, b)
 	}
 
 	// A real upload to attack: my captions, created, half sent.
@@ -781,4 +792,38 @@ func TestPulseThroughput(t *testing.T) {
 	}
 	t.Logf("BENCH pulse_whole_file_patch_200MiB pulse=%.1fMiB/s plain_tus=%.1fMiB/s ratio=%.2f rounds=%d (pulse %v, plain %v)",
 		mibs(pulse), mibs(plain), mibs(pulse)/mibs(plain), len(pulse), pulse, plain)
+}
+
+// pulseAudited checks that the audit stream holds each action about artifact, with the
+// pairing's owner as actor where a person acted.
+func pulseAudited(t *testing.T, s *ingestStack, artifact string, actions ...string) {
+	t.Helper()
+	ctx := context.Background()
+	str, err := s.bus.JetStream().Stream(ctx, "PULSE_AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := str.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		var e struct{ Actor, Action, Object string }
+		if json.Unmarshal(m.Data, &e) == nil && e.Object == artifact {
+			seen[e.Action] = e.Actor
+		}
+	}
+	for _, a := range actions {
+		actor, ok := seen[a]
+		if !ok {
+			t.Errorf("no %s audited for the artifact (seen %v)", a, seen)
+		} else if actor != "clinician-42" {
+			t.Errorf("%s audited with actor %q, want the pairing's owner", a, actor)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package finalize
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 
@@ -82,13 +83,28 @@ func TestPulseCompanionsAttached(t *testing.T) {
 	if left := r.staged("pulse-" + anchor); len(left) != 0 {
 		t.Fatalf("still staged: %v", left)
 	}
-	// The orphan waits, then expires like an abandoned upload.
+	// Claims outlive every token, then go.
+	claim := topology.PulseClaimKey(anchor)
+	if _, err := r.st.PutBytes(ctx, c.UploadsBucket, claim, []byte(`{}`), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.f.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.Stat(ctx, c.UploadsBucket, claim); err != nil {
+		t.Fatalf("a fresh claim went: %v", err)
+	}
+	// The orphan waits, then expires like an abandoned upload; old claims go.
 	r.f.o.Limits.ReconcileAge, r.f.o.Limits.Expiry = 0, 0
+	r.f.claimTTL = 0
 	rep, err := r.f.Reconcile(ctx)
 	if err != nil || len(rep.Expired) != 1 || len(rep.Finalized) != 0 {
 		t.Fatalf("reconcile: %+v %v, want the orphan companion expired", rep, err)
 	}
 	if left := r.staged("pulse-" + orphanAnchor); len(left) != 0 {
 		t.Fatalf("orphan still staged: %v", left)
+	}
+	if _, err := r.st.Stat(ctx, c.UploadsBucket, claim); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("an expired claim stayed: %v", err)
 	}
 }

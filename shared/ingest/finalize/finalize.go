@@ -72,6 +72,8 @@ type Finalizer struct {
 
 	sweepMu   sync.Mutex
 	lastSweep time.Time // start of the latest sweep
+
+	claimTTL time.Duration // Pulse claims older than this go (reconcile.go)
 }
 
 // New builds a Finalizer and makes sure its lease bucket exists.
@@ -91,7 +93,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	}
 	return &Finalizer{
 		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
-		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
+		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger, claimTTL: claimTTL,
 	}, nil
 }
 

@@ -67,6 +67,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.Method == http.MethodPost && (r.ContentLength > 0 || r.Header.Get("Content-Type") == "application/offset+octet-stream") {
+		// Creation-with-upload would write bytes past the checksum check
+		// (which sees PATCHes): the app never sends it.
+		protocol.WriteError(w, http.StatusBadRequest, "send the file's bytes with PATCH after creating the upload, not in the POST")
+		return
+	}
 	n := &note{}
 	r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
 	r.URL.Path = strings.TrimPrefix(r.URL.Path, UploadPath)
@@ -243,9 +249,6 @@ func (s *Server) Patch(r *http.Request, u tusupload.Staged) {
 	if err != nil || off < 0 || off > u.Size {
 		return // tusd refuses it
 	}
-	if r.ContentLength >= 0 && off+r.ContentLength == u.Size {
-		n.completed = true
-	}
 	if sum == "" {
 		return
 	}
@@ -334,6 +337,9 @@ func (j *jsonErrors) WriteHeader(code int) {
 	j.wrote, j.code = true, code
 	if code >= 400 {
 		return // the body is rewritten in finish
+	}
+	if code == http.StatusNoContent && j.n.size > 0 && j.Header().Get("Upload-Offset") == strconv.FormatInt(j.n.size, 10) {
+		j.n.completed = true // the last byte is in
 	}
 	if loc := j.Header().Get("Location"); loc != "" && code == http.StatusCreated && j.n.uploadID != "" {
 		if u, err := url.Parse(loc); err == nil {

@@ -26,7 +26,7 @@ const OpenLinkBase = "https://mieweb.github.io/pulse/open#"
 
 var hostRe = regexp.MustCompile(`^([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
 
-// serverURL is the base URL the phone uploads to: PULSE_PUBLIC_URL, or the
+// serverURL is the base URL the phone uploads to: PAIRING_PUBLIC_URL, or the
 // origin the request came through (the public origin and nginx set
 // X-Forwarded-Host and -Proto), plus /pulsevault.
 func (s *Server) serverURL(r *http.Request) string {

@@ -202,7 +202,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, query bool, u
 
 // deny audits a refused token (no object: the token's claims are not trusted).
 func (s *Server) deny(ctx context.Context, reason captoken.Reason) {
-	_ = s.audit(ctx, event.Event{Actor: "anonymous", Action: event.AccessDenied, Outcome: event.Denied, Reason: "pulse-" + string(reason)})
+	_ = s.audit(ctx, event.Event{Actor: "anonymous", Action: event.AccessDenied, Outcome: event.Denied, Reason: "capability-" + string(reason)})
 }
 
 func (s *Server) audit(ctx context.Context, e event.Event) error {

@@ -306,6 +306,14 @@ func TestPulseConformance(t *testing.T) {
 				c.headAt(t, pr.server+"/upload/"+b64id("video", pr.artifact, ".mp4"), pr.token, len(video), len(video))
 			}
 			_ = u
+			defer func() {
+				// No PHI in the logs: the title and the file names stay in meta.json.
+				for _, phi := range []string{name, draft, "Genou"} {
+					if strings.Contains(p.s.stderr.String()+p.s.connErr.String(), phi) {
+						t.Errorf("the logs hold client metadata %q", phi)
+					}
+				}
+			}()
 			v := waitPulse(t, p.s, pr.artifact, 4*time.Minute, func(v *meta.Video) bool { return v.Status == meta.Complete })
 			if v.Uploader != "clinician-42" || v.Client["name"] != name {
 				t.Fatalf("meta: uploader %q name %q", v.Uploader, v.Client["name"])

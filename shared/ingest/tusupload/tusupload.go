@@ -3,7 +3,11 @@
 //
 //   - Every request but a CORS preflight needs a bearer JWT; creation checks
 //     it in tusd's pre-create hook and records the token's subject in the
-//     upload's metadata (.info), beside the client's own metadata.
+//     upload's metadata (.info), beside the client's own metadata. With an
+//     Authorizer instead (the Pulse capability tokens), it decides creation
+//     and names the staged object a request is for; the .info must agree
+//     (same object, same owner) or the answer is its 404, and tusd gets the
+//     .info's own upload id. Everything else below holds for both.
 //   - An upload belongs to the subject that created it: another subject's
 //     HEAD, PATCH, DELETE (or GET) gets the same 404 as an unknown upload.
 //     The id checked is the one tusd serves, derived as tusd and s3store

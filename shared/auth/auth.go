@@ -35,7 +35,9 @@ type Options struct {
 	JWKSURL     string // production: the OIDC provider's JWKS endpoint
 	Issuer      string // required "iss" (required with JWKSURL, optional with HS256)
 	Audience    string // required "aud" when set
-	Leeway      time.Duration
+	// Leeway is the clock skew allowed on exp and nbf; functions use
+	// NewAPI, which sets the package's Leeway.
+	Leeway time.Duration
 	// RolesClaim is the claim holding the caller's roles: a name, or a dotted
 	// path into nested claims such as "realm_access.roles"; default "roles".
 	// No other claim is read for roles (a "groups" claim that users fill
@@ -62,7 +64,12 @@ func New(o Options) (*Verifier, error) {
 			return nil, errors.New("auth: a JWKS URL needs the issuer it belongs to")
 		}
 		keys := oidc.NewRemoteKeySet(context.Background(), o.JWKSURL)
-		v := oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.Audience, SkipClientIDCheck: o.Audience == ""})
+		oc := &oidc.Config{ClientID: o.Audience, SkipClientIDCheck: o.Audience == ""}
+		if o.Leeway > 0 {
+			// go-oidc has no leeway of its own: it compares exp with Now.
+			oc.Now = func() time.Time { return time.Now().Add(-o.Leeway) }
+		}
+		v := oidc.NewVerifier(o.Issuer, keys, oc)
 		return &Verifier{o: o, oidc: v}, nil
 	case len(o.HS256Secret) >= 32:
 		return &Verifier{o: o}, nil
@@ -173,4 +180,38 @@ func SignHS256(secret []byte, issuer, audience, subject string, roles []string, 
 		tc.Audience = jwt.ClaimStrings{audience}
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
+}
+
+// Leeway is the clock skew every check of an API token allows on its exp
+// and nbf claims, in both modes: a caller's clock a little ahead of ours, or
+// a token that expired while its request was in flight, must not make one
+// function accept what another refuses. NewAPI applies it; nothing else
+// should pick another value.
+const Leeway = 30 * time.Second
+
+// SecretName is the secret holding the HS256 key, read when no JWKS URL is set.
+const SecretName = "pulsevault-jwt-secret"
+
+// API selects how API tokens are checked: the JWT settings of the
+// configuration (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_ROLES_CLAIM).
+type API struct {
+	JWKSURL, Issuer, Audience, RolesClaim string
+}
+
+// NewAPI is the one constructor of the verifier every function uses: tokens
+// checked against the JWKS when a.JWKSURL is set, else HS256 with the key
+// readSecret(SecretName) returns; always with Leeway.
+func NewAPI(a API, readSecret func(name string) (string, error)) (*Verifier, error) {
+	o := Options{JWKSURL: a.JWKSURL, Issuer: a.Issuer, Audience: a.Audience, RolesClaim: a.RolesClaim, Leeway: Leeway}
+	if a.JWKSURL == "" {
+		s, err := readSecret(SecretName)
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
+			return nil, errors.New("auth: secret " + SecretName + " is empty")
+		}
+		o.HS256Secret = []byte(s)
+	}
+	return New(o)
 }

@@ -104,13 +104,11 @@ func PartKey(id string) string { return id + PartSuffix }
 //
 // and meta.json's "companions" names them. transcode may add a web-ready
 // MP4 (meta "web_mp4") that GET /pulsevault/artifacts/<id> serves.
+//
+// (The companion keys are in companions.go.)
 const (
 	PulseStagePrefix = "pulse-"
 	PulseClaimPrefix = "pulse-claims/"
-	CaptionsDir      = "captions/"
-	ThumbnailFile    = "thumbnail.jpg"
-	BeatsFile        = "beats.json"
-	WebMP4File       = "web.mp4"
 )
 
 // PulseVideoObject is the staged object id of pairing anchor's video.
@@ -160,6 +158,3 @@ func uuidShape(s string) bool {
 
 // PulseClaimKey is the uploads-bucket key that marks artifact as used.
 func PulseClaimKey(artifact string) string { return PulseClaimPrefix + artifact }
-
-// CaptionsKey is the key of video id's captions in language lang.
-func CaptionsKey(id, lang string) string { return VideoKey(id, CaptionsDir+lang+".vtt") }

@@ -10,9 +10,6 @@ func TestPulseObjects(t *testing.T) {
 	if got := PulseCompanionObject(a, c); got != "pulse-"+a+"_"+c {
 		t.Fatal(got)
 	}
-	if got := CaptionsKey(a, "und"); got != "videos/"+a+"/captions/und.vtt" {
-		t.Fatal(got)
-	}
 	for obj, want := range map[string][2]string{
 		PulseVideoObject(a):        {a, ""},
 		PulseCompanionObject(a, c): {a, c},

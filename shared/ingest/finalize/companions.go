@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/mieweb/pulsevault/shared/ingest/staging"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/media/companion"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -54,67 +56,67 @@ func (f *Finalizer) attach(ctx context.Context, v *meta.Video, obj string) error
 	} else if err != nil {
 		return err
 	}
-	cur, _, err := f.metas.Get(ctx, v.ID)
-	if err != nil {
-		return err
-	}
-	var key, ctype string
-	lang := ""
-	switch info.MetaData["kind"] {
-	case "captions":
-		lang = "und"
-		if cur.Companions != nil {
-			for _, c := range cur.Companions.Captions {
-				if c.Lang == lang && !f.sameSize(ctx, c.Key, src.Size) {
-					_, comp, _ := topology.ParsePulseObject(obj)
-					lang = "und-" + comp[:8]
-				}
-			}
-		}
-		key, ctype = topology.CaptionsKey(v.ID, lang), "text/vtt"
-	case "thumbnail":
-		key, ctype = topology.VideoKey(v.ID, topology.ThumbnailFile), "image/jpeg"
-	case "project":
-		key, ctype = topology.VideoKey(v.ID, topology.BeatsFile), "application/json"
-	default:
-		// The upload function accepts no other companion kind.
+	kind := info.MetaData["kind"]
+	max := companion.MaxSize(kind)
+	if max == 0 || src.Size > max {
+		// The upload function accepts no other kind, nor a larger file.
 		return f.staged.Remove(ctx, obj)
 	}
-	if have, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key); errors.Is(err, storage.ErrNotFound) {
+	var key string
+	lang := topology.UndeterminedLang // the protocol names no language
+	switch kind {
+	case companion.KindCaptions:
+		key, _ = topology.CaptionsKey(v.ID, lang)
+	case companion.KindThumbnail:
+		key = topology.ThumbnailKey(v.ID)
+	case companion.KindProject:
+		key = topology.BeatsKey(v.ID)
+	}
+	if _, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key); errors.Is(err, storage.ErrNotFound) {
+		rc, _, err := f.o.Store.Get(ctx, f.o.UploadsBucket, obj, 0, -1)
+		if err != nil {
+			return err
+		}
+		raw, err := io.ReadAll(io.LimitReader(rc, max+1))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		staged, ctype, err := companion.Stage(kind, raw)
+		if err != nil {
+			// Not what it claims to be: nothing of it is kept (the log has
+			// the kind only: the checker's text may quote the file).
+			f.log.InfoContext(ctx, "companion refused", "video", v.ID, "kind", kind)
+			return f.staged.Remove(ctx, obj)
+		}
 		ret := storage.Compliance(f.o.RetentionDays)
-		if _, err := f.o.Store.Copy(ctx, f.o.UploadsBucket, obj, f.o.MediaBucket, key, storage.PutOptions{ContentType: ctype, Retention: &ret}); err != nil {
+		if _, err := f.o.Store.PutBytes(ctx, f.o.MediaBucket, key, staged, storage.PutOptions{ContentType: ctype, Retention: &ret}); err != nil {
 			return fmt.Errorf("finalize: lock companion: %w", err)
 		}
 	} else if err != nil {
 		return err
-	} else if have.Size != src.Size {
-		// Another file holds the key (a thumbnail sent twice): the first stays.
-		return f.staged.Remove(ctx, obj)
 	}
+	// The key held already: an earlier run locked this file, or a second
+	// one of its kind came (the first stays). Either way nothing is copied.
 	if _, err := f.metas.Update(ctx, v.ID, func(m *meta.Video) error {
 		if m.Companions == nil {
 			m.Companions = &meta.Companions{}
 		}
 		c := m.Companions
-		switch info.MetaData["kind"] {
-		case "captions":
-			if !slices.ContainsFunc(c.Captions, func(x meta.Captions) bool { return x.Key == key }) {
-				c.Captions = append(c.Captions, meta.Captions{Key: key, Lang: lang, Label: "Captions"})
+		switch kind {
+		case companion.KindCaptions:
+			if !slices.ContainsFunc(c.Captions, func(x meta.CaptionFile) bool { return x.Key == key }) {
+				c.Captions = append(c.Captions, meta.CaptionFile{Key: key, Lang: lang, Label: "Captions"})
 			}
-		case "thumbnail":
+		case companion.KindThumbnail:
 			c.Thumbnail = key
-		case "project":
+		case companion.KindProject:
 			c.Beats = key
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
-	f.log.InfoContext(ctx, "companion attached", "video", v.ID, "kind", info.MetaData["kind"])
+	f.log.InfoContext(ctx, "companion attached", "video", v.ID, "kind", kind)
 	return f.staged.Remove(ctx, obj)
-}
-
-func (f *Finalizer) sameSize(ctx context.Context, key string, size int64) bool {
-	have, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key)
-	return err == nil && have.Size == size
 }

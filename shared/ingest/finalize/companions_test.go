@@ -1,9 +1,13 @@
 package finalize
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"image"
+	"image/jpeg"
+	"io"
 	"os"
 	"testing"
 
@@ -44,9 +48,17 @@ func TestPulseCompanionsAttached(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner := func(md map[string]string) map[string]string { md[staging.SubjectKey] = "clinician-42"; return md }
-	r.stage(topology.PulseCompanionObject(anchor, capID), []byte("WEBVTT\n"), owner(map[string]string{"kind": "captions", "filename": "d.vtt", "relatedTo": anchor}))
-	r.stage(topology.PulseCompanionObject(anchor, thumbID), []byte("jpeg bytes"), owner(map[string]string{"kind": "thumbnail", "filename": "d.jpg", "relatedTo": anchor}))
-	r.stage(topology.PulseCompanionObject(anchor, beatsID), []byte(`{"version":1}`), owner(map[string]string{"kind": "project", "filename": "d-beats.pulse", "relatedTo": anchor}))
+	img := image.NewRGBA(image.Rect(0, 0, 32, 56))
+	var jpg bytes.Buffer
+	if err := jpeg.Encode(&jpg, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	beats := []byte(`{"version":1,"type":"beat-manifest","durationMs":1000,"beats":[{"segmentId":"a","order":0,"startMs":0,"endMs":1000}]}`)
+	r.stage(topology.PulseCompanionObject(anchor, capID), []byte("WEBVTT\n\n00:00.000 --> 00:01.000\nhello\n"), owner(map[string]string{"kind": "captions", "filename": "d.vtt", "relatedTo": anchor}))
+	r.stage(topology.PulseCompanionObject(anchor, thumbID), jpg.Bytes(), owner(map[string]string{"kind": "thumbnail", "filename": "d.jpg", "relatedTo": anchor}))
+	r.stage(topology.PulseCompanionObject(anchor, beatsID), beats, owner(map[string]string{"kind": "project", "filename": "d-beats.pulse", "relatedTo": anchor}))
+	// Another thumbnail that is no JPEG (attached first: its id sorts first): dropped.
+	r.stage(topology.PulseCompanionObject(anchor, "00000000-0000-4000-8000-000000000000"), []byte("not a jpeg"), owner(map[string]string{"kind": "thumbnail", "filename": "e.jpg", "relatedTo": anchor}))
 	r.stage(topology.PulseCompanionObject(orphanAnchor, capID), []byte("WEBVTT\n"), owner(map[string]string{"kind": "captions", "filename": "o.vtt", "relatedTo": orphanAnchor}))
 
 	if out, err := r.f.Finalize(ctx, topology.PulseCompanionObject(anchor, capID)); err != nil || out.Skipped != "companion" {
@@ -61,9 +73,18 @@ func TestPulseCompanionsAttached(t *testing.T) {
 	}
 	v := r.meta(anchor)
 	if v.Uploader != "clinician-42" || v.Client["name"] != "Knee" || v.Companions == nil || len(v.Companions.Captions) != 1 ||
-		v.Companions.Captions[0].Key != topology.CaptionsKey(anchor, "und") || v.Companions.Thumbnail != topology.VideoKey(anchor, topology.ThumbnailFile) ||
-		v.Companions.Beats != topology.VideoKey(anchor, topology.BeatsFile) {
+		v.Companions.Captions[0].Key != "videos/"+anchor+"/captions/und.vtt" || v.Companions.Thumbnail != topology.ThumbnailKey(anchor) ||
+		v.Companions.Beats != topology.BeatsKey(anchor) {
 		t.Fatalf("meta: uploader %q companions %+v", v.Uploader, v.Companions)
+	}
+	if rc, _, err := r.st.Get(ctx, c.MediaBucket, v.Companions.Thumbnail, 0, -1); err != nil {
+		t.Fatal(err)
+	} else {
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, jpg.Bytes()) {
+			t.Fatal("the thumbnail locked is not the valid one")
+		}
 	}
 	for _, key := range []string{v.Companions.Captions[0].Key, v.Companions.Thumbnail, v.Companions.Beats} {
 		info, err := r.st.Stat(ctx, c.MediaBucket, key)

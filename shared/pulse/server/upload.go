@@ -20,20 +20,13 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
+	"github.com/mieweb/pulsevault/shared/media/companion"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/pulse/captoken"
 	"github.com/mieweb/pulsevault/shared/pulse/protocol"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// Companion size bounds: the app's captions, beat manifest and thumbnail
-// are small; the video alone may take maxUploadSize.
-var companionMax = map[string]int64{
-	protocol.KindCaptions:  4 << 20,
-	protocol.KindProject:   1 << 20,
-	protocol.KindThumbnail: 20 << 20,
-}
 
 // note carries, through the request context, what the authorizer learnt
 // to the response the handler writes.
@@ -155,8 +148,9 @@ func (s *Server) Create(ev handler.HookEvent) (string, string, error) {
 		if u.ArtifactID == c.ArtifactID {
 			return "", "", handler.NewError("ERR_INVALID_METADATA", "a "+u.Kind+" upload needs an artifactId of its own, not the video's", http.StatusBadRequest)
 		}
-		if ev.Upload.Size > companionMax[u.Kind] {
-			return "", "", handler.NewError("ERR_MAX_SIZE_EXCEEDED", "a "+u.Kind+" file may be at most "+strconv.FormatInt(companionMax[u.Kind], 10)+" bytes", http.StatusRequestEntityTooLarge)
+		// The companion bounds are the checks' own (shared/media/companion).
+		if max := companion.MaxSize(u.Kind); ev.Upload.Size > max {
+			return "", "", handler.NewError("ERR_MAX_SIZE_EXCEEDED", "a "+u.Kind+" file may be at most "+strconv.FormatInt(max, 10)+" bytes", http.StatusRequestEntityTooLarge)
 		}
 		object = topology.PulseCompanionObject(c.ArtifactID, u.ArtifactID)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -11,12 +12,12 @@ import (
 
 // Settings are the pulsevault function's own environment variables (the
 // upload limits are tusupload's, the store and JWT settings config's).
-var Settings = []settings.Setting{
-	{Env: "PAIRING_TTL", Default: "30m", Usage: "how long a pairing link (its capability token) lets a phone upload (1m–24h)"},
-	{Env: "VIEW_LINK_TTL", Default: "300s", Usage: "lifetime of a view link minted by POST /pulsevault/artifacts/<id>/view-link (10s–VIEW_LINK_MAX_TTL)"},
-	{Env: "VIEW_LINK_MAX_TTL", Default: "24h", Usage: "upper bound of VIEW_LINK_TTL (1m–24h)"},
-	{Env: "PAIRING_ISSUER", Default: "pulsevault", Usage: "the issuer named in capability tokens; tokens of another issuer are refused (1–200 characters)"},
-	{Env: "PAIRING_PUBLIC_URL", Default: "", Usage: "public origin put in pairing links, e.g. https://vault.example.org (empty: the origin the request came through)"},
+var Settings = settings.Table{
+	{Env: "PAIRING_TTL", Default: "30m", Usage: "how long a pairing link (its capability token) lets a phone upload (1m–24h)", Check: settings.Duration(time.Minute, captoken.MaxTTL)},
+	{Env: "VIEW_LINK_TTL", Default: "300s", Usage: "lifetime of a view link minted by POST /pulsevault/artifacts/<id>/view-link (10s–24h, at most VIEW_LINK_MAX_TTL)", Check: settings.Duration(10*time.Second, captoken.MaxTTL)},
+	{Env: "VIEW_LINK_MAX_TTL", Default: "24h", Usage: "upper bound of VIEW_LINK_TTL (1m–24h)", Check: settings.Duration(time.Minute, captoken.MaxTTL)},
+	{Env: "PAIRING_ISSUER", Default: "pulsevault", Usage: "the issuer named in capability tokens; tokens of another issuer are refused (1–200 characters)", Check: issuer},
+	{Env: "PAIRING_PUBLIC_URL", Default: "", Usage: "public origin put in pairing links, e.g. https://vault.example.org (empty: the origin the request came through)", Check: settings.Optional(publicURL)},
 }
 
 // Config is the validated settings.
@@ -26,26 +27,35 @@ type Config struct {
 	PublicURL           string // "" or scheme://host[:port]
 }
 
-// LoadSettings reads Settings through getenv.
+func issuer(v string) error {
+	if v == "" || len(v) > 200 {
+		return errors.New("must be 1–200 characters")
+	}
+	return nil
+}
+
+func publicURL(v string) error {
+	u, err := url.Parse(strings.TrimSuffix(v, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return errors.New("must be an origin such as https://vault.example.org")
+	}
+	return nil
+}
+
+// LoadSettings reads Settings through getenv; an error is one line naming
+// the variable and what it accepts.
 func LoadSettings(getenv func(string) string) (Config, error) {
-	r := settings.New(getenv, Settings)
-	c := Config{PairingTTL: r.Duration("PAIRING_TTL", time.Minute, captoken.MaxTTL)}
-	maxView := r.Duration("VIEW_LINK_MAX_TTL", time.Minute, captoken.MaxTTL)
-	c.ViewTTL = r.Duration("VIEW_LINK_TTL", 10*time.Second, captoken.MaxTTL)
-	if r.Err() == nil && c.ViewTTL > maxView {
-		r.Fail("VIEW_LINK_TTL", "must not exceed VIEW_LINK_MAX_TTL")
+	vs, err := settings.FromEnv(Settings, getenv)
+	if err != nil {
+		return Config{}, err
 	}
-	c.Issuer = r.String("PAIRING_ISSUER")
-	if c.Issuer == "" || len(c.Issuer) > 200 {
-		r.Fail("PAIRING_ISSUER", "must be 1–200 characters")
+	c := Config{PairingTTL: vs.Duration("PAIRING_TTL"), ViewTTL: vs.Duration("VIEW_LINK_TTL"), Issuer: vs.String("PAIRING_ISSUER")}
+	if c.ViewTTL > vs.Duration("VIEW_LINK_MAX_TTL") {
+		return Config{}, errors.New("VIEW_LINK_TTL: must not exceed VIEW_LINK_MAX_TTL")
 	}
-	if v := strings.TrimSuffix(r.String("PAIRING_PUBLIC_URL"), "/"); v != "" {
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
-			r.Fail("PAIRING_PUBLIC_URL", "must be an origin such as https://vault.example.org")
-		} else {
-			c.PublicURL = u.Scheme + "://" + u.Host
-		}
+	if v := strings.TrimSuffix(vs.String("PAIRING_PUBLIC_URL"), "/"); v != "" {
+		u, _ := url.Parse(v) // checked
+		c.PublicURL = u.Scheme + "://" + u.Host
 	}
-	return c, r.Err()
+	return c, nil
 }

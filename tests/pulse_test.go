@@ -325,6 +325,13 @@ func TestPulseConformance(t *testing.T) {
 			if v.Uploader != "clinician-42" || v.Client["name"] != name {
 				t.Fatalf("meta: uploader %q name %q", v.Uploader, v.Client["name"])
 			}
+			// The pipeline used the companions: a subtitles track, chapters, the thumbnail as poster.
+			v = waitPulse(t, p.s, pr.artifact, time.Minute, func(v *meta.Video) bool {
+				return len(v.Subtitles) == 1 && len(v.Chapters) == 1 && v.PosterSource == meta.PosterFromThumbnail
+			})
+			if len(v.Ignored) != 0 {
+				t.Fatalf("companions ignored: %+v", v.Ignored)
+			}
 			if v.Companions == nil || len(v.Companions.Captions) != 1 || v.Companions.Thumbnail == "" || v.Companions.Beats == "" {
 				t.Fatalf("companions %+v", v.Companions)
 			}

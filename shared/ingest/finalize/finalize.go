@@ -323,6 +323,10 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 	} else if err != nil {
 		return out, err
 	}
+	// Companions first: transcode reads them from meta.json when its jobs run.
+	if err := f.attachCompanions(ctx, v); err != nil {
+		return out, err
+	}
 	for _, r := range v.Renditions {
 		if r.State != meta.RenditionPlanned {
 			continue
@@ -336,9 +340,6 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 			return out, err
 		}
 		out.Jobs++
-	}
-	if err := f.attachCompanions(ctx, v); err != nil {
-		return out, err
 	}
 	if err := f.emit(ctx, v, event.UploadCreated, v.Uploader, event.Success, ""); err != nil {
 		return out, err

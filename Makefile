@@ -11,11 +11,12 @@ export PULSEVAULT_BIN_DIR := $(BIN)
 # fetches it from the module proxy once. go.mod names it too.
 export GOTOOLCHAIN := go1.26.10
 
-.PHONY: dev test test-faults fuzz vulncheck vitals bench bench-quick deps tools shared-tools build vet fmt check-fmt clean help
+.PHONY: dev test unit test-faults fuzz vulncheck vitals bench bench-quick deps tools shared-tools build vet fmt check-fmt clean help
 
 help:
 	@echo "make dev    start the local stack (NATS, S3 with Object Lock, bootstrap) on 127.0.0.1"
 	@echo "make test   install what the tests need and run them all"
+	@echo "make unit   the unit tier (go test -short ./...): needs nothing installed or built, well under a minute"
 	@echo "make test-faults  the reliability and security suite at full size (kills, cuts, load, bad input, fuzz, govulncheck)"
 	@echo "make tools  build versitygw, faas-cli (0.13.13 and 0.18.12), the OpenFaaS gateway and kuberender into ./bin"
 	@echo "make build  build ./bin/pulsevault"
@@ -28,6 +29,13 @@ test: deps tools build vitals check-fmt vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 	$(MAKE) vulncheck
+
+# The unit tier: pure logic and in-process fakes (shared/testutil/fakestore,
+# embedded NATS). Needs nothing installed or built, so it depends on no other
+# target; tests that need versitygw, ffmpeg, nginx, a built pulsevault or the
+# tools skip under -short with the reason (shared/testutil/tier).
+unit:
+	$(GO) test -short -count=1 ./...
 
 # Issue #11 at full size: 100 process-fault trials, 100 cut uploads, slow and
 # stalled clients, 50 concurrent uploads, sign-url at 500 req/s for 60 s, the

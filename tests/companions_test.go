@@ -221,7 +221,7 @@ func TestPulseCompanionsEndToEnd(t *testing.T) {
 		v.PosterSource != meta.PosterFromThumbnail || v.WebMP4 != topology.WebMP4Key(id) || len(v.Ignored) != 0 {
 		t.Fatalf("companions not applied: subtitles %+v chapters %+v poster %q web %q ignored %+v", v.Subtitles, v.Chapters, v.PosterSource, v.WebMP4, v.Ignored)
 	}
-	if ov.WebMP4 != ov.Original.Key || ov.Subtitles != nil || ov.PosterSource != "" {
+	if ov.WebMP4 != topology.WebMP4Key(other) || ov.Subtitles != nil || ov.PosterSource != "" {
 		t.Fatalf("plain video: web %q subtitles %+v poster %q", ov.WebMP4, ov.Subtitles, ov.PosterSource)
 	}
 

@@ -3,7 +3,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/http"
@@ -17,11 +16,13 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // buildPulsevault compiles the command once per test binary.
 func buildPulsevault(t *testing.T) string {
 	t.Helper()
+	tier.Integration(t, "a built pulsevault")
 	bin := filepath.Join(t.TempDir(), "pulsevault")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/mieweb/pulsevault/cmd/pulsevault").CombinedOutput()
 	if err != nil {
@@ -66,50 +67,9 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 	bin := buildPulsevault(t)
 	data := t.TempDir()
 	cmd := exec.Command(bin, "dev", "--data-dir", data, "--nats-port", "0", "--s3-port", "0", "--gateway-port", "0", "--public-port", "0", "--stack-file", "../stack.yml")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr testenv.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var banner []string
-	timeout := time.After(60 * time.Second)
-wait:
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("dev exited before ready; stderr:\n%s", stderr.String())
-			}
-			banner = append(banner, l)
-			if strings.HasPrefix(l, "Ready.") {
-				break wait
-			}
-		case <-timeout:
-			t.Fatalf("dev not ready in 60s; stdout %q; stderr:\n%s", banner, stderr.String())
-		}
-	}
-	var s3, s3line, gateway string
-	for _, l := range banner {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "S3" {
-			s3, s3line = f[1], l
-		} else if len(f) >= 2 && f[0] == "gateway" {
-			gateway = f[1]
-		}
-	}
+	proc := testenv.StartProc(t, cmd, testenv.ProcOptions{Name: "dev", Ready: 60 * time.Second, Grace: time.Second})
+	banner, stderr := proc.Banner, proc.Stderr
+	s3, s3line, gateway := proc.Value("S3"), proc.Line("S3"), proc.Value("gateway")
 	if gateway == "" {
 		t.Fatalf("banner lacks the gateway:\n%s", strings.Join(banner, "\n"))
 	}
@@ -126,12 +86,7 @@ wait:
 	}
 	// stack.yml's functions are deployed and reachable through the public origin, which
 	// checks the caller: sign-url without a token is refused.
-	var public string
-	for _, l := range banner {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "public" {
-			public = f[1]
-		}
-	}
+	public := proc.Value("public")
 	resp, err := http.Post(public+"/api/sign-url", "application/json", strings.NewReader(`{"video":"00000000-0000-0000-0000-000000000000"}`))
 	if err != nil {
 		t.Fatalf("public origin %q: %v", public, err)
@@ -169,11 +124,9 @@ wait:
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-proc.Done():
+		if err := proc.Err(); err != nil {
 			t.Fatalf("dev exited with %v; stderr:\n%s", err, stderr.String())
 		}
 	case <-time.After(5 * time.Second):

@@ -9,12 +9,14 @@ import (
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // bootstrapped connects a store and a bus (named client) to cfg's services
 // and bootstraps them (buckets, streams, canary) as the system does at
 // start; the bus closes with the test.
 func bootstrapped(tb testing.TB, cfg config.Config, client string) (*storage.Store, *bus.Bus) {
+	tier.Integration(tb, "the local stack")
 	tb.Helper()
 	st, err := storage.FromConfig(cfg)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/faas/stackfile"
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // stackFunctions are the functions stack.yml must declare.
@@ -31,6 +32,7 @@ var stackFunctions = []string{"upload", "upload-finalize", "transcode", "sign-ur
 
 func faasCLI(t *testing.T) string {
 	t.Helper()
+	tier.Integration(t, "faas-cli")
 	p, err := localstack.FindBinary("faas-cli")
 	if err != nil {
 		t.Fatal(err)

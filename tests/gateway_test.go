@@ -25,6 +25,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // envNetNS marks the test process re-executed inside its private network namespace.
@@ -187,6 +188,7 @@ func (g *realGateway) system(t *testing.T, method, path string) (int, string) {
 // PULSEVAULT_BENCH=1 it also measures tus throughput through the gateway against the
 // provider's own proxy.
 func TestRealGateway(t *testing.T) {
+	tier.Integration(t, "the OpenFaaS gateway, Prometheus and a private network namespace")
 	if !inPrivateNetNS(t, "TestRealGateway") {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/playback/origin"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // toolOrSkip finds a program `make tools` builds (or a Debian one on PATH).
@@ -26,6 +27,7 @@ import (
 // there nothing may skip.
 func toolOrSkip(t *testing.T, name string) string {
 	t.Helper()
+	tier.Integration(t, name)
 	p, err := localstack.FindBinary(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -41,6 +40,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
 	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // ingestPHI is a patient-like file name that must never leave meta.json.
@@ -72,7 +72,7 @@ type ingestStack struct {
 func startIngestStack(t *testing.T) *ingestStack {
 	t.Helper()
 	s := &ingestStack{t: t, bin: buildPulsevault(t), env: testenv.Start(t), data: t.TempDir(),
-		stderr: &testenv.Buffer{}, connErr: &testenv.Buffer{}, captured: make(chan []byte, 256)}
+		connErr: &testenv.Buffer{}, captured: make(chan []byte, 256)}
 	cfg := s.env.Config
 	var err error
 	if s.st, err = storage.FromConfig(cfg); err != nil {
@@ -100,51 +100,15 @@ func startIngestStack(t *testing.T) *ingestStack {
 	cmd := exec.Command(s.bin, "provider", "--data-dir", s.data, "--nats-url", cfg.NATSURL, "--s3-endpoint", cfg.S3Endpoint,
 		"--media-retention-days", "1", "--audit-retention-days", "1")
 	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=debug", "S3_ACCESS_KEY="+cfg.S3AccessKey, "S3_SECRET_KEY="+cfg.S3SecretKey)
-	cmd.Stderr = s.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.provider = cmd.Process
+	// Runs after the provider's cleanup (cleanups run last first).
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
 		if t.Failed() {
-			t.Logf("provider stderr:\n%s", s.stderr.String())
 			t.Logf("connector stderr:\n%s", s.connErr.String())
 		}
 	})
-	var pwFile string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) >= 2 && f[0] == "gateway":
-			s.gateway = f[1]
-		case len(f) >= 2 && f[0] == "user":
-			s.user = f[1]
-		case len(f) >= 3 && f[0] == "password" && f[1] == "in":
-			pwFile = f[2]
-		}
-		if strings.HasPrefix(sc.Text(), "Ready.") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, out)
-	pw, err := os.ReadFile(pwFile)
-	if err != nil || s.gateway == "" {
-		t.Fatalf("provider banner: gateway %q password file %q: %v\n%s", s.gateway, pwFile, err, s.stderr.String())
-	}
-	s.pass = strings.TrimSpace(string(pw))
+	proc := testenv.StartProc(t, cmd, testenv.ProcOptions{Name: "provider", Ready: 2 * time.Minute})
+	s.provider, s.stderr = cmd.Process, proc.Stderr
+	s.gateway, s.user, s.pass = proc.Gateway(t)
 
 	s.system(http.MethodPost, "/system/secrets", types.Secret{Name: "pulsevault-jwt-secret", Value: ingestSecret}, http.StatusCreated)
 	s.system(http.MethodPost, "/system/functions", types.FunctionDeployment{Service: "upload", Image: "pulsevault-upload:dev",
@@ -345,6 +309,7 @@ func (s *ingestStack) waitStagedGone(upload string) {
 
 func ingestClip(t *testing.T, dir, name string, o testclip.Options) string {
 	t.Helper()
+	tier.Integration(t, "ffmpeg")
 	p := filepath.Join(dir, name+".mp4")
 	if err := testclip.Make(context.Background(), p, o); err != nil {
 		t.Fatal(err)

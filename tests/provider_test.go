@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 // providerCmd is a running `pulsevault provider`.
 type providerCmd struct {
 	t       *testing.T
+	proc    *testenv.Proc
 	cmd     *exec.Cmd
 	url     string
 	natsURL string
@@ -35,7 +35,6 @@ type providerCmd struct {
 	data    string
 	stdout  *testenv.Buffer
 	stderr  *testenv.Buffer
-	exited  chan error
 }
 
 // startProviderCmd runs the real binary's provider against an embedded
@@ -50,63 +49,9 @@ func startProviderCmd(t *testing.T, bin string) *providerCmd {
 	data := t.TempDir()
 	cmd := exec.Command(bin, "provider", "--data-dir", data, "--nats-url", ns.URL())
 	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=info")
-	pr, pw := io.Pipe()
-	p := &providerCmd{t: t, cmd: cmd, data: data, natsURL: ns.URL(), stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, exited: make(chan error, 1)}
-	cmd.Stdout = io.MultiWriter(p.stdout, pw)
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("provider stderr:\n%s", p.stderr.String())
-		}
-	})
-
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		io.Copy(io.Discard, pr)
-	}()
-	var pwFile string
-	timeout := time.After(30 * time.Second)
-	for ready := false; !ready; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("provider exited before ready; stderr:\n%s", p.stderr.String())
-			}
-			f := strings.Fields(l)
-			switch {
-			case len(f) >= 2 && f[0] == "gateway":
-				p.url = f[1]
-			case len(f) >= 2 && f[0] == "user":
-				p.user = f[1]
-			case len(f) >= 3 && f[0] == "password" && f[1] == "in":
-				pwFile = f[2]
-			case strings.HasPrefix(l, "Ready."):
-				ready = true
-			}
-		case <-timeout:
-			t.Fatalf("provider not ready in 30s; stdout %q; stderr:\n%s", p.stdout.String(), p.stderr.String())
-		}
-	}
-	b, err := os.ReadFile(pwFile)
-	if err != nil || p.url == "" || p.user == "" {
-		t.Fatalf("banner: url %q user %q password file %q (%v):\n%s", p.url, p.user, pwFile, err, p.stdout.String())
-	}
-	p.pass = strings.TrimSpace(string(b))
+	proc := testenv.StartProc(t, cmd, testenv.ProcOptions{Name: "provider"})
+	p := &providerCmd{t: t, proc: proc, cmd: cmd, data: data, natsURL: ns.URL(), stdout: proc.Stdout, stderr: proc.Stderr}
+	p.url, p.user, p.pass = proc.Gateway(t)
 	return p
 }
 
@@ -217,11 +162,10 @@ func TestProviderCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.exited:
-		if err != nil {
+	case <-p.proc.Done():
+		if err := p.proc.Err(); err != nil {
 			t.Fatalf("provider exit: %v; stderr:\n%s", err, p.stderr.String())
 		}
-		p.exited <- err
 	case <-time.After(15 * time.Second):
 		t.Fatal("provider did not exit within 15s of SIGTERM")
 	}

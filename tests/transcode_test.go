@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -60,51 +59,10 @@ func startTranscodeStack(t *testing.T) *tcStack {
 	cmd := exec.Command(bin, "provider", "--data-dir", s.data, "--nats-url", cfg.NATSURL, "--s3-endpoint", cfg.S3Endpoint,
 		"--media-retention-days", "1", "--audit-retention-days", "1")
 	cmd.Env = append(os.Environ(), "GATEWAY_PORT=0", "LOG_LEVEL=info", "S3_ACCESS_KEY="+cfg.S3AccessKey, "S3_SECRET_KEY="+cfg.S3SecretKey)
-	var stderr testenv.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	proc := testenv.StartProc(t, cmd, testenv.ProcOptions{Name: "provider", Ready: 2 * time.Minute})
 	s.provider = cmd
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("provider stderr:\n%s", stderr.String())
-		}
-	})
-	var user, pwFile string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) >= 2 && f[0] == "gateway":
-			s.gateway = f[1]
-		case len(f) >= 2 && f[0] == "user":
-			user = f[1]
-		case len(f) >= 3 && f[0] == "password" && f[1] == "in":
-			pwFile = f[2]
-		}
-		if strings.HasPrefix(sc.Text(), "Ready.") {
-			break
-		}
-	}
-	go io.Copy(io.Discard, out)
-	pw, err := os.ReadFile(pwFile)
-	if err != nil || s.gateway == "" {
-		t.Fatalf("provider banner: gateway %q password file %q: %v\n%s", s.gateway, pwFile, err, stderr.String())
-	}
-	pass := strings.TrimSpace(string(pw))
+	var user, pass string
+	s.gateway, user, pass = proc.Gateway(t)
 
 	ann := map[string]string{"topic": topology.SubjectTranscodeJobs}
 	dep := types.FunctionDeployment{Service: "transcode", Image: "pulsevault-transcode:dev", Annotations: &ann,

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,12 +14,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+
+	"github.com/mieweb/pulsevault/shared/testutil/testenv"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // vitalsPlaybackTTL is short so the browser test crosses several signed-URL
@@ -31,6 +31,7 @@ const vitalsPlaybackTTL = 6
 // vitals/out is missing or older than a source file), so a warm run costs nothing.
 func buildVitals(t *testing.T, dir string) {
 	t.Helper()
+	tier.Integration(t, "npm (next build) and Chromium")
 	if _, err := exec.LookPath("npm"); err != nil {
 		t.Skip("npm not installed: Node 20 is needed to build vitals/")
 	}
@@ -82,25 +83,7 @@ func freePort(t *testing.T) int {
 // devStack is a running `pulsevault dev` and what its banner says.
 type devStack struct {
 	public, gateway, token, data string
-	stderr                       *lockedBuffer
-}
-
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr                       *testenv.Buffer
 }
 
 func startDev(t *testing.T, bin, root string, publicPort int, env ...string) *devStack {
@@ -110,64 +93,13 @@ func startDev(t *testing.T, bin, root string, publicPort int, env ...string) *de
 		"--public-port", strconv.Itoa(publicPort), "--stack-file", "stack.yml")
 	cmd.Dir = root // dev serves vitals/out relative to its working directory
 	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	proc := testenv.StartProc(t, cmd, testenv.ProcOptions{Name: "dev", Ready: 90 * time.Second, Grace: 10 * time.Second})
+	d := &devStack{data: data, stderr: proc.Stderr,
+		public: proc.Value("public"), gateway: proc.Value("gateway"), token: proc.Value("login", "token")}
+	if d.public == "" || d.gateway == "" || d.token == "" {
+		t.Fatalf("banner lacks public, gateway or login token")
 	}
-	d := &devStack{data: data, stderr: &lockedBuffer{}}
-	cmd.Stderr = d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	timeout := time.After(90 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("dev exited before ready; stderr:\n%s", d.stderr)
-			}
-			f := strings.Fields(l)
-			switch {
-			case len(f) >= 2 && f[0] == "public":
-				d.public = f[1]
-			case len(f) >= 2 && f[0] == "gateway":
-				d.gateway = f[1]
-			case len(f) >= 3 && f[0] == "login" && f[1] == "token":
-				d.token = f[2]
-			}
-			if strings.HasPrefix(l, "Ready.") {
-				go func() {
-					for range lines {
-					}
-				}()
-				if d.public == "" || d.gateway == "" || d.token == "" {
-					t.Fatalf("banner lacks public, gateway or login token")
-				}
-				return d
-			}
-		case <-timeout:
-			t.Fatalf("dev not ready in 90s; stderr:\n%s", d.stderr)
-		}
-	}
+	return d
 }
 
 // TestVitals builds the PWA, starts the whole local stack with it, checks how

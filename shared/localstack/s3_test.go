@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 func healthy(endpoint string) bool {
@@ -30,6 +31,7 @@ func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // start runs versitygw with its NATS for one test; the caller stops it.
 func start(t *testing.T) *localstack.S3 {
 	t.Helper()
+	tier.Integration(t, "versitygw")
 	bin, err := localstack.FindBinary("versitygw")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +113,7 @@ func TestKeepsConnectionsAlive(t *testing.T) {
 }
 
 func TestStartFailsClearlyWithoutNATS(t *testing.T) {
+	tier.Integration(t, "versitygw")
 	bin, err := localstack.FindBinary("versitygw")
 	if err != nil {
 		t.Fatal(err)

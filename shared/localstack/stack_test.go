@@ -9,12 +9,14 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/storage"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // Regression (issue 15, finding 8): without S3_SECRET_KEY the local store
 // gets a secret generated on first start, kept 0600 in the data dir and
 // reused by the next start, never a well-known one.
 func TestGeneratedS3Secret(t *testing.T) {
+	tier.Integration(t, "versitygw")
 	dir := t.TempDir()
 	cfg, err := config.Load("t", []string{"--data-dir", dir, "--nats-port", "0", "--s3-port", "0"},
 		func(k string) string { return map[string]string{"SECRETS_DIR": t.TempDir()}[k] })

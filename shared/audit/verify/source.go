@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,8 +87,19 @@ func (d Dir) String() string { return "directory " + string(d) }
 
 // Bucket is the audit bucket itself, read through read-only credentials.
 type Bucket struct {
-	Store *storage.Store
+	Store Objects
 	Name  string
+}
+
+// Objects is the read-only part of the object store a Bucket needs:
+// listings of latest versions and of every version (delete markers
+// included), reads, and HEADs that report retention. *storage.Store has it;
+// unit tests use the in-memory shared/testutil/fakestore.
+type Objects interface {
+	List(ctx context.Context, bucket, prefix string) iter.Seq2[storage.Info, error]
+	ListVersions(ctx context.Context, bucket, prefix string) iter.Seq2[storage.Info, error]
+	Get(ctx context.Context, bucket, key string, offset, length int64) (io.ReadCloser, storage.Info, error)
+	Stat(ctx context.Context, bucket, key string) (storage.Info, error)
 }
 
 // List lists the latest versions.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // open starts a real NATS server and returns two Buckets over the same KV
@@ -102,6 +103,7 @@ func TestLeaseIsExclusiveAndAsksTheHolder(t *testing.T) {
 }
 
 func TestLeaseRenewsWhileHeldAndExpiresWhenHolderDies(t *testing.T) {
+	tier.Slow(t, "three lease TTLs of 1.5 s, then an expiry")
 	ttl := 1500 * time.Millisecond
 	a, b, _ := open(t, ttl)
 	held, err := a.Acquire(t.Context(), "k", nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mieweb/pulsevault/shared/bus"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // TestDeliversByTopic: a message reaches every function whose topic
@@ -322,6 +323,7 @@ func TestCrashRedelivers(t *testing.T) {
 // TestLongInvocationIsKeptAlive: an invocation longer than AckWait is not
 // redelivered while it runs, because the connector reports progress.
 func TestLongInvocationIsKeptAlive(t *testing.T) {
+	tier.Slow(t, "a 2.5 s invocation past a 1 s ack wait")
 	h := newHarness(t)
 	h.g.setFunctions(map[string]string{"transcode": "pulse.jobs.transcode.>"})
 	h.g.setBehaviour("transcode", func(w http.ResponseWriter, r *http.Request) {

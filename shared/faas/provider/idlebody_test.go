@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // stallAfter yields data, then blocks until release is closed.
@@ -66,6 +68,7 @@ func TestIdleBodyEndsAStalledRequest(t *testing.T) {
 
 // A body sent in full clears the deadline: a slow answer is not cut.
 func TestIdleBodyKeepsASlowAnswer(t *testing.T) {
+	tier.Slow(t, "a 3 s answer past a 1 s idle timeout")
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		idleBody(w, r, time.Second)
 		b, _ := io.ReadAll(r.Body)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mieweb/pulsevault/shared/localstack"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 func testLeases(t *testing.T, ttl time.Duration) *leases {
@@ -71,6 +72,7 @@ func TestLeaseOfADeadHolderExpires(t *testing.T) {
 // A live holder keeps its lease past the TTL; once it releases, the next
 // one gets it.
 func TestLeaseOfALiveHolderHolds(t *testing.T) {
+	tier.Slow(t, "waits out a 2 s lease TTL")
 	l := testLeases(t, 2*time.Second)
 	held, release, err := l.acquire(context.Background(), "up1")
 	if err != nil {
@@ -97,6 +99,7 @@ func TestLeaseOfALiveHolderHolds(t *testing.T) {
 // A holder that cannot renew its lease for a TTL (NATS away) stops: its
 // context ends with errLeaseLost.
 func TestLeaseLostCancelsTheHolder(t *testing.T) {
+	tier.Slow(t, "waits for a 2 s lease to be lost")
 	ns, err := localstack.StartNATS(localstack.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // file is a local file as the object ffprobe reads.
@@ -33,6 +34,7 @@ func file(t *testing.T, path string) loopback.Object {
 }
 
 func TestProbeRealFiles(t *testing.T) {
+	tier.Integration(t, "ffmpeg and ffprobe")
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/ladder"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
 
@@ -144,6 +145,7 @@ func ffmpeg(t *testing.T, dir string, args []string) {
 // TestLadderArgs runs the yardstick the fan-out benchmarks use: one ffmpeg
 // must write every rendition's playlist, init and segments.
 func TestLadderArgs(t *testing.T) {
+	tier.Integration(t, "ffmpeg")
 	src := filepath.Join(t.TempDir(), "src.mp4")
 	if err := testclip.Make(context.Background(), src, testclip.Options{Width: 360, Height: 640, Seconds: 2}); err != nil {
 		t.Fatal(err)

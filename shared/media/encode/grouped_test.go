@@ -22,6 +22,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
 
@@ -314,6 +315,7 @@ func TestGroupedFinalFailureMarksEveryClaimedRung(t *testing.T) {
 // TestGroupNice: the group's ffmpeg runs with the nice value asked for on
 // top of ours, so the lowest rung's job beside it gets the CPU first.
 func TestGroupNice(t *testing.T) {
+	tier.Integration(t, "ffmpeg")
 	real, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		t.Fatal(err)

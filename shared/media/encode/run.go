@@ -50,7 +50,7 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	if rend.Kind == "video" {
 		w.ensurePosters(ctx, log, id, src, probe, dir)
 	}
-	w.ensureWebMP4(ctx, log, id, src, probe, original, dir)
+	w.ensureWebMP4(ctx, log, id, src, probe, dir)
 	return nil
 }
 
@@ -91,7 +91,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
 	w.ensurePosters(ctx, log, id, src, probe, dir)
-	w.ensureWebMP4(ctx, log, id, src, probe, original, dir)
+	w.ensureWebMP4(ctx, log, id, src, probe, dir)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 func TestArgsAlignEveryRendition(t *testing.T) {
@@ -122,6 +123,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestRunKillsFFmpegOnCancel(t *testing.T) {
+	tier.Integration(t, "ffmpeg")
 	// A FIFO with a writer that never writes: ffmpeg blocks reading it,
 	// as it would on a stalled store.
 	fifo := filepath.Join(t.TempDir(), "stalled")

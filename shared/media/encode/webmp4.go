@@ -22,13 +22,12 @@ import (
 // older than this belongs to a job that died, and the next job takes over.
 const webMP4Stale = 15 * time.Minute
 
-// ensureWebMP4 sets meta.json's web_mp4 once per video: the original's key
-// when it is a faststart H.264/AAC MP4, else web.mp4, made here (a remux
-// when the codecs allow, else a 720p encode at the group's nice value) and
-// locked like the renditions. One job at a time makes it (a claim in
+// ensureWebMP4 sets meta.json's web_mp4 once per video: web.mp4, made here
+// without the original's metadata (a remux when the codecs allow, else a
+// 720p encode at the group's nice value) and locked like the renditions. One job at a time makes it (a claim in
 // meta.json). A failure is logged, not returned: the video plays without
 // it, and the next job of the video tries again.
-func (w *Worker) ensureWebMP4(ctx context.Context, log *slog.Logger, id string, src loopback.Object, p meta.Probe, original, scratch string) {
+func (w *Worker) ensureWebMP4(ctx context.Context, log *slog.Logger, id string, src loopback.Object, p meta.Probe, scratch string) {
 	now := time.Now().UTC()
 	_, err := w.Meta.Update(ctx, id, func(v *meta.Video) error {
 		if v.WebMP4 != "" || v.Status == meta.Rejected || v.WebMP4Claim != nil && now.Sub(*v.WebMP4Claim) < webMP4Stale {
@@ -45,7 +44,7 @@ func (w *Worker) ensureWebMP4(ctx context.Context, log *slog.Logger, id string, 
 		return
 	}
 	start := time.Now()
-	key, made, mErr := w.makeWebMP4(ctx, src, p, id, original, scratch)
+	key, mErr := w.makeWebMP4(ctx, src, p, id, scratch)
 	_, err = w.Meta.Update(context.WithoutCancel(ctx), id, func(v *meta.Video) error {
 		v.WebMP4Claim = nil
 		if mErr == nil {
@@ -64,77 +63,48 @@ func (w *Worker) ensureWebMP4(ctx context.Context, log *slog.Logger, id string, 
 	case err != nil:
 		log.Warn("transcode: recording the web mp4 failed", "err", err)
 	default:
-		log.Info("transcode: web mp4 ready", "made", made, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+		log.Info("transcode: web mp4 ready", "seconds", time.Since(start).Round(time.Millisecond).Seconds())
 	}
 }
 
-// makeWebMP4 returns the key of the video's web MP4, and whether it made
-// one (false: the original is one).
-func (w *Worker) makeWebMP4(ctx context.Context, src loopback.Object, p meta.Probe, id, original, scratch string) (string, bool, error) {
-	info, err := w.Store.Stat(ctx, w.Bucket, original)
-	if err != nil {
-		return "", false, err
-	}
-	ra := &objectReaderAt{ctx: ctx, st: w.Store, bucket: w.Bucket, key: original}
-	boxes, err := webmp4.TopLevel(ra, info.Size)
-	if err == nil && webmp4.Ready(p, boxes, webmp4.MajorBrand(ra, boxes)) {
-		return original, false, nil
-	}
+// makeWebMP4 makes the video's web MP4 from the original src and returns
+// its key.
+func (w *Worker) makeWebMP4(ctx context.Context, src loopback.Object, p meta.Probe, id, scratch string) (string, error) {
+	// Always a copy, even of an original that is already web-ready: the
+	// original's container metadata (a phone's GPS position in ©xyz, its
+	// make and model) must not reach whoever holds a view link. H.264 and
+	// AAC are stream-copied, so this costs a remux, not an encode.
 	dir := filepath.Join(scratch, "web")
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", false, err
+		return "", err
 	}
 	out := filepath.Join(dir, topology.WebMP4File)
-	err = serve(ctx, src, func(input string, bind func(int) error) error {
+	err := serve(ctx, src, func(input string, bind func(int) error) error {
 		args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"}, probe.InputOptions(input)...)
 		args = append(append(args, "-i", input), webmp4.Args(p, w.Config.Preset, out)...)
 		return run(ctx, dir, args, input, bind, nil, w.Config.GroupNice, "web", w.metrics().cpuSeconds)
 	})
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	f, err := os.Open(out)
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	if boxes, err := webmp4.TopLevel(f, st.Size()); err != nil || !webmp4.Faststart(boxes) {
-		return "", false, &Error{Code: CodeBadOutput, Err: fmt.Errorf("ffmpeg wrote a web mp4 that is not faststart: %v", err)}
+		return "", &Error{Code: CodeBadOutput, Err: fmt.Errorf("ffmpeg wrote a web mp4 that is not faststart: %v", err)}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", false, err
+		return "", err
 	}
 	key := topology.WebMP4Key(id)
 	if _, err := w.Store.Put(ctx, w.Bucket, key, f, st.Size(), storage.PutOptions{ContentType: "video/mp4", Retention: w.retention()}); err != nil {
-		return "", false, err
+		return "", err
 	}
-	return key, true, nil
-}
-
-// objectReaderAt reads an object by ranged GETs (the box scan reads a few
-// bytes per top-level box).
-type objectReaderAt struct {
-	ctx         context.Context
-	st          *storage.Store
-	bucket, key string
-}
-
-func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	rc, _, err := o.st.Get(o.ctx, o.bucket, o.key, off, int64(len(p)))
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.EOF
-	}
-	return n, err
+	return key, nil
 }

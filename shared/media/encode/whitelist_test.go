@@ -9,6 +9,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // An original that is really a playlist must not make ffmpeg read what it
@@ -16,6 +17,7 @@ import (
 // and demuxer whitelist, as ffprobe does. Without it, the poster run below
 // renders a frame of the file the playlist names.
 func TestOriginalIsReadThroughTheWhitelist(t *testing.T) {
+	tier.Integration(t, "ffmpeg")
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "other-patient.mp4")
 	if err := testclip.Make(context.Background(), secret, testclip.Options{Seconds: 1, NoAudio: true}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // encode makes a short fMP4 HLS rendition with the real ffmpeg.
@@ -55,6 +56,7 @@ func parseDir(t *testing.T, dir string) (Track, Timeline) {
 func itoa(i int) string { return string(rune('0' + i)) }
 
 func TestParseRealRenditions(t *testing.T) {
+	tier.Integration(t, "ffmpeg")
 	v := encode(t, []string{"-i", "testsrc2=size=320x240:rate=25:duration=5"},
 		[]string{"-c:v", "libx264", "-profile:v", "main", "-level", "3.0", "-pix_fmt", "yuv420p", "-force_key_frames", "expr:gte(t,n_forced*2)"})
 	tr, tl := parseDir(t, v)

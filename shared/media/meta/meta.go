@@ -199,13 +199,22 @@ var ErrUndecodable = errors.New("meta.json does not decode")
 // Concurrent writers never lose each other's changes: updates are
 // conditional PUTs (If-Match on the ETag read), retried on conflict.
 type Store struct {
-	st       *storage.Store
+	st       Objects
 	bucket   string
 	onChange func(context.Context, *Video)
 }
 
+// Objects is what a Store needs of the object store: a read that returns
+// the ETag, and conditional writes (IfNoneMatch, IfMatch) that fail with
+// storage.ErrPreconditionFailed. *storage.Store has it; unit tests use the
+// in-memory shared/testutil/fakestore.
+type Objects interface {
+	Get(ctx context.Context, bucket, key string, offset, length int64) (io.ReadCloser, storage.Info, error)
+	PutBytes(ctx context.Context, bucket, key string, b []byte, o storage.PutOptions) (storage.Info, error)
+}
+
 // NewStore returns a Store over bucket.
-func NewStore(st *storage.Store, bucket string) *Store { return &Store{st: st, bucket: bucket} }
+func NewStore(st Objects, bucket string) *Store { return &Store{st: st, bucket: bucket} }
 
 // OnStatus registers fn to run after a write that creates a video or changes
 // its status (e.g. to push live status events). It must not block for long.

@@ -83,31 +83,12 @@ func Faststart(boxes []Box) bool {
 	return moov >= 0 && (media < 0 || moov < media)
 }
 
-// MajorBrand reads the ftyp's major brand ("isom", "mp42", "qt  ", ...).
-func MajorBrand(r io.ReaderAt, boxes []Box) string {
-	if len(boxes) == 0 || boxes[0].Type != "ftyp" || boxes[0].Size < 12 {
-		return ""
-	}
-	b := make([]byte, 4)
-	if _, err := r.ReadAt(b, boxes[0].Offset+8); err != nil {
-		return ""
-	}
-	return string(b)
-}
-
 // VideoCopies and AudioCopies say whether the original's streams can go
 // into the web MP4 unchanged: H.264 and AAC are what every browser plays.
 func VideoCopies(p meta.Probe) bool { return p.VideoCodec == "h264" }
 
 // AudioCopies: see VideoCopies; no audio copies trivially.
 func AudioCopies(p meta.Probe) bool { return !p.HasAudio || p.AudioCodec == "aac" }
-
-// Ready reports whether the original itself is the web MP4: an MP4 (not a
-// QuickTime file, which Chromium and Firefox do not play) laid out
-// faststart, with H.264 video and AAC audio (or none).
-func Ready(p meta.Probe, boxes []Box, brand string) bool {
-	return Faststart(boxes) && brand != "" && brand != "qt  " && VideoCopies(p) && AudioCopies(p)
-}
 
 // Short is the short side of an encoded web MP4.
 const Short = 720

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -36,7 +37,7 @@ import (
 
 // Catalog reads meta.json objects of one bucket. Safe for concurrent use.
 type Catalog struct {
-	st      *storage.Store
+	st      Objects
 	meta    *meta.Store
 	bucket  string
 	workers int
@@ -68,8 +69,17 @@ type indexed struct {
 	seq uint64 // c.seq when an event put it here; 0 for a scan
 }
 
+// Objects is what a Catalog needs of the object store: meta.json reads
+// (meta.Objects) and a listing with each object's ETag, which is what its
+// cache is keyed by. *storage.Store has it; unit tests use the in-memory
+// shared/testutil/fakestore.
+type Objects interface {
+	meta.Objects
+	List(ctx context.Context, bucket, prefix string) iter.Seq2[storage.Info, error]
+}
+
 // New returns a Catalog over bucket.
-func New(st *storage.Store, bucket string) *Catalog {
+func New(st Objects, bucket string) *Catalog {
 	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{},
 		log: slog.New(slog.DiscardHandler),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
@@ -96,8 +106,16 @@ func (c *Catalog) Follow(ctx context.Context, nc *nats.Conn, rescan time.Duratio
 	c.following, c.log, c.idx = true, log, map[string]indexed{}
 	c.mu.Unlock()
 	// Subscribed before the first scan, so nothing falls between the two.
+	// The flush waits until the server has the subscription: until then a
+	// change published by another connection is not delivered to it, and
+	// a scan that ran before that change was written would miss it until
+	// the next rescan (seen with the in-memory store, where the first scan
+	// takes microseconds).
 	sub, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) })
 	if err != nil {
+		return fmt.Errorf("catalog: subscribe: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("catalog: subscribe: %w", err)
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) { go c.refresh() })

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 func probe(t *testing.T, path string) string {
@@ -17,6 +19,7 @@ func probe(t *testing.T, path string) string {
 }
 
 func TestMake(t *testing.T) {
+	tier.Integration(t, "ffmpeg and ffprobe")
 	dir := t.TempDir()
 	ctx := context.Background()
 	p := Path(dir, "default")

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // NATSCluster starts n embedded NATS servers with JetStream, clustered on
@@ -18,8 +20,12 @@ import (
 //
 // This is the shape of a production NATS (infra/helm: three nodes), so tests
 // can prove that streams and key-value buckets get the replicas asked for.
+//
+// Under -short (the unit tier) it skips t: a cluster takes seconds to
+// elect its leaders.
 func NATSCluster(t testing.TB, n int) string {
 	t.Helper()
+	tier.Slow(t, fmt.Sprintf("a %d-node NATS cluster", n))
 	// A JetStream cluster needs its routes configured up front, so the route
 	// ports are picked (free ones, held until all are known) before start.
 	ports := make([]int, n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/testutil/tier"
 )
 
 // Env is a running NATS + S3 pair and the configuration that points at it.
@@ -19,8 +20,11 @@ type Env = localstack.Stack
 
 // Start brings up NATS and versitygw for t. Every test gets its own data
 // dir and ports, so tests run in parallel and beside a running `make dev`.
+// Under -short (the unit tier) it skips t: versitygw is a program `make
+// tools` builds.
 func Start(t testing.TB) *Env {
 	t.Helper()
+	tier.Integration(t, "versitygw")
 	dir := t.TempDir()
 	cfg, err := config.Load("testenv", []string{
 		"--data-dir", dir, "--nats-port", "0", "--s3-port", "0",

@@ -54,7 +54,7 @@ test-faults: deps tools build
 # Budgets are counts, about 10 s each here, times FUZZ_SCALE: a -fuzztime
 # duration races Go's fuzz coordinator on a loaded machine (golang/go#75804,
 # fixed in Go 1.27): "context deadline exceeded" with no failing input.
-FUZZ_TARGETS := ingest/s3event:FuzzDecode:100000 playback/token:FuzzVerify:200000 media/meta:FuzzDecode:30000 media/manifest:FuzzManifestRoundTrip:25000 ingest/probe:FuzzParse:70000
+FUZZ_TARGETS := ingest/s3event:FuzzDecode:100000 playback/token:FuzzVerify:200000 media/meta:FuzzDecode:30000 media/manifest:FuzzManifestRoundTrip:25000 ingest/probe:FuzzParse:70000 pulse/captoken:FuzzVerify:100000
 FUZZ_SCALE ?= 1
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

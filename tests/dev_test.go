@@ -4,6 +4,7 @@ package tests
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -94,6 +95,21 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("sign-url without a token through the public origin: %d, want 401", resp.StatusCode)
 	}
+	// The Pulse protocol is on the same origin: capabilities without credential, and the
+	// function's keys and S3 user are set up by dev (a pairing needs a sign-in).
+	resp, err = http.Get(public + "/pulsevault/capabilities")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Protocol-Version") != "2" || !strings.Contains(string(caps), `"uploadUnit":"merged"`) {
+		t.Fatalf("GET /pulsevault/capabilities through dev's origin: %d %s", resp.StatusCode, caps)
+	}
+	if resp, err = http.Post(public+"/api/pairings", "application/json", nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST /api/pairings without sign-in: %v %v, want 401", resp, err)
+	}
+	resp.Body.Close()
 	resp, err = http.Get(s3 + "/health")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("S3 health: %v %v", err, resp)

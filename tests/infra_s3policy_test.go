@@ -19,13 +19,28 @@ var s3Allowed = map[string]map[string][]string{
 		"arn:aws:s3:::pulse-uploads":   {"s3:ListBucket"},
 		"arn:aws:s3:::pulse-uploads/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 	},
-	// Reads and clears staged uploads; locks the original; creates and updates meta.json.
-	"upload-finalize": {
+	// The Pulse protocol: tusd and artifact-id claims on the staging bucket, meta.json read (and
+	// written to withdraw), the web-ready MP4 and the poster served.
+	"pulsevault": {
 		"arn:aws:s3:::pulse-uploads":                   {"s3:ListBucket"},
-		"arn:aws:s3:::pulse-uploads/*":                 {"s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-uploads/*":                 {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 		"arn:aws:s3:::pulse-media":                     {"s3:ListBucket"},
-		"arn:aws:s3:::pulse-media/videos/*/original.*": {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 		"arn:aws:s3:::pulse-media/videos/*/meta.json":  {"s3:GetObject", "s3:PutObject"},
+		"arn:aws:s3:::pulse-media/videos/*/original.*": {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/web.mp4":    {"s3:GetObject"},
+		"arn:aws:s3:::pulse-media/videos/*/poster.jpg": {"s3:GetObject"},
+	},
+	// Reads and clears staged uploads; locks the original and a Pulse upload's companions;
+	// creates and updates meta.json.
+	"upload-finalize": {
+		"arn:aws:s3:::pulse-uploads":                      {"s3:ListBucket"},
+		"arn:aws:s3:::pulse-uploads/*":                    {"s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media":                        {"s3:ListBucket"},
+		"arn:aws:s3:::pulse-media/videos/*/original.*":    {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media/videos/*/meta.json":     {"s3:GetObject", "s3:PutObject"},
+		"arn:aws:s3:::pulse-media/videos/*/captions/*":    {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media/videos/*/thumbnail.jpg": {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
+		"arn:aws:s3:::pulse-media/videos/*/beats.json":    {"s3:GetObject", "s3:GetObjectRetention", "s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"},
 	},
 	// Reads the original and meta.json, writes renditions, manifests, posters and meta.json.
 	"transcode": {

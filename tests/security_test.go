@@ -413,7 +413,8 @@ func TestNginxHonoursAccelRedirectFromMediaOnly(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}}
-	for _, p := range []string{"/api/videos", "/api/videos/" + uuid.NewString(), "/api/upload/", "/api/sign-url", "/api/events"} {
+	for _, p := range []string{"/api/videos", "/api/videos/" + uuid.NewString(), "/api/upload/", "/api/sign-url", "/api/events",
+		"/api/pairings", "/pulsevault/capabilities", "/pulsevault/upload/x"} {
 		code, hdr, body := get(t, client, "https://"+site.https+p)
 		if string(body) != "function" || hdr.Get("X-Accel-Redirect") != "" {
 			t.Errorf("GET %s: %d %q X-Accel-Redirect %q, want the function's own answer", p, code, body, hdr.Get("X-Accel-Redirect"))
@@ -424,5 +425,9 @@ func TestNginxHonoursAccelRedirectFromMediaOnly(t *testing.T) {
 	}
 	if code, _, body := get(t, client, "https://"+site.https+"/media/TOK/videos/v/poster.jpg"); code != 200 || string(body) != "bytes of the store" {
 		t.Errorf("media offload: %d %q", code, body)
+	}
+	// The Pulse artifact route serves its bytes from the store too.
+	if code, _, body := get(t, client, "https://"+site.https+"/pulsevault/artifacts/"+uuid.NewString()+"?token=x"); code != 200 || string(body) != "bytes of the store" {
+		t.Errorf("Pulse artifact offload: %d %q", code, body)
 	}
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	pulseserver "github.com/mieweb/pulsevault/shared/pulse/server"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -95,12 +96,14 @@ var docTables = map[string][]struct {
 		{"playback", grant.Settings, false},
 		{"transcode", encode.Settings, false},
 		{"audit", chain.Settings, false},
+		{"pulse", pulseserver.Settings, false},
 	},
 	"functions/upload/README.md":          {{"upload", tusupload.Settings, false}},
 	"functions/upload-finalize/README.md": {{"finalize", finalize.Settings, false}},
 	"functions/transcode/README.md":       {{"transcode", encode.Settings, false}},
 	"functions/sign-url/README.md":        {{"playback", grant.Settings, false}},
 	"functions/audit-append/README.md":    {{"audit", chain.Settings, false}},
+	"functions/pulsevault/README.md":      {{"pulse", pulseserver.Settings, false}},
 }
 
 var settingsBlock = regexp.MustCompile(`(?s)(<!-- settings:([a-z]+) -->\n).*?(<!-- /settings -->)`)

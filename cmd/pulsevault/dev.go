@@ -144,7 +144,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer func() { conn.Close(); <-connDone }()
 
 	fmt.Fprintf(stdout, `PulseVault dev stack is up
-  public        %s  (API /api/*, media /media/*, Vitals)%s
+  public        %s  (API /api/*, media /media/*, Pulse /pulsevault/*, Vitals)%s
   gateway       %s  (OpenFaaS API; user %s, password in %s)
   faas-cli      faas-cli login -g %s -u %s --password-stdin < %s
   functions     %s

@@ -17,6 +17,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/playback/token"
+	"github.com/mieweb/pulsevault/shared/pulse/captoken"
 )
 
 // devSecrets are the secrets `pulsevault dev` creates on first start, each
@@ -26,6 +27,7 @@ var devSecrets = map[string]func() (string, error){
 	"pulsevault-jwt-secret": secrets.Random(32),
 	"pulsevault-audit-key":  secrets.Random(32), // Ed25519 seed
 	"pulsevault-media-keys": func() (string, error) { return token.GenerateKeyLine("dev1") },
+	captoken.SecretName:     func() (string, error) { return token.GenerateKeyLine("dev1") },
 	// stack.yml lists it for every function; the local store and NATS use no TLS.
 	secrets.CAName: func() (string, error) {
 		return "# no private CA: the local stack's store and NATS are on 127.0.0.1\n", nil

@@ -12,6 +12,7 @@ import (
 	"github.com/mieweb/pulsevault/functions/echo"
 	"github.com/mieweb/pulsevault/functions/events"
 	"github.com/mieweb/pulsevault/functions/media"
+	"github.com/mieweb/pulsevault/functions/pulsevault"
 	"github.com/mieweb/pulsevault/functions/sign-url"
 	"github.com/mieweb/pulsevault/functions/transcode"
 	"github.com/mieweb/pulsevault/functions/upload"
@@ -34,6 +35,7 @@ var functions = byName(
 	echo.Function,
 	videos.Function,
 	events.Function,
+	pulsevault.Function,
 )
 
 func byName(fs ...*fnrun.Func) map[string]*fnrun.Func {

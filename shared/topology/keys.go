@@ -85,3 +85,76 @@ func InfoKey(id string) string { return id + InfoSuffix }
 
 // PartKey is the key of upload id's incomplete trailing part.
 func PartKey(id string) string { return id + PartSuffix }
+
+// Pulse capture protocol (shared/pulse). A Pulse upload is staged in the
+// uploads bucket under an object id of its own shape instead of tusd's
+// random one, so that everything downstream knows its artifact id without
+// reading the .info:
+//
+//	pulse-<anchor>               the video of pairing <anchor> (its video id IS <anchor>)
+//	pulse-<anchor>_<artifact>    a companion (captions, beat manifest, thumbnail) of that video
+//	pulse-claims/<artifact>      marks an artifact id as used: a second create is 409
+//
+// Companions always arrive before their video; upload-finalize leaves them
+// staged and attaches them beside the video when it finalizes:
+//
+//	videos/<id>/captions/<lang>.vtt   captions (lang "und" when unknown)
+//	videos/<id>/thumbnail.jpg         the app's thumbnail (the poster is made from it)
+//	videos/<id>/beats.json            the beat manifest (chapters)
+//
+// and meta.json's "companions" names them. transcode may add a web-ready
+// MP4 (meta "web_mp4") that GET /pulsevault/artifacts/<id> serves.
+//
+// (The companion keys are in companions.go.)
+const (
+	PulseStagePrefix = "pulse-"
+	PulseClaimPrefix = "pulse-claims/"
+)
+
+// PulseVideoObject is the staged object id of pairing anchor's video.
+func PulseVideoObject(anchor string) string { return PulseStagePrefix + anchor }
+
+// PulseCompanionPrefix starts the staged object ids of anchor's companions.
+func PulseCompanionPrefix(anchor string) string { return PulseStagePrefix + anchor + "_" }
+
+// PulseCompanionObject is the staged object id of companion artifact of anchor.
+func PulseCompanionObject(anchor, artifact string) string {
+	return PulseCompanionPrefix(anchor) + artifact
+}
+
+// ParsePulseObject splits a staged object id of the Pulse shapes: anchor,
+// and the companion's artifact id ("" for the video). ok is false for any
+// other key (tusd's random ids, .info and .part keys). Ids are checked to
+// be 36 characters of a UUID's alphabet, not parsed: callers that mint
+// them use canonical UUIDs.
+func ParsePulseObject(obj string) (anchor, companion string, ok bool) {
+	rest, ok := strings.CutPrefix(obj, PulseStagePrefix)
+	if !ok {
+		return "", "", false
+	}
+	anchor, companion, _ = strings.Cut(rest, "_")
+	if !uuidShape(anchor) || (companion != "" || strings.HasSuffix(rest, "_")) && !uuidShape(companion) {
+		return "", "", false
+	}
+	return anchor, companion, true
+}
+
+func uuidShape(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+		} else if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// PulseClaimKey is the uploads-bucket key that marks artifact as used.
+func PulseClaimKey(artifact string) string { return PulseClaimPrefix + artifact }

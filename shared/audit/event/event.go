@@ -32,6 +32,13 @@ const (
 	AccessDenied    = "access.denied"
 	DeleteRefused   = "delete.refused"
 	ConfigChanged   = "config.changed"
+
+	// The Pulse capture protocol (shared/pulse/server).
+	PairingCreated    = "pairing.created"    // a signed-in person minted a pairing link (object: the artifact id)
+	ArtifactReceived  = "artifact.received"  // the last byte of a Pulse upload arrived
+	ViewLinkGranted   = "view-link.granted"  // a view token was minted
+	ArtifactServed    = "artifact.served"    // a Pulse artifact's bytes were served (reason: the grant)
+	ArtifactWithdrawn = "artifact.withdrawn" // the owner withdrew the video; its locked bytes stay
 )
 
 // Outcomes.

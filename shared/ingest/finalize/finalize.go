@@ -80,6 +80,8 @@ type Finalizer struct {
 
 	sweepMu   sync.Mutex
 	lastSweep time.Time // start of the latest sweep
+
+	claimTTL time.Duration // Pulse claims older than this go (reconcile.go)
 }
 
 // New builds a Finalizer and makes sure its lease bucket exists.
@@ -103,7 +105,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	}
 	return &Finalizer{m: m,
 		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
-		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
+		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger, claimTTL: claimTTL,
 	}, nil
 }
 
@@ -219,6 +221,10 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	if !staging.IsUploadKey(upload) {
 		return Outcome{}, fmt.Errorf("%w: %q is not an upload id", ErrBadEvent, upload)
 	}
+	if _, companion, ok := topology.ParsePulseObject(upload); ok && companion != "" {
+		// A Pulse companion waits for its video, which attaches it.
+		return Outcome{Upload: upload, Skipped: "companion"}, nil
+	}
 	defer func(start time.Time) { f.m.observe(out, err, start) }(time.Now())
 	id := videoid.FromUpload(upload)
 	out = Outcome{Upload: upload, Video: id}
@@ -318,6 +324,10 @@ func (f *Finalizer) resume(ctx context.Context, out Outcome, v *meta.Video) (Out
 		// (.part and .info go after it): finish it.
 		return out, f.staged.Remove(ctx, out.Upload)
 	} else if err != nil {
+		return out, err
+	}
+	// Companions first: transcode reads them from meta.json when its jobs run.
+	if err := f.attachCompanions(ctx, v); err != nil {
 		return out, err
 	}
 	for _, r := range v.Renditions {

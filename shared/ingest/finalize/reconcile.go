@@ -6,6 +6,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Report says what a reconcile pass did: counts, and the ids it acted on.
@@ -44,7 +45,9 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 			case err != nil:
 				rep.Failed++
 				f.log.Warn("reconcile: finalize failed", "upload", u.ID, "err", err)
-			case (out.Skipped == "partial" || out.Skipped == "final") && age >= f.o.Limits.Expiry:
+			case (out.Skipped == "partial" || out.Skipped == "final" || out.Skipped == "companion") && age >= f.o.Limits.Expiry:
+				// A companion whose video never came expires like an
+				// abandoned upload.
 				f.expire(ctx, &rep, u.ID)
 			case out.Status == meta.Rejected:
 				rep.Rejected = append(rep.Rejected, out.Video)
@@ -64,6 +67,7 @@ func (f *Finalizer) reconcile(ctx context.Context, completeAge time.Duration) (R
 			f.expire(ctx, &rep, u.ID)
 		}
 	}
+	f.expireClaims(ctx, now)
 	f.log.Info("reconcile done", "staged", len(ups), "finalized", len(rep.Finalized), "rejected", len(rep.Rejected),
 		"expired", len(rep.Expired), "failed", rep.Failed)
 	return rep, nil
@@ -82,4 +86,26 @@ func (f *Finalizer) expire(ctx context.Context, rep *Report, id string) {
 		return
 	}
 	rep.Expired = append(rep.Expired, id)
+}
+
+// claimTTL is how long a Pulse artifact-id claim is kept: longer than any
+// capability token lives (24 h), so while a token could create an upload
+// its artifact id stays single-use. After that a finished video (or its
+// companions) still answers 409 from its meta.json, and nothing else can
+// use the id.
+const claimTTL = 48 * time.Hour
+
+// expireClaims removes the Pulse claims older than claimTTL.
+func (f *Finalizer) expireClaims(ctx context.Context, now time.Time) {
+	for o, err := range f.o.Store.List(ctx, f.o.UploadsBucket, topology.PulseClaimPrefix) {
+		if err != nil {
+			f.log.Warn("reconcile: listing Pulse claims failed", "err", "store-error")
+			return
+		}
+		if now.Sub(o.LastModified) >= f.claimTTL {
+			if err := f.o.Store.Remove(ctx, f.o.UploadsBucket, o.Key, ""); err != nil {
+				f.log.Warn("reconcile: removing a Pulse claim failed", "err", "store-error")
+			}
+		}
+	}
 }

@@ -3,7 +3,11 @@
 //
 //   - Every request but a CORS preflight needs a bearer JWT; creation checks
 //     it in tusd's pre-create hook and records the token's subject in the
-//     upload's metadata (.info), beside the client's own metadata.
+//     upload's metadata (.info), beside the client's own metadata. With an
+//     Authorizer instead (the Pulse capability tokens), it decides creation
+//     and names the staged object a request is for; the .info must agree
+//     (same object, same owner) or the answer is its 404, and tusd gets the
+//     .info's own upload id. Everything else below holds for both.
 //   - An upload belongs to the subject that created it: another subject's
 //     HEAD, PATCH, DELETE (or GET) gets the same 404 as an unknown upload.
 //     The id checked is the one tusd serves, derived as tusd and s3store
@@ -53,6 +57,7 @@ import (
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus/lease"
 	"github.com/mieweb/pulsevault/shared/ingest/staging"
+	"github.com/mieweb/pulsevault/shared/ingest/videoid"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
 )
 
@@ -62,6 +67,10 @@ type Options struct {
 	Bucket                                         string // the uploads bucket (no lock, no versioning)
 	Limits                                         Limits
 	Verifier                                       *auth.Verifier
+	// Authorizer, when set, replaces Verifier: it authorizes creation and
+	// names the upload a request is for (the Pulse capability tokens,
+	// shared/pulse/server). The tus handling is this package's either way.
+	Authorizer Authorizer
 	// Staged reads the .info tusd writes, to find who owns an upload;
 	// it must be over Bucket.
 	Staged *staging.Store
@@ -80,8 +89,8 @@ type Options struct {
 // root ("/" creates, "/<id>" is an upload), which is what the gateway
 // passes on.
 func New(o Options) (http.Handler, error) {
-	if o.Verifier == nil {
-		return nil, errors.New("tusupload: a token verifier is required")
+	if o.Verifier == nil && o.Authorizer == nil {
+		return nil, errors.New("tusupload: a token verifier or an authorizer is required")
 	}
 	if o.Staged == nil || o.Staged.Bucket() != o.Bucket {
 		return nil, errors.New("tusupload: a staging store over the uploads bucket is required")
@@ -198,7 +207,34 @@ func (h *tusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	root := strings.Trim(r.URL.Path, "/") == "" // as tusd routes
 	// Creation is authorised in the pre-create hook; everything else
 	// (offset, data, termination) here, as a preflight carries no token.
-	if r.Method != http.MethodOptions && (r.Method != http.MethodPost || !root) {
+	if a := h.o.Authorizer; a != nil && r.Method != http.MethodOptions && (r.Method != http.MethodPost || !root) {
+		// The authorizer names the object; its .info names the upload id
+		// tusd is then handed, so the id authorized is the id served.
+		object, subject, ok := a.Locate(w, r, strings.Trim(r.URL.Path, "/"))
+		if !ok {
+			return
+		}
+		u, err := h.lookup(r, object)
+		switch {
+		case errors.Is(err, staging.ErrNotFound) || err == nil && (u.owner != subject || videoid.ObjectID(u.id) != object):
+			a.Refuse(w, r, http.StatusNotFound)
+			return
+		case err != nil:
+			a.Refuse(w, r, http.StatusServiceUnavailable)
+			return
+		}
+		r = r.Clone(r.Context())
+		r.URL.Path, r.URL.RawPath = "/"+u.id, ""
+		if r.Method == http.MethodPatch {
+			a.Patch(r, Staged{ID: u.id, Object: object, Size: u.size, MetaData: u.meta})
+			if r.ContentLength < 0 && !u.deferred {
+				exactBody(r, u.size)
+			}
+		}
+		if r.Method == http.MethodHead && !u.deferred {
+			h.finishIfComplete(r, u.id)
+		}
+	} else if r.Method != http.MethodOptions && (r.Method != http.MethodPost || !root) {
 		claims, err := h.o.Verifier.FromRequest(r)
 		if err != nil {
 			h.unauthorized(w, r)
@@ -265,6 +301,7 @@ type staged struct {
 	owner    string
 	size     int64
 	deferred bool
+	meta     map[string]string // the client's metadata (bounded at creation)
 }
 
 // lookup reads the .info of the upload with object id object, from the
@@ -280,7 +317,7 @@ func (h *tusHandler) lookup(r *http.Request, object string) (staged, error) {
 	if err != nil {
 		return staged{}, err
 	}
-	u = staged{id: info.ID, owner: info.Subject(), size: info.Size, deferred: info.SizeIsDeferred}
+	u = staged{id: info.ID, owner: info.Subject(), size: info.Size, deferred: info.SizeIsDeferred, meta: info.Client()}
 	h.mu.Lock()
 	if len(h.uploads) >= maxUploads {
 		clear(h.uploads)
@@ -344,6 +381,24 @@ func tusError(w http.ResponseWriter, code int, errCode, msg string) {
 
 // preCreate authorises a new upload and records who made it.
 func (h *tusHandler) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
+	if a := h.o.Authorizer; a != nil {
+		if err := checkMetadata(ev.HTTPRequest.Header, ev.Upload.MetaData); err != nil {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+		}
+		if ev.Upload.IsPartial || ev.Upload.IsFinal || len(ev.Upload.PartialUploads) > 0 {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrConcatenationUnsupported
+		}
+		object, subject, err := a.Create(ev)
+		if err != nil {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+		}
+		md := handler.MetaData{}
+		for k, v := range ev.Upload.MetaData {
+			md[k] = v
+		}
+		md[staging.SubjectKey] = subject
+		return handler.HTTPResponse{}, handler.FileInfoChanges{ID: object, MetaData: md}, nil
+	}
 	req := &http.Request{Header: ev.HTTPRequest.Header}
 	claims, err := h.o.Verifier.FromRequest(req.WithContext(ev.Context))
 	if err != nil {

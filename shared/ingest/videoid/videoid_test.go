@@ -23,3 +23,17 @@ func TestFromUpload(t *testing.T) {
 		t.Fatalf("FromUpload(abc) = %s, want %s", got, want)
 	}
 }
+
+func TestFromPulseUpload(t *testing.T) {
+	const anchor = "3f0c8b1e-0000-4000-8000-000000000000"
+	if got := FromUpload("pulse-" + anchor + "+bXVsdGlwYXJ0"); got != anchor {
+		t.Fatalf("a Pulse video's id is its artifact id: got %s", got)
+	}
+	// A companion is no video of its own; anything not of the shape hashes.
+	if got := FromUpload("pulse-" + anchor + "_9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4"); got == anchor {
+		t.Fatal("a companion took its video's id")
+	}
+	if got := FromUpload("pulse-" + "3F0C8B1E-0000-4000-8000-000000000000"); got == anchor {
+		t.Fatal("a non-canonical spelling mapped to the artifact")
+	}
+}

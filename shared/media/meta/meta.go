@@ -67,6 +67,10 @@ type Video struct {
 	// WebMP4Claim is when a transcode job started making web.mp4: other
 	// jobs leave it alone until it is stale.
 	WebMP4Claim *time.Time `json:"web_mp4_claim,omitempty"`
+	// Withdrawn is set when the owner withdrew the video (DELETE
+	// /pulsevault/artifacts/<id>): gone from feeds, every token refused;
+	// the locked bytes stay until their retention ends.
+	Withdrawn *time.Time `json:"withdrawn,omitempty"`
 }
 
 // Companions lists the staged companions of a video (object keys in the

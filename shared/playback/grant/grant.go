@@ -56,9 +56,10 @@ func LoadSettings(getenv func(string) string) (Config, error) {
 }
 
 // CanView is the viewing policy: the uploader, or a caller with one of the
-// configured roles.
+// configured roles; nobody for a withdrawn video (gone from feeds, no
+// playback link), whose locked bytes only wait for their retention to end.
 func (c Config) CanView(who *auth.Claims, v *meta.Video) bool {
-	if who == nil || v == nil {
+	if who == nil || v == nil || v.Withdrawn != nil {
 		return false
 	}
 	if v.Uploader != "" && v.Uploader == who.Subject {

@@ -55,6 +55,11 @@ func TestPolicyAndGrant(t *testing.T) {
 	if c.CanView(&auth.Claims{Subject: ""}, &meta.Video{ID: v.ID}) {
 		t.Error("an empty subject owns a video without uploader")
 	}
+	gone := time.Now()
+	w := &meta.Video{ID: v.ID, Uploader: "u1", Withdrawn: &gone}
+	if c.CanView(&auth.Claims{Subject: "u1"}, w) || c.CanView(&auth.Claims{Subject: "u2", Roles: []string{"clinician"}}, w) {
+		t.Error("a withdrawn video is still visible")
+	}
 	line, _ := token.GenerateKeyLine("k")
 	ring, _ := token.ParseKeys([]byte(line))
 	now := time.Now()

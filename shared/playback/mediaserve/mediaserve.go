@@ -231,17 +231,37 @@ func offloadPrefix(r *http.Request) (string, bool) {
 // names this one object for a minute. Its path and query are all the proxy
 // needs; the host is the store the proxy is configured with.
 func (s *Server) offload(w http.ResponseWriter, r *http.Request, prefix, key, ct string) {
-	u, err := s.Store.PresignGet(r.Context(), s.Bucket, key, offloadExpiry)
-	if err != nil {
-		s.Log.Error("media: presign failed", "err", errClass(err))
-		http.Error(w, "bad gateway", http.StatusBadGateway)
-		return
+	if offload(w, r, s.Store, s.Bucket, prefix, key, ct, s.Log) {
+		s.metrics.offloaded.Inc()
 	}
-	s.metrics.offloaded.Inc()
+}
+
+// Serve answers r (GET or HEAD) with the bytes of key as the media function
+// does once its token check passed: offloaded to the front proxy when it
+// asked (topology.HeaderOffload), else streamed with Range and ETag. For
+// other functions that serve stored objects behind checks of their own
+// (the Pulse artifact route); the caller sets the cache headers. It returns
+// the bytes it wrote itself.
+func Serve(w http.ResponseWriter, r *http.Request, st *storage.Store, bucket, key, ct string, log *slog.Logger) int64 {
+	if prefix, ok := offloadPrefix(r); ok {
+		offload(w, r, st, bucket, prefix, key, ct, log)
+		return 0
+	}
+	return serveObject(w, r, st, bucket, key, ct, log)
+}
+
+func offload(w http.ResponseWriter, r *http.Request, st *storage.Store, bucket, prefix, key, ct string, log *slog.Logger) bool {
+	u, err := st.PresignGet(r.Context(), bucket, key, offloadExpiry)
+	if err != nil {
+		log.Error("media: presign failed", "err", errClass(err))
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+		return false
+	}
 	h := w.Header()
 	h.Set("Content-Type", ct)
 	h.Set("X-Accel-Redirect", prefix+strings.TrimPrefix(u.EscapedPath(), "/")+"?"+u.RawQuery)
 	w.WriteHeader(http.StatusOK)
+	return true
 }
 
 // servable lists what a player may fetch under a video.
@@ -292,30 +312,34 @@ func (s *Server) refuse(w http.ResponseWriter, reason token.Reason) {
 }
 
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, ct string) {
+	s.metrics.bytes.Add(float64(serveObject(w, r, s.Store, s.Bucket, key, ct, s.Log)))
+}
+
+func serveObject(w http.ResponseWriter, r *http.Request, st *storage.Store, bucket, key, ct string, log *slog.Logger) int64 {
 	ctx := r.Context()
 	if strings.Contains(r.Header.Get("Range"), ",") {
 		// Several ranges: answer with the whole object (see the package doc).
 		r.Header.Del("Range")
 	}
-	obj := &object{ctx: ctx, st: s.Store, bucket: s.Bucket, key: key}
+	obj := &object{ctx: ctx, st: st, bucket: bucket, key: key}
 	defer obj.Close()
 	var info storage.Info
 	var err error
 	if r.Header.Get("Range") == "" && r.Method == http.MethodGet {
 		// The common case costs one store request: the body is opened now
 		// and handed to ServeContent if it reads from the start.
-		obj.body, info, err = s.Store.Get(ctx, s.Bucket, key, 0, -1)
+		obj.body, info, err = st.Get(ctx, bucket, key, 0, -1)
 	} else {
-		info, err = s.Store.Stat(ctx, s.Bucket, key)
+		info, err = st.Stat(ctx, bucket, key)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		http.Error(w, "not found", http.StatusNotFound)
-		return
+		return 0
 	}
 	if err != nil {
-		s.Log.Error("media: store read failed", "err", errClass(err))
+		log.Error("media: store read failed", "err", errClass(err))
 		http.Error(w, "bad gateway", http.StatusBadGateway)
-		return
+		return 0
 	}
 	obj.size = info.Size
 	h := w.Header()
@@ -325,10 +349,10 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, ct str
 	}
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, "", time.Time{}, obj)
-	s.metrics.bytes.Add(float64(cw.n))
 	if obj.err != nil && ctx.Err() == nil {
-		s.Log.Error("media: store read failed mid-response", "err", errClass(obj.err))
+		log.Error("media: store read failed mid-response", "err", errClass(obj.err))
 	}
+	return cw.n
 }
 
 // errClass keeps object keys out of the log: storage errors name the key.

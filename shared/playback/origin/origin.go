@@ -6,6 +6,8 @@
 //	/api/videos[/...]   → GATEWAY_URL/function/videos[/...]
 //	/api/events         → GATEWAY_URL/function/events
 //	/api/upload/...     → GATEWAY_URL/function/upload/...
+//	/api/pairings       → GATEWAY_URL/function/pulsevault/api/pairings
+//	/pulsevault/...     → GATEWAY_URL/function/pulsevault/pulsevault/... (the Pulse protocol)
 //
 // and everything else to an optional static handler (Vitals). Paths are
 // forwarded as they arrived, still escaped, so the media function sees (and
@@ -62,16 +64,25 @@ const offloadPrefix = "/_pulsevault_s3/"
 // routes maps a public path prefix to a function: the path must equal the
 // prefix or continue with "/", and for an exact route (a function without
 // sub-paths) equal it. The same routes as infra/nginx/pulsevault.conf.
+//
+// A keep route forwards the whole public path (the pulsevault function
+// serves /pulsevault/... and /api/pairings under their public names).
 var routes = []struct {
 	prefix, function string
-	exact            bool
+	exact, keep      bool
 }{
-	{"/media/", "media", false},
-	{"/api/sign-url", "sign-url", true},
-	{"/api/videos", "videos", false},
-	{"/api/events", "events", true},
-	{"/api/upload/", "upload", false},
+	{"/media/", "media", false, false},
+	{"/api/sign-url", "sign-url", true, false},
+	{"/api/videos", "videos", false, false},
+	{"/api/events", "events", true, false},
+	{"/api/upload/", "upload", false, false},
+	{"/api/pairings", "pulsevault", true, true},
+	{"/pulsevault/", "pulsevault", false, true},
 }
+
+// pulseArtifacts is where the pulsevault function serves stored bytes,
+// the one path of it that may offload like media.
+const pulseArtifacts = "/pulsevault/artifacts/"
 
 // MaxHeaderBytes bounds a request's header, as nginx's default
 // large_client_header_buffers (4 × 8k) does in production: larger gets 431.
@@ -145,7 +156,7 @@ func Handler(o Options) (http.Handler, error) {
 			pr.Out.Header.Del("X-Real-Ip")
 			pr.SetXForwarded()
 			pr.Out.Header.Del(topology.HeaderOffload) // only this router may ask
-			if fn == "media" && store != nil {
+			if store != nil && (fn == "media" || fn == "pulsevault" && strings.HasPrefix(rest, pulseArtifacts)) {
 				pr.Out.Header.Set(topology.HeaderOffload, offloadPrefix)
 			}
 			if fn == "events" {
@@ -168,8 +179,10 @@ func Handler(o Options) (http.Handler, error) {
 			}
 			res.Header.Del("X-Accel-Redirect")
 			rest, ok := strings.CutPrefix(redirect, offloadPrefix)
-			if fn, _ := res.Request.Context().Value(fnKey{}).(string); store == nil || !ok || fn != "media" {
-				// Only the media function offloads; from anything else
+			fn, _ := res.Request.Context().Value(fnKey{}).(string)
+			fnRest, _ := res.Request.Context().Value(restKey{}).(string)
+			if store == nil || !ok || fn != "media" && (fn != "pulsevault" || !strings.HasPrefix(fnRest, pulseArtifacts)) {
+				// Only media and the Pulse artifact route offload; from anything else
 				// it would be a way to make this origin read the store.
 				return errors.New("origin: unexpected X-Accel-Redirect")
 			}
@@ -197,12 +210,20 @@ func Handler(o Options) (http.Handler, error) {
 				http.Error(w, "forbidden", http.StatusForbidden)
 				return
 			}
+			if rt.function == "pulsevault" && strings.HasPrefix(p, "/pulsevault/") {
+				// The Pulse protocol wants Protocol-Version on every response,
+				// this origin's own refusals included.
+				w.Header().Set("Protocol-Version", "2")
+			}
 			if internal(rest) || strings.Contains(rest, "//") {
 				// No public path has an empty segment: cleaning one here
 				// would mean a redirect, and a function behind might clean
 				// it otherwise.
 				http.NotFound(w, r)
 				return
+			}
+			if rt.keep {
+				rest = p
 			}
 			ctx := context.WithValue(context.WithValue(r.Context(), fnKey{}, rt.function), restKey{}, rest)
 			rp.ServeHTTP(w, r.WithContext(ctx))

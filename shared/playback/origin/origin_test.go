@@ -283,7 +283,7 @@ func TestAccelRedirectFromMediaOnly(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	for _, p := range []string{"/api/videos", "/api/upload/", "/api/sign-url", "/api/events"} {
+	for _, p := range []string{"/api/videos", "/api/upload/", "/api/sign-url", "/api/events", "/api/pairings", "/pulsevault/capabilities", "/pulsevault/upload/x"} {
 		res, err := http.Get(srv.URL + p)
 		if err != nil {
 			t.Fatal(err)
@@ -299,6 +299,56 @@ func TestAccelRedirectFromMediaOnly(t *testing.T) {
 	}
 	if res, err := http.Get(srv.URL + "/media/TOK/videos/v/poster.jpg"); err != nil || res.StatusCode != 200 || storeHits.Load() != 1 {
 		t.Errorf("media offload: %v %v, store hits %d", res, err, storeHits.Load())
+	}
+	if res, err := http.Get(srv.URL + "/pulsevault/artifacts/3f2b8c1e-5d4a-4e6b-9c7d-0a1b2c3d4e5f?token=x"); err != nil || res.StatusCode != 200 || storeHits.Load() != 2 {
+		t.Errorf("Pulse artifact offload: %v %v, store hits %d", res, err, storeHits.Load())
+	}
+}
+
+// The pulsevault function gets the whole public path; only its artifact
+// route is offered the offload; its internal endpoints are not routed.
+func TestPulseRoutes(t *testing.T) {
+	type seen struct{ path, offload, version string }
+	got := make(chan seen, 1)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.URL.Path, r.Header.Get(topology.HeaderOffload), ""}
+	}))
+	defer gw.Close()
+	h, err := Handler(Options{GatewayURL: gw.URL, Store: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for p, want := range map[string]seen{
+		"/api/pairings":             {"/function/pulsevault/api/pairings", "", ""},
+		"/pulsevault/capabilities":  {"/function/pulsevault/pulsevault/capabilities", "", ""},
+		"/pulsevault/upload/abc":    {"/function/pulsevault/pulsevault/upload/abc", "", ""},
+		"/pulsevault/artifacts/abc": {"/function/pulsevault/pulsevault/artifacts/abc", offloadPrefix, ""},
+	} {
+		res, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if s := <-got; s != want {
+			t.Errorf("%s reached %+v, want %+v", p, s, want)
+		}
+	}
+	for _, p := range []string{"/pulsevault/metrics", "/pulsevault/_/health", "/pulsevault/upload/../../metrics", "/api/pairings/x"} {
+		res, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", p, res.StatusCode)
+		}
+		select {
+		case s := <-got:
+			t.Errorf("%s reached the gateway as %s", p, s.path)
+		default:
+		}
 	}
 }
 

@@ -151,3 +151,8 @@ func bare(err error) error {
 	}
 	return err
 }
+
+// Secret returns the secret of kid, or nil when the keyring has no such
+// key. Other HMAC token formats that share this secret file format (the
+// Pulse capability tokens, shared/pulse/captoken) sign with it.
+func (k *Keyring) Secret(kid string) []byte { return k.lookup(kid) }

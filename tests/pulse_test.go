@@ -314,7 +314,7 @@ func TestPulseConformance(t *testing.T) {
 					}
 				}
 			}()
-			// Complete, and the web-ready MP4 chosen (the original when it is one, else web.mp4).
+			// Complete, and the web MP4 made (a copy of the original without its container metadata).
 			v := waitPulse(t, p.s, pr.artifact, 4*time.Minute, func(v *meta.Video) bool { return v.Status == meta.Complete && v.WebMP4 != "" })
 			rc, _, err := p.s.st.Get(context.Background(), p.s.env.Config.MediaBucket, v.WebMP4, 0, -1)
 			if err != nil {
@@ -704,6 +704,7 @@ func TestPulseResume(t *testing.T) {
 	if sha256.Sum256(orig) != h {
 		t.Fatalf("original after resume: %d bytes, sha256 differs", len(orig))
 	}
+	waitPulse(t, p.s, pr.artifact, 2*time.Minute, func(v *meta.Video) bool { return v.WebMP4 != "" })
 	res, b = c.do(t, http.MethodGet, pr.server+"/artifacts/"+pr.artifact+"?token="+url.QueryEscape(pr.token), "", nil, "Range", "bytes=0-0")
 	if res.StatusCode != http.StatusPartialContent || len(b) != 1 {
 		t.Fatalf("artifact after resume: %d, %d bytes", res.StatusCode, len(b))

@@ -101,20 +101,20 @@ func mediaHeaders(w http.ResponseWriter) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-// serveArtifact serves the video: its web-ready MP4 when transcode made
-// one, else the locked original, through the front proxy when it offers.
+// serveArtifact serves the video's web MP4, through the front proxy when
+// it offers. Never the original: its container metadata (a phone's
+// location, make and model) is the uploader's, not a viewer's; transcode
+// writes a copy without it, and until then the artifact is not ready.
 func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request, c captoken.Claims) {
 	v, ok := s.video(w, r, c)
 	if !ok {
 		return
 	}
-	key, ct := v.Original.Key, v.Original.ContentType
-	if v.WebMP4 != "" && strings.HasPrefix(v.WebMP4, topology.VideoPrefix(v.ID)) {
-		key, ct = v.WebMP4, "video/mp4"
+	if v.WebMP4 == "" || !strings.HasPrefix(v.WebMP4, topology.VideoPrefix(v.ID)) {
+		protocol.WriteError(w, http.StatusNotFound, "the video is still being prepared for playback: try again in a moment")
+		return
 	}
-	if ct == "" {
-		ct = "video/mp4"
-	}
+	key, ct := v.WebMP4, "video/mp4"
 	// A viewing starts with a request from the first byte: that one is
 	// audited (not every range a player asks for), before any byte goes.
 	if rg := r.Header.Get("Range"); r.Method == http.MethodGet && (rg == "" || strings.HasPrefix(rg, "bytes=0-")) {

@@ -75,6 +75,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer st.Stop()
 	c := st.Config
+	if c.OIDCIssuer == "" && c.JWKSURL == "" {
+		// Until the embedded OpenID provider runs here, dev keeps its
+		// console token on the HS256 scripts' mode, explicitly.
+		c.AuthHS256 = true
+	}
 	rep, err := bootstrapWith(ctx, c, log)
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ package upload
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
@@ -113,19 +111,6 @@ func lockBucket(cfg config.Config) (*lease.Bucket, error) {
 // crash waits and succeeds. A live holder renews every lockTTL/3.
 const lockTTL = 10 * time.Second
 
-// verifier checks tokens against the OIDC provider's JWKS when configured,
-// else with the HS256 secret.
-func verifier(cfg config.Config) (*auth.Verifier, error) {
-	if cfg.JWKSURL != "" {
-		return auth.New(auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-	}
-	secret, err := secrets.ReadString(JWTSecret)
-	if err != nil {
-		return nil, err
-	}
-	v, err := auth.New(auth.Options{HS256Secret: []byte(secret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-	if err != nil {
-		return nil, fmt.Errorf("upload: secret %s: %w", JWTSecret, err)
-	}
-	return v, nil
-}
+// verifier checks API tokens (auth.NewVerifier: the OIDC issuer, or HS256
+// with AUTH_HS256=on).
+func verifier(cfg config.Config) (*auth.Verifier, error) { return auth.NewVerifier(cfg) }

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -54,10 +55,19 @@ type Config struct {
 	JWTAudience   string
 	JWTRolesClaim string // claim (or dotted path) of API tokens that holds the roles
 
+	OIDCIssuer     string        // the OpenID provider API tokens come from (discovery + JWKS)
+	OIDCAlgorithms []string      // signature algorithms accepted from the issuer
+	OIDCVitalsID   string        // client id of Vitals at the issuer (public client, code + PKCE)
+	OIDCCLIID      string        // client id of the CLI at the issuer (device authorization grant)
+	AuthLeeway     time.Duration // the one clock-skew allowance on exp, nbf and iat
+	AuthHS256      bool          // tests and scripts: HS256 tokens with the pulsevault-jwt-secret secret
+
 	EventSubject string // NATS subject the S3 server publishes bucket events to
 	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
 	LogLevel     string
 }
+
+var asymmetricAlg = regexp.MustCompile(`^(RS|PS|ES)(256|384|512)$|^EdDSA$`)
 
 // Var describes one setting: its environment variable, its flag, its default
 // and what it means. The README's configuration table lists every Var.
@@ -142,6 +152,38 @@ var Vars = []Var{
 		c.JWTRolesClaim = v
 		return nil
 	}},
+	{"OIDC_ISSUER", "", "OpenID provider that signs API tokens (https://idp.example/realms/clinic): its discovery document gives the JWKS, iss must equal it; pulsevault dev runs an embedded one when this is empty", func(c *Config, v string) error {
+		if v != "" {
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				return errors.New("must be an http(s) URL without query")
+			}
+		}
+		c.OIDCIssuer = strings.TrimRight(v, "/")
+		return nil
+	}},
+	{"OIDC_ALGORITHMS", "RS256,ES256", "signature algorithms accepted from the issuer (comma-separated, asymmetric only: RS*, PS*, ES*, EdDSA); HS256 and none are always refused in issuer mode", func(c *Config, v string) error {
+		c.OIDCAlgorithms = nil
+		for a := range strings.SplitSeq(v, ",") {
+			a = strings.TrimSpace(a)
+			if !asymmetricAlg.MatchString(a) {
+				return errors.New("must list asymmetric JWS algorithms such as RS256,ES256")
+			}
+			c.OIDCAlgorithms = append(c.OIDCAlgorithms, a)
+		}
+		return nil
+	}},
+	{"OIDC_VITALS_CLIENT_ID", "pulsevault-vitals", "client id of Vitals at the issuer (public client, authorization code + PKCE S256)", nonEmpty(func(c *Config, v string) { c.OIDCVitalsID = v })},
+	{"OIDC_CLI_CLIENT_ID", "pulsevault-cli", "client id of the pulsevault CLI at the issuer (public client, device authorization grant)", nonEmpty(func(c *Config, v string) { c.OIDCCLIID = v })},
+	{"AUTH_LEEWAY", "30s", "the one clock-skew allowance on exp, nbf and iat of API tokens (0s–5m)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 5*time.Minute {
+			return errors.New("must be a duration from 0s to 5m, such as 30s")
+		}
+		c.AuthLeeway = d
+		return nil
+	}},
+	{"AUTH_HS256", "off", "on: API tokens are HS256 JWTs signed with the pulsevault-jwt-secret secret (tests and scripts only; never with OIDC_ISSUER)", oneOf([]string{"off", "on"}, func(c *Config, v string) { c.AuthHS256 = v == "on" })},
 	{"EVENT_SUBJECT", topology.DefaultEventSubject, "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
 		if v == "" || strings.ContainsAny(v, " *>\t") {
 			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
@@ -263,6 +305,12 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 	if c.PublicTLS == "files" && (c.TLSCert == "" || c.TLSKey == "") {
 		return Config{}, errors.New("invalid PUBLIC_TLS (--public-tls) \"files\": needs both PUBLIC_TLS_CERT and PUBLIC_TLS_KEY")
 	}
+	if c.AuthHS256 && (c.OIDCIssuer != "" || c.JWKSURL != "") {
+		return Config{}, errors.New("invalid AUTH_HS256 (--auth-hs256) \"on\": HS256 tokens are for tests and scripts, not together with OIDC_ISSUER or JWKS_URL")
+	}
+	if c.OIDCIssuer != "" && c.JWKSURL != "" {
+		return Config{}, errors.New("invalid JWKS_URL (--jwks-url): set OIDC_ISSUER (its discovery gives the JWKS) or JWKS_URL with JWT_ISSUER, not both")
+	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {
 		return Config{}, fmt.Errorf("invalid PULSEVAULT_DATA_DIR %q: %v", c.DataDir, err)
@@ -301,6 +349,12 @@ func (c Config) Env() []string {
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + c.JWTAudience,
 		"JWT_ROLES_CLAIM=" + c.JWTRolesClaim,
+		"OIDC_ISSUER=" + c.OIDCIssuer,
+		"OIDC_ALGORITHMS=" + strings.Join(c.OIDCAlgorithms, ","),
+		"OIDC_VITALS_CLIENT_ID=" + c.OIDCVitalsID,
+		"OIDC_CLI_CLIENT_ID=" + c.OIDCCLIID,
+		"AUTH_LEEWAY=" + c.AuthLeeway.String(),
+		"AUTH_HS256=" + map[bool]string{true: "on", false: "off"}[c.AuthHS256],
 	}
 	// Credentials go as a pair, and only when there is a secret: without one,
 	// each function reads its own from its secrets.

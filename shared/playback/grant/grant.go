@@ -4,7 +4,6 @@
 package grant
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,14 +13,13 @@ import (
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
 
-// JWTSecretName is the HS256 secret used when JWKS_URL is empty.
-const JWTSecretName = "pulsevault-jwt-secret"
+// JWTSecretName is the HS256 secret of AUTH_HS256=on.
+const JWTSecretName = auth.HS256SecretName
 
 // The default roles that may watch every video. They are namespaced: an IdP
 // shared with other applications has generic "viewer" or "admin" roles (or
@@ -114,22 +112,9 @@ func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, err
 	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC()}, nil
 }
 
-// Verifier builds the API token verifier from the configuration: the OIDC
-// JWKS when JWKS_URL is set, else HS256 with the pulsevault-jwt-secret secret.
-func Verifier(cfg config.Config) (*auth.Verifier, error) {
-	o := auth.Options{JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, RolesClaim: cfg.JWTRolesClaim, Leeway: 30 * time.Second}
-	if cfg.JWKSURL == "" {
-		s, err := secrets.ReadString(JWTSecretName)
-		if err != nil {
-			return nil, err
-		}
-		if s == "" {
-			return nil, errors.New("grant: secret " + JWTSecretName + " is empty")
-		}
-		o.HS256Secret = []byte(s)
-	}
-	return auth.New(o)
-}
+// Verifier builds the API token verifier from the configuration
+// (auth.NewVerifier: OIDC_ISSUER, JWKS_URL, or AUTH_HS256=on).
+func Verifier(cfg config.Config) (*auth.Verifier, error) { return auth.NewVerifier(cfg) }
 
 // Authenticate verifies the request's bearer token, answering 401 (JSON,
 // no detail) when it is missing or invalid; ok reports whether to go on.

@@ -32,6 +32,9 @@ const (
 	AccessDenied    = "access.denied"
 	DeleteRefused   = "delete.refused"
 	ConfigChanged   = "config.changed"
+	LoginSucceeded  = "login.succeeded" // embedded OpenID provider; actor is the user id
+	LoginFailed     = "login.failed"    // actor the user id when known, never the typed name; reason a code
+	Logout          = "logout"
 )
 
 // Outcomes.

@@ -274,3 +274,29 @@ func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 func (c *client) IsScopeAllowed(string) bool           { return false }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 func (c *client) ClockSkew() time.Duration             { return 0 }
+
+// consoleRequest is the token request of AccessToken.
+type consoleRequest struct {
+	sub string
+	aud []string
+}
+
+func (c consoleRequest) GetSubject() string    { return c.sub }
+func (c consoleRequest) GetAudience() []string { return c.aud }
+func (c consoleRequest) GetScopes() []string   { return []string{oidc.ScopeOpenID} }
+
+// AccessToken issues an access token for userID valid for ttl, signed and
+// shaped like the CLI client's: the console token `pulsevault dev` prints
+// for curl and scripts. It is never served over HTTP.
+func (i *Issuer) AccessToken(ctx context.Context, userID string, ttl time.Duration) (string, error) {
+	u, ok, err := i.users.Get(userID)
+	if err != nil {
+		return "", err
+	}
+	if !ok || u.Disabled {
+		return "", fmt.Errorf("issuer: no active user %q", userID)
+	}
+	c := i.clients[i.o.CLIClientID]
+	ctx = op.ContextWithIssuer(ctx, i.URL())
+	return op.CreateJWT(ctx, i.URL(), consoleRequest{sub: u.ID, aud: i.audience(c.id)}, time.Now().Add(ttl), "console-"+u.ID, c, &storage{iss: i, st: i.st})
+}

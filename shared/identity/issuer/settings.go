@@ -1,0 +1,60 @@
+package issuer
+
+import (
+	"strings"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/platform/settings"
+)
+
+// Settings lists the variables of the embedded provider (pulsevault dev
+// and pulsevault issuer); the client ids, audience and roles claim are the
+// stack's (OIDC_VITALS_CLIENT_ID, OIDC_CLI_CLIENT_ID, JWT_AUDIENCE,
+// JWT_ROLES_CLAIM).
+var Settings = []settings.Setting{
+	{Env: "IDENTITY_USERS_FILE", Default: "", Usage: "users of the embedded OpenID provider (empty: PULSEVAULT_DATA_DIR/users.yaml)"},
+	{Env: "IDENTITY_ACCESS_TTL", Default: "10m", Usage: "lifetime of the embedded provider's access and ID tokens (10s–1h)"},
+	{Env: "IDENTITY_REFRESH_TTL", Default: "336h", Usage: "lifetime of its refresh tokens, rotated on every use (1h–2160h)"},
+	{Env: "IDENTITY_SIGNING_ALG", Default: "RS256", Usage: "signature algorithm of its keys: RS256 or ES256 (keys rotate every 30 days, old ones stay published 24 h)"},
+	{Env: "OIDC_VITALS_REDIRECT_URIS", Default: "", Usage: "exact redirect URIs of Vitals at the embedded provider, comma-separated (empty: PUBLIC_ORIGIN/auth/callback and PUBLIC_ORIGIN/)"},
+	{Env: "ISSUER_PORT", Default: "3100", Usage: "port of `pulsevault issuer` on 127.0.0.1 (0 picks a free port)"},
+	{Env: "ISSUER_URL", Default: "", Usage: "public URL of `pulsevault issuer` behind a proxy (empty: http://127.0.0.1:ISSUER_PORT)"},
+}
+
+// Config is the validated Settings.
+type Config struct {
+	UsersFile    string
+	AccessTTL    time.Duration
+	RefreshTTL   time.Duration
+	SigningAlg   string
+	RedirectURIs []string
+	Port         int
+	URL          string
+}
+
+// LoadSettings reads Settings through getenv.
+func LoadSettings(getenv func(string) string) (Config, error) {
+	r := settings.New(getenv, Settings)
+	c := Config{UsersFile: r.String("IDENTITY_USERS_FILE"),
+		AccessTTL:  r.Duration("IDENTITY_ACCESS_TTL", 10*time.Second, time.Hour),
+		RefreshTTL: r.Duration("IDENTITY_REFRESH_TTL", time.Hour, 2160*time.Hour),
+		SigningAlg: r.String("IDENTITY_SIGNING_ALG"),
+		Port:       r.Int("ISSUER_PORT", 0, 65535),
+		URL:        strings.TrimRight(r.String("ISSUER_URL"), "/"),
+	}
+	if c.SigningAlg != "RS256" && c.SigningAlg != "ES256" {
+		r.Fail("IDENTITY_SIGNING_ALG", "must be RS256 or ES256")
+	}
+	for u := range strings.SplitSeq(r.String("OIDC_VITALS_REDIRECT_URIS"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+				r.Fail("OIDC_VITALS_REDIRECT_URIS", "must be absolute http(s) URLs")
+			}
+			c.RedirectURIs = append(c.RedirectURIs, u)
+		}
+	}
+	if c.URL != "" && !strings.HasPrefix(c.URL, "https://") && !strings.HasPrefix(c.URL, "http://") {
+		r.Fail("ISSUER_URL", "must be an http(s) URL")
+	}
+	return c, r.Err()
+}

@@ -257,7 +257,9 @@ type public struct {
 const issuerPath = "/oidc"
 
 // embeddedIssuer reports whether dev runs its own OpenID provider.
-func embeddedIssuer(c config.Config) bool { return !c.AuthHS256 && c.OIDCIssuer == "" && c.JWKSURL == "" }
+func embeddedIssuer(c config.Config) bool {
+	return !c.AuthHS256 && c.OIDCIssuer == "" && c.JWKSURL == ""
+}
 
 func listenPublic(c config.Config) (net.Listener, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.PublicPort)))

@@ -143,7 +143,10 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if public == "" {
 		public = "http://" + ln.Addr().String()
 	}
-	origin := envOr("VITALS_ORIGIN", "http://127.0.0.1:"+strconv.Itoa(cfg.PublicPort))
+	origin := ic.VitalsOrigin
+	if origin == "" {
+		origin = "http://127.0.0.1:" + strconv.Itoa(cfg.PublicPort)
+	}
 	id, err := startIdentity(ctx, cfg, b, public, origin, log)
 	if err != nil {
 		return err

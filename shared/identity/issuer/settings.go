@@ -19,6 +19,7 @@ var Settings = []settings.Setting{
 	{Env: "OIDC_VITALS_REDIRECT_URIS", Default: "", Usage: "exact redirect URIs of Vitals at the embedded provider, comma-separated (empty: PUBLIC_ORIGIN/auth/callback and PUBLIC_ORIGIN/)"},
 	{Env: "ISSUER_PORT", Default: "3100", Usage: "port of `pulsevault issuer` on 127.0.0.1 (0 picks a free port)"},
 	{Env: "ISSUER_URL", Default: "", Usage: "public URL of `pulsevault issuer` behind a proxy (empty: http://127.0.0.1:ISSUER_PORT)"},
+	{Env: "VITALS_ORIGIN", Default: "", Usage: "`pulsevault issuer` only: the Vitals origin its default redirect URIs are under (empty: http://127.0.0.1:PUBLIC_PORT)"},
 }
 
 // Config is the validated Settings.
@@ -30,17 +31,19 @@ type Config struct {
 	RedirectURIs []string
 	Port         int
 	URL          string
+	VitalsOrigin string
 }
 
 // LoadSettings reads Settings through getenv.
 func LoadSettings(getenv func(string) string) (Config, error) {
 	r := settings.New(getenv, Settings)
 	c := Config{UsersFile: r.String("IDENTITY_USERS_FILE"),
-		AccessTTL:  r.Duration("IDENTITY_ACCESS_TTL", 10*time.Second, time.Hour),
-		RefreshTTL: r.Duration("IDENTITY_REFRESH_TTL", time.Hour, 2160*time.Hour),
-		SigningAlg: r.String("IDENTITY_SIGNING_ALG"),
-		Port:       r.Int("ISSUER_PORT", 0, 65535),
-		URL:        strings.TrimRight(r.String("ISSUER_URL"), "/"),
+		AccessTTL:    r.Duration("IDENTITY_ACCESS_TTL", 10*time.Second, time.Hour),
+		RefreshTTL:   r.Duration("IDENTITY_REFRESH_TTL", time.Hour, 2160*time.Hour),
+		SigningAlg:   r.String("IDENTITY_SIGNING_ALG"),
+		Port:         r.Int("ISSUER_PORT", 0, 65535),
+		URL:          strings.TrimRight(r.String("ISSUER_URL"), "/"),
+		VitalsOrigin: strings.TrimRight(r.String("VITALS_ORIGIN"), "/"),
 	}
 	if c.SigningAlg != "RS256" && c.SigningAlg != "ES256" {
 		r.Fail("IDENTITY_SIGNING_ALG", "must be RS256 or ES256")

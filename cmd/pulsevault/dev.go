@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -289,12 +290,20 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger, ln net.Li
 	if err != nil {
 		return nil, err
 	}
+	mux := http.NewServeMux()
 	if idh != nil {
-		mux := http.NewServeMux()
 		mux.Handle(issuerPath+"/", idh)
-		mux.Handle("/", h)
-		h = mux
 	}
+	// Vitals (a static export) learns its issuer here; behind nginx the
+	// same JSON is a static file. No issuer: Vitals takes a pasted token.
+	vitalsCfg, _ := json.Marshal(map[string]string{"issuer": c.OIDCIssuer, "client_id": c.OIDCVitalsID})
+	mux.HandleFunc("GET /vitals-config.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(vitalsCfg)
+	})
+	mux.Handle("/", h)
+	h = mux
 	srv := origin.Server(h, log)
 	if ln == nil {
 		if ln, err = listenPublic(c); err != nil {

@@ -260,27 +260,7 @@ func TestExternalIssuer(t *testing.T) {
 	c := newCLI(t, bin)
 	c.addUser(filepath.Join(data, "users.yaml"), "lab-1", "pulsevault:viewer")
 	redirect := "http://127.0.0.1:" + strconv.Itoa(publicPort) + "/auth/callback"
-	iss := exec.Command(bin, "issuer", "--data-dir", data)
-	iss.Env = append(os.Environ(), "ISSUER_PORT=0", "AUTH_HS256=off", "OIDC_VITALS_REDIRECT_URIS="+redirect)
-	stdout, _ := iss.StdoutPipe()
-	var issErr lockedBuffer
-	iss.Stderr = &issErr
-	if err := iss.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = iss.Process.Kill(); _ = iss.Wait() })
-	sc := bufio.NewScanner(stdout)
-	var issuer string
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "OIDC_ISSUER" {
-			issuer = f[1]
-			break
-		}
-	}
-	if issuer == "" {
-		t.Fatalf("issuer printed no OIDC_ISSUER; stderr %s", issErr.String())
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	issuer := startIssuer(t, bin, data, "OIDC_VITALS_REDIRECT_URIS="+redirect)
 	d := startDev(t, bin, "..", publicPort, "AUTH_HS256=off", "OIDC_ISSUER="+issuer)
 	if resp, err := http.Get(d.public + "/oidc/.well-known/openid-configuration"); err == nil {
 		resp.Body.Close()
@@ -298,4 +278,38 @@ func TestExternalIssuer(t *testing.T) {
 	if st := apiStatus(t, d.public+"/api/videos", d.token); st == 200 {
 		t.Fatalf("dev printed a token that works without an issuer of its own: %q", d.token)
 	}
+}
+
+// startIssuer runs `pulsevault issuer` on a free port with its state in
+// data and returns the OIDC_ISSUER it prints.
+func startIssuer(t *testing.T, bin, data string, env ...string) string {
+	t.Helper()
+	iss := exec.Command(bin, "issuer", "--data-dir", data)
+	iss.Env = append(os.Environ(), append([]string{"ISSUER_PORT=0", "AUTH_HS256=off"}, env...)...)
+	stdout, _ := iss.StdoutPipe()
+	var issErr lockedBuffer
+	iss.Stderr = &issErr
+	if err := iss.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = iss.Process.Kill()
+		_ = iss.Wait()
+		if t.Failed() {
+			t.Logf("issuer stderr (tail):\n%s", tail(issErr.String(), 3000))
+		}
+	})
+	sc := bufio.NewScanner(stdout)
+	var issuer string
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "OIDC_ISSUER" {
+			issuer = f[1]
+			break
+		}
+	}
+	if issuer == "" {
+		t.Fatalf("issuer printed no OIDC_ISSUER; stderr %s", issErr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return issuer
 }

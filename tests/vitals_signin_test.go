@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,11 +46,51 @@ func TestVitalsSignIn(t *testing.T) {
 		t.Fatalf("upload: %v\n%s%s", err, out, errOut)
 	}
 
+	runVitalsSignIn(t, vitals, d, d.public+"/oidc")
+}
+
+// TestVitalsSignInExternalIssuer is the same browser run with Vitals and
+// the API pointed at the provider as an external issuer: `pulsevault
+// issuer` in its own process on another port, as a clinic's IdP would be.
+func TestVitalsSignInExternalIssuer(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium not installed")
+	}
+	root, _ := filepath.Abs("..")
+	vitals := filepath.Join(root, "vitals")
+	buildVitals(t, vitals)
+	bin := buildPulsevault(t)
+	port := freePort(t)
+	origin := "http://127.0.0.1:" + strconv.Itoa(port)
+	data := t.TempDir()
+	c := newCLI(t, bin)
+	c.addUser(filepath.Join(data, "users.yaml"), "nurse-7", "pulsevault:viewer")
+	issuer := startIssuer(t, bin, data, "IDENTITY_ACCESS_TTL=20s", "VITALS_ORIGIN="+origin)
+	d := startDev(t, bin, root, port, "AUTH_HS256=off", "OIDC_ISSUER="+issuer, "AUTH_LEEWAY=2s")
+	tok, err := codeFlowToken(t, issuer, origin+"/auth/callback", "nurse-7", signinPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := testclip.Make(context.Background(), clip, testclip.Options{Seconds: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := c.run("", "upload", clip, "--token", tok, "--endpoint", d.gateway+"/function/upload/", "--no-progress", "--wait",
+		"--state", filepath.Join(t.TempDir(), "s.json")); err != nil {
+		t.Fatalf("upload: %v\n%s%s", err, out, errOut)
+	}
+	runVitalsSignIn(t, vitals, d, issuer)
+}
+
+// runVitalsSignIn runs e2e/signin.mjs as nurse-7 and checks its result.
+func runVitalsSignIn(t *testing.T, vitals string, d *devStack, issuer string) {
+	const chromium = "/usr/bin/chromium"
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "e2e/signin.mjs")
 	cmd.Dir = vitals
-	cmd.Env = append(os.Environ(), "BASE_URL="+d.public, "USERNAME=nurse-7", "PASSWORD="+signinPassword, "REFRESH_WAIT_S=45",
+	cmd.Env = append(os.Environ(), "BASE_URL="+d.public, "ISSUER="+issuer, "USERNAME=nurse-7", "PASSWORD="+signinPassword, "REFRESH_WAIT_S=45",
 		"CHROMIUM="+chromium, "ARTIFACTS="+filepath.Join(vitals, "test-results"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -72,8 +113,9 @@ func TestVitalsSignIn(t *testing.T) {
 			Status int    `json:"status"`
 			Error  string `json:"error"`
 		} `json:"refreshAfterSignOut"`
-		LastAccessToken string   `json:"lastAccessToken"`
-		PageErrors      []string `json:"pageErrors"`
+		EndSessionStatus int      `json:"endSessionStatus"`
+		LastAccessToken  string   `json:"lastAccessToken"`
+		PageErrors       []string `json:"pageErrors"`
 	}
 	out := strings.TrimSpace(stdout.String())
 	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &res); err != nil || runErr != nil {
@@ -98,6 +140,9 @@ func TestVitalsSignIn(t *testing.T) {
 	}
 	if len(res.SessionKeysAfterSignOut) > 0 || !strings.HasPrefix(res.AfterSignOut, d.public+"/") {
 		t.Errorf("after sign-out: at %s, session keys %v", res.AfterSignOut, res.SessionKeysAfterSignOut)
+	}
+	if res.EndSessionStatus != 302 {
+		t.Errorf("end_session answered %d, want 302 back to Vitals", res.EndSessionStatus)
 	}
 	if res.RefreshAfterSignOut.Status != 400 || res.RefreshAfterSignOut.Error != "invalid_grant" {
 		t.Errorf("refresh token after sign-out: %+v, want 400 invalid_grant", res.RefreshAfterSignOut)

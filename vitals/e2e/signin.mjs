@@ -3,8 +3,8 @@
 // redirect to the login page, the feed, playback across two silent token
 // refreshes, sign-out with end-session. Prints one JSON result line.
 //
-// Env: BASE_URL, USERNAME, PASSWORD, REFRESH_WAIT_S (how long to watch refreshes),
-// ARTIFACTS, CHROMIUM.
+// Env: BASE_URL, ISSUER (default BASE_URL/oidc), USERNAME, PASSWORD,
+// REFRESH_WAIT_S (how long to watch refreshes), ARTIFACTS, CHROMIUM.
 import { chromium } from "playwright-core";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import path from "node:path";
 
 const env = (k, d) => process.env[k] ?? d;
 const BASE = env("BASE_URL");
+const ISSUER = env("ISSUER", BASE + "/oidc");
 const USER = env("USERNAME");
 const PASS = env("PASSWORD");
 const REFRESH_WAIT = Number(env("REFRESH_WAIT_S", "50")) * 1000;
@@ -51,7 +52,7 @@ try {
   await page.locator("[data-signin]").click({ timeout: WAIT });
   step("login page");
   await page.locator("#username").waitFor({ timeout: WAIT });
-  if (!page.url().startsWith(BASE + "/oidc/login")) throw new Error(`not on the login page: ${page.url()}`);
+  if (!page.url().startsWith(ISSUER + "/login")) throw new Error(`not on the login page: ${page.url()}`);
   result.loginPageHasLabels = (await page.locator('label[for="username"]').count()) === 1 && (await page.locator('label[for="password"]').count()) === 1;
   // A wrong password first: the page says so, in words.
   await page.fill("#username", USER);
@@ -100,12 +101,15 @@ try {
   const accessToken = stored.access_token;
 
   step("sign out");
+  const ended = page.waitForResponse((r) => r.url().startsWith(ISSUER + "/end_session"), { timeout: WAIT });
   await page.getByRole("button", { name: "Sign out" }).click();
+  result.endSessionStatus = (await ended).status();
+  await page.waitForURL(BASE + "/", { timeout: WAIT });
   await page.locator("[data-signin]").waitFor({ timeout: WAIT });
   result.afterSignOut = page.url();
   result.sessionKeysAfterSignOut = await page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith("oidc.user:")));
   // The refresh token of the ended session is refused by the issuer.
-  const r = await fetch(BASE + "/oidc/oauth/token", {
+  const r = await fetch(ISSUER + "/oauth/token", {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken, client_id: "pulsevault-vitals" }),

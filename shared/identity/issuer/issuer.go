@@ -83,6 +83,9 @@ type Issuer struct {
 	throttle *throttle
 	prefix   string // URL path of the issuer, e.g. /oidc
 	handler  http.Handler
+	// formTargets are the origins of the registered redirect URIs, for the
+	// login page's CSP form-action (" http://a:1 https://b").
+	formTargets string
 }
 
 func (o *Options) defaults() {
@@ -168,6 +171,13 @@ func New(ctx context.Context, o Options) (*Issuer, error) {
 			grants: []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}, pkce: true, iss: iss},
 		o.CLIClientID: {id: o.CLIClientID, appType: op.ApplicationTypeNative,
 			grants: []oidc.GrantType{oidc.GrantTypeDeviceCode, oidc.GrantTypeRefreshToken}, iss: iss},
+	}
+	seen := map[string]bool{}
+	for _, r := range o.VitalsRedirectURIs {
+		if ru, err := url.Parse(r); err == nil && ru.Host != "" && !seen[ru.Scheme+"://"+ru.Host] {
+			seen[ru.Scheme+"://"+ru.Host] = true
+			iss.formTargets += " " + ru.Scheme + "://" + ru.Host
+		}
 	}
 	cfg := &op.Config{
 		CryptoKey:                key,

@@ -56,7 +56,9 @@ func (i *Issuer) render(w http.ResponseWriter, status int, d pageData) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	// form-action also governs the redirects after a post: the sign-in
+	// ends at a client's registered redirect URI, so those origins are listed.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"+i.formTargets+"; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	_ = page.Execute(w, d)
 }

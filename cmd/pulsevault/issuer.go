@@ -67,7 +67,7 @@ func startIdentity(ctx context.Context, c config.Config, b *bus.Bus, issuerURL, 
 		VitalsClientID: c.OIDCVitalsID, VitalsRedirectURIs: redirects, VitalsLogoutURIs: []string{origin + "/"},
 		CLIClientID: c.OIDCCLIID, APIAudience: c.JWTAudience, RolesClaim: c.JWTRolesClaim,
 		AccessTTL: ic.AccessTTL, RefreshTTL: ic.RefreshTTL, SigningAlg: ic.SigningAlg,
-		AllowInsecure: isLoopbackHTTP(issuerURL),
+		AllowInsecure: isLoopbackHTTP(issuerURL), TrustedProxies: ic.Proxies,
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ type Options struct {
 	ThrottleWindow     time.Duration // default 15 min
 	MaxFailsPerAccount int           // default 5
 	MaxFailsPerAddress int           // default 20
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address (nginx in front); default loopback only.
+	TrustedProxies []netip.Prefix
 
 	// AllowInsecure permits an http:// issuer (loopback dev stacks).
 	AllowInsecure bool
@@ -115,6 +119,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxFailsPerAddress == 0 {
 		o.MaxFailsPerAddress = 20
+	}
+	if o.TrustedProxies == nil {
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	if o.RolesClaim == "" {
 		o.RolesClaim = "roles"

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -496,5 +497,42 @@ func TestKeyRotation(t *testing.T) {
 	now = now.Add(r.iss.o.KeyOverlap + time.Minute)
 	if keys, _ := r.iss.keys.current(ctx); len(keys) != 1 || keys[0].ID == "" {
 		t.Fatalf("after the overlap: %d keys, want the new one only", len(keys))
+	}
+}
+
+// The throttle counts the client behind a trusted proxy, not the proxy;
+// an untrusted caller's X-Forwarded-For is ignored.
+func TestClientAddr(t *testing.T) {
+	loop := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"127.0.0.1:5000", "203.0.113.9", "203.0.113.9"},
+		{"127.0.0.1:5000", "198.51.100.1, 203.0.113.9", "203.0.113.9"}, // a forged first hop is not taken
+		{"127.0.0.1:5000", "", "127.0.0.1"},
+		{"127.0.0.1:5000", "203.0.113.9, 127.0.0.2", "203.0.113.9"},
+		{"198.51.100.7:5000", "203.0.113.9", "198.51.100.7"}, // not a proxy: header ignored
+		{"127.0.0.1:5000", "garbage", "127.0.0.1"},
+	} {
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := clientAddr(r, loop); got != tc.want {
+			t.Errorf("peer %s, XFF %q: %s, want %s", tc.peer, tc.xff, got, tc.want)
+		}
+	}
+}
+
+// A refresh token works only for the client it was issued to.
+func TestRefreshTokenBoundToClient(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	code, verifier := r.codeFlow("nurse-1", password)
+	tok, err := r.oauth(vitalsID).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.oauth(cliID).TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("the CLI client redeemed Vitals' refresh token")
 	}
 }

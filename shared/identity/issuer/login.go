@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -163,7 +164,7 @@ func normalizeUserCode(s string) string {
 func (i *Issuer) authenticate(r *http.Request) (users.User, int, string) {
 	name := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
-	addr := clientAddr(r)
+	addr := clientAddr(r, i.o.TrustedProxies)
 	ctx := r.Context()
 	if !i.throttle.allow(name, addr) {
 		i.fail(ctx, name, "throttled")
@@ -198,12 +199,43 @@ func (i *Issuer) fail(ctx context.Context, name, reason string) {
 	i.audit(ctx, event.Event{Actor: actor, Action: event.LoginFailed, Outcome: event.Denied, Reason: reason})
 }
 
-// clientAddr is the peer address. X-Forwarded-For is not trusted: it is
-// the caller's to write.
-func clientAddr(r *http.Request) string {
+// clientAddr is the address throttling counts: the peer, or — when the
+// peer is a trusted proxy (nginx) — the rightmost X-Forwarded-For entry
+// that is not one, which the proxy appended and the caller could not
+// choose. Behind an untrusted peer the header is the caller's to write and
+// is ignored.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	isTrusted := func(s string) bool {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return false
+		}
+		for _, p := range trusted {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for k := len(hops) - 1; k >= 0; k-- {
+		h := strings.TrimSpace(hops[k])
+		if h == "" {
+			continue
+		}
+		if !isTrusted(h) {
+			if a, err := netip.ParseAddr(h); err == nil {
+				return a.String()
+			}
+			return host
+		}
 	}
 	return host
 }

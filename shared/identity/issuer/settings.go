@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ var Settings = []settings.Setting{
 	{Env: "OIDC_VITALS_REDIRECT_URIS", Default: "", Usage: "exact redirect URIs of Vitals at the embedded provider, comma-separated (empty: PUBLIC_ORIGIN/auth/callback and PUBLIC_ORIGIN/)"},
 	{Env: "ISSUER_PORT", Default: "3100", Usage: "port of `pulsevault issuer` on 127.0.0.1 (0 picks a free port)"},
 	{Env: "ISSUER_URL", Default: "", Usage: "public URL of `pulsevault issuer` behind a proxy (empty: http://127.0.0.1:ISSUER_PORT)"},
+	{Env: "IDENTITY_TRUSTED_PROXIES", Default: "127.0.0.1/8,::1/128", Usage: "peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For gives the client address the sign-in throttle counts: the proxy in front (nginx)"},
 	{Env: "VITALS_ORIGIN", Default: "", Usage: "`pulsevault issuer` only: the Vitals origin its default redirect URIs are under (empty: http://127.0.0.1:PUBLIC_PORT)"},
 }
 
@@ -32,6 +34,7 @@ type Config struct {
 	Port         int
 	URL          string
 	VitalsOrigin string
+	Proxies      []netip.Prefix
 }
 
 // LoadSettings reads Settings through getenv.
@@ -44,6 +47,22 @@ func LoadSettings(getenv func(string) string) (Config, error) {
 		Port:         r.Int("ISSUER_PORT", 0, 65535),
 		URL:          strings.TrimRight(r.String("ISSUER_URL"), "/"),
 		VitalsOrigin: strings.TrimRight(r.String("VITALS_ORIGIN"), "/"),
+	}
+	for p := range strings.SplitSeq(r.String("IDENTITY_TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if a, err := netip.ParseAddr(p); err == nil {
+				p = netip.PrefixFrom(a, a.BitLen()).String()
+			}
+		}
+		pre, err := netip.ParsePrefix(p)
+		if err != nil {
+			r.Fail("IDENTITY_TRUSTED_PROXIES", "must be IP addresses or CIDRs, comma-separated")
+			continue
+		}
+		c.Proxies = append(c.Proxies, pre.Masked())
 	}
 	if c.SigningAlg != "RS256" && c.SigningAlg != "ES256" {
 		r.Fail("IDENTITY_SIGNING_ALG", "must be RS256 or ES256")

@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
@@ -164,10 +168,26 @@ func TestSignIn(t *testing.T) {
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	foreign, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "nurse-7", "iss": "https://idp.example", "aud": "pulsevault-api",
 		"exp": time.Now().Add(time.Hour).Unix()}).SignedString(other)
+	// HS256 "signed" with the issuer's own public key (PEM), as a
+	// confused verifier would check it.
+	var jwks jose.JSONWebKeySet
+	if resp, err := http.Get(issuer + "/keys"); err == nil {
+		_ = json.NewDecoder(resp.Body).Decode(&jwks)
+		resp.Body.Close()
+	}
+	if len(jwks.Keys) == 0 {
+		t.Fatal("no JWKS at the issuer")
+	}
+	der, _ := x509.MarshalPKIXPublicKey(jwks.Keys[0].Key)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	withPub := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "nurse-7", "iss": issuer, "aud": "pulsevault-api",
+		"exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"pulsevault:admin"}})
+	withPub.Header["kid"] = jwks.Keys[0].KeyID
+	hsPub, _ := withPub.SignedString(pubPEM)
 	parts := strings.Split(tok, ".")
 	sig := []byte(parts[2])
 	sig[10] ^= 2
-	for name, forged := range map[string]string{"HS256 with the dev secret": hs, "alg none": none, "another issuer": foreign,
+	for name, forged := range map[string]string{"HS256 with the dev secret": hs, "HS256 with the issuer's public key": hsPub, "alg none": none, "another issuer": foreign,
 		"tampered signature": parts[0] + "." + parts[1] + "." + string(sig)} {
 		if st := apiStatus(t, videos, forged); st != 401 {
 			t.Errorf("%s: API answered %d, want 401", name, st)

@@ -22,7 +22,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/localstack"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/playback/grant"
 )
 
 // devUser is the account `pulsevault dev` creates on first start.
@@ -56,7 +55,7 @@ func startIdentity(ctx context.Context, c config.Config, b *bus.Bus, issuerURL, 
 	id := &identity{note: fmt.Sprintf("%d in %s (pulsevault user add|passwd|disable|list)", len(list), ic.UsersFile)}
 	if len(list) == 0 {
 		pw := users.GeneratePassword()
-		if err := store.Add(users.User{ID: devUser, Name: "PulseVault admin", Roles: []string{grant.AdminRole}}, pw); err != nil {
+		if err := store.Add(users.User{ID: devUser, Name: "PulseVault admin", Roles: []string{ic.AdminRole}}, pw); err != nil {
 			return nil, err
 		}
 		id.note = fmt.Sprintf("created %q with password %s  (shown once; change it: pulsevault user passwd %s)", devUser, pw, devUser)

@@ -13,6 +13,7 @@ import (
 // stack's (OIDC_VITALS_CLIENT_ID, OIDC_CLI_CLIENT_ID, JWT_AUDIENCE,
 // JWT_ROLES_CLAIM).
 var Settings = []settings.Setting{
+	{Env: "IDENTITY_ADMIN_ROLE", Default: "pulsevault:admin", Usage: "role of the first user pulsevault dev creates (keep it in PLAYBACK_ROLES to let that user watch every video)"},
 	{Env: "IDENTITY_USERS_FILE", Default: "", Usage: "users of the embedded OpenID provider (empty: PULSEVAULT_DATA_DIR/users.yaml)"},
 	{Env: "IDENTITY_ACCESS_TTL", Default: "10m", Usage: "lifetime of the embedded provider's access and ID tokens (10s–1h)"},
 	{Env: "IDENTITY_REFRESH_TTL", Default: "336h", Usage: "lifetime of its refresh tokens, rotated on every use (1h–2160h)"},
@@ -26,6 +27,7 @@ var Settings = []settings.Setting{
 
 // Config is the validated Settings.
 type Config struct {
+	AdminRole    string
 	UsersFile    string
 	AccessTTL    time.Duration
 	RefreshTTL   time.Duration
@@ -40,7 +42,7 @@ type Config struct {
 // LoadSettings reads Settings through getenv.
 func LoadSettings(getenv func(string) string) (Config, error) {
 	r := settings.New(getenv, Settings)
-	c := Config{UsersFile: r.String("IDENTITY_USERS_FILE"),
+	c := Config{UsersFile: r.String("IDENTITY_USERS_FILE"), AdminRole: r.String("IDENTITY_ADMIN_ROLE"),
 		AccessTTL:    r.Duration("IDENTITY_ACCESS_TTL", 10*time.Second, time.Hour),
 		RefreshTTL:   r.Duration("IDENTITY_REFRESH_TTL", time.Hour, 2160*time.Hour),
 		SigningAlg:   r.String("IDENTITY_SIGNING_ALG"),

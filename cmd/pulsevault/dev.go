@@ -86,6 +86,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer pubLn.Close()
 		c.OIDCIssuer = publicURL(c, pubLn) + issuerPath
+		if c.PublicTLS == "self-signed" && c.OIDCCAFile == "" {
+			// The functions reach the issuer through the public origin: they
+			// must trust its certificate (the same files startPublic uses).
+			if c.OIDCCAFile, _, _, err = origin.SelfSigned(filepath.Join(c.DataDir, "tls"), "127.0.0.1", "localhost"); err != nil {
+				return err
+			}
+		}
 	}
 	rep, err := bootstrapWith(ctx, c, log)
 	if err != nil {

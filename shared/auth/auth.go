@@ -5,10 +5,13 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -299,6 +302,22 @@ func NewVerifier(cfg config.Config) (*Verifier, error) {
 	switch {
 	case cfg.OIDCIssuer != "":
 		o.Issuer, o.Discover = cfg.OIDCIssuer, true
+		if cfg.OIDCCAFile != "" {
+			pem, err := os.ReadFile(cfg.OIDCCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("auth: OIDC_CA_FILE: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("auth: OIDC_CA_FILE holds no PEM certificate")
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			o.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		}
 	case cfg.JWKSURL != "":
 		o.Issuer, o.JWKSURL = cfg.JWTIssuer, cfg.JWKSURL
 	case cfg.AuthHS256:

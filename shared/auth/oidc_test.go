@@ -232,3 +232,40 @@ func TestNewVerifierModes(t *testing.T) {
 		t.Fatal("AUTH_HS256=on with OIDC_ISSUER accepted")
 	}
 }
+
+// An issuer on a private CA (pulsevault dev's self-signed origin) is
+// trusted only through OIDC_CA_FILE.
+func TestIssuerCAFile(t *testing.T) {
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	var srv *httptest.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/keys"})
+	})
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"}}})
+	})
+	srv = httptest.NewTLSServer(mux)
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	tok := signWith(t, jwt.SigningMethodRS256, "k", k, claimsFor(srv.URL, time.Minute))
+	for _, tc := range []struct {
+		ca   string
+		want bool
+	}{{"", false}, {caFile, true}} {
+		cfg, err := config.Load("t", nil, func(key string) string {
+			return map[string]string{"OIDC_ISSUER": srv.URL, "OIDC_CA_FILE": tc.ca}[key]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := NewVerifier(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), tok); (err == nil) != tc.want {
+			t.Errorf("OIDC_CA_FILE %q: %v", tc.ca, err)
+		}
+	}
+}

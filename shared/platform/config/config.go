@@ -59,6 +59,7 @@ type Config struct {
 	OIDCAlgorithms []string      // signature algorithms accepted from the issuer
 	OIDCVitalsID   string        // client id of Vitals at the issuer (public client, code + PKCE)
 	OIDCCLIID      string        // client id of the CLI at the issuer (device authorization grant)
+	OIDCCAFile     string        // extra CA (PEM) trusted for the issuer's discovery and JWKS
 	AuthLeeway     time.Duration // the one clock-skew allowance on exp, nbf and iat
 	AuthHS256      bool          // tests and scripts: HS256 tokens with the pulsevault-jwt-secret secret
 
@@ -175,6 +176,7 @@ var Vars = []Var{
 	}},
 	{"OIDC_VITALS_CLIENT_ID", "pulsevault-vitals", "client id of Vitals at the issuer (public client, authorization code + PKCE S256)", nonEmpty(func(c *Config, v string) { c.OIDCVitalsID = v })},
 	{"OIDC_CLI_CLIENT_ID", "pulsevault-cli", "client id of the pulsevault CLI at the issuer (public client, device authorization grant)", nonEmpty(func(c *Config, v string) { c.OIDCCLIID = v })},
+	{"OIDC_CA_FILE", "", "PEM file of CA certificates trusted, besides the system's, for the issuer's discovery and JWKS (an IdP on an internal CA; pulsevault dev sets it to its self-signed certificate)", func(c *Config, v string) error { c.OIDCCAFile = v; return nil }},
 	{"AUTH_LEEWAY", "30s", "the one clock-skew allowance on exp, nbf and iat of API tokens (0s–5m)", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > 5*time.Minute {
@@ -353,6 +355,7 @@ func (c Config) Env() []string {
 		"OIDC_ALGORITHMS=" + strings.Join(c.OIDCAlgorithms, ","),
 		"OIDC_VITALS_CLIENT_ID=" + c.OIDCVitalsID,
 		"OIDC_CLI_CLIENT_ID=" + c.OIDCCLIID,
+		"OIDC_CA_FILE=" + c.OIDCCAFile,
 		"AUTH_LEEWAY=" + c.AuthLeeway.String(),
 		"AUTH_HS256=" + map[bool]string{true: "on", false: "off"}[c.AuthHS256],
 	}

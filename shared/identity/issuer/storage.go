@@ -319,7 +319,7 @@ func (s *storage) StoreDeviceAuthorization(ctx context.Context, clientID, device
 			return op.ErrDuplicateUserCode
 		}
 		// The code's old grant has expired: the user code is free again.
-		if err := s.st.put(ctx, "uc."+userCode, hashed(deviceCode)); err != nil {
+		if _, err := s.st.kv.Put(ctx, "uc."+userCode, []byte(hashed(deviceCode))); err != nil {
 			return err
 		}
 	}
@@ -331,8 +331,7 @@ func (s *storage) deviceOf(ctx context.Context, userCode string) string {
 	if err != nil {
 		return "none"
 	}
-	v := strings.Trim(string(e.Value()), `"`)
-	return v
+	return string(e.Value()) // the device code's hash
 }
 
 // GetDeviceAuthorizatonState is polled by the device. An approved grant is

@@ -26,3 +26,25 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsNamePathsThatExist keeps the top-level docs in step with the tree:
+// a package or file they cite in backquotes (`shared/...`, `functions/...`,
+// `infra/...`) exists. Packages move; prose is easy to forget.
+func TestDocsNamePathsThatExist(t *testing.T) {
+	re := regexp.MustCompile("`((?:shared|functions|infra|cmd|tests)/[A-Za-z0-9_./<>-]+)`")
+	for _, doc := range []string{"../SECURITY.md", "../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			p := strings.TrimSuffix(m[1], "/")
+			if strings.ContainsAny(p, "<>*") {
+				continue // a pattern such as infra/policies/<function>.json
+			}
+			if _, err := os.Stat("../" + p); err != nil {
+				t.Errorf("%s cites %s, which is not in the tree", doc[3:], m[1])
+			}
+		}
+	}
+}

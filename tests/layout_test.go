@@ -62,7 +62,8 @@ func under(path, dir string) bool { return path == dir || strings.HasPrefix(path
 // TestImportGraph keeps the layout honest: test helpers stay out of
 // production code, functions are independent adapters over shared/, cmd/
 // only wires (nothing imports it, and shared/ never reaches up into
-// functions/ or cmd/), and shared/topology stays a leaf.
+// functions/ or cmd/), shared/storage does not depend on the app's
+// configuration, and shared/topology stays a leaf.
 func TestImportGraph(t *testing.T) {
 	files := goImports(t)
 	for file, imports := range files {
@@ -78,6 +79,8 @@ func TestImportGraph(t *testing.T) {
 				t.Errorf("%s: imports %s; cmd/ only wires and nothing imports it", file, p)
 			case under(dir, "shared") && under(p, "functions"):
 				t.Errorf("%s: shared/ imports a function, %s", file, p)
+			case under(dir, "shared/storage") && !test && under(p, "shared/platform/config"):
+				t.Errorf("%s: shared/storage takes its own Options (storage.Configured), not the app's config, %s", file, p)
 			case under(dir, "shared/topology"):
 				t.Errorf("%s: shared/topology must stay a leaf (standard library only), imports %s", file, p)
 			}

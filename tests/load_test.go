@@ -765,8 +765,8 @@ func BenchmarkSignURLHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &signurl.Server{Meta: metas, Verifier: ver, Keys: func() (*token.Keyring, error) { return ring, nil }, Policy: pol,
-		Audit: event.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+	srv := grant.NewSignServer(&grant.SignServer{Meta: metas, Verifier: ver, Keys: func() (*token.Keyring, error) { return ring, nil }, Policy: pol,
+		Audit: event.NewPublisher(eb, signurl.Name).Publish, Log: slog.New(slog.DiscardHandler), Now: time.Now})
 	jwt, err := auth.SignHS256(secret, cfg.JWTIssuer, cfg.JWTAudience, "uploader-1", nil, time.Hour)
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -333,6 +334,10 @@ func TestObservabilityLive(t *testing.T) {
 	}
 	for _, fn := range fnNames {
 		scrapes["fn/"+fn] = fnScrape(fn)
+		// Each function's own families only (issue 16): sums by job count once.
+		if bad := foreignFamilies(fn, slices.Collect(maps.Keys(scrapes["fn/"+fn]))); len(bad) > 0 {
+			t.Errorf("fn/%s exports families that are not its own: %v", fn, bad)
+		}
 	}
 	live := map[string]*dto.MetricFamily{}
 	series := 0

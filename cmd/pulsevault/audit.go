@@ -12,10 +12,11 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
@@ -41,55 +42,76 @@ S3_SECRET_KEY (read-only credentials are enough). KEY is base64 of a 32-byte Ed2
 key, or a file holding one. Run 'pulsevault audit verify -h' for the settings.
 `
 
-// auditFlags are the audit command's own flags; the rest go to the settings.
+// auditFlags are the audit command's own flags and its positional arguments.
 type auditFlags struct {
 	fromDir    string
 	fromSecret string
-	keys       map[string]ed25519.PublicKey
+	keys       publicKeys
 	args       []string // positional
-	rest       []string // settings flags
 }
 
-func parseAuditFlags(args []string) (auditFlags, error) {
-	f := auditFlags{keys: map[string]ed25519.PublicKey{}}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			f.args = append(f.args, a)
-			continue
-		}
-		switch name {
-		case "from-dir", "public-key", "from-secret":
-		default:
-			f.rest = append(f.rest, a)
-			continue
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				return f, fmt.Errorf("%w: --%s needs a value", errUsage, name)
-			}
-			i++
-			val = args[i]
-		}
-		switch name {
-		case "from-dir":
-			f.fromDir = val
-		case "from-secret":
-			f.fromSecret = val
-		case "public-key":
-			b := []byte(val)
-			if fb, err := os.ReadFile(val); err == nil {
-				b = fb
-			}
-			pub, err := record.ParsePublicKey(b)
-			if err != nil {
-				return f, fmt.Errorf("%w: --public-key %q: %v", errUsage, val, err)
-			}
-			f.keys[record.KeyID(pub)] = pub
-		}
+// publicKeys is the repeatable --public-key flag: base64 of an Ed25519
+// public key, or a file holding one.
+type publicKeys map[string]ed25519.PublicKey
+
+func (k publicKeys) String() string { return "" }
+
+func (k publicKeys) Set(val string) error {
+	b := []byte(val)
+	if fb, err := os.ReadFile(val); err == nil {
+		b = fb
 	}
-	return f, nil
+	pub, err := record.ParsePublicKey(b)
+	if err != nil {
+		return err
+	}
+	k[record.KeyID(pub)] = pub
+	return nil
+}
+
+// auditFlagSet declares sub's flags: the audit command's own and, for the
+// subcommands that read the bucket, every setting (config.Vars) through the
+// one settings reader. load validates the settings after parsing.
+func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *flag.FlagSet, f *auditFlags, load func() (config.Config, error), err error) {
+	fs = flag.NewFlagSet("pulsevault audit "+sub, flag.ContinueOnError)
+	fs.SetOutput(out)
+	f = &auditFlags{keys: publicKeys{}}
+	fs.StringVar(&f.fromDir, "from-dir", "", "read a local copy of the audit bucket in DIR instead of BUCKET_AUDIT")
+	fs.StringVar(&f.fromSecret, "from-secret", "", "pubkey: derive the public key from this pulsevault-audit-key secret file")
+	fs.Var(f.keys, "public-key", "pin the checkpoint signer's key: base64 Ed25519 public key, or a file holding one (repeatable)")
+	load = func() (config.Config, error) { return config.Config{}, nil }
+	if sub == "verify" || sub == "prove" || sub == "pubkey" {
+		cfg, check, err := config.Bind(fs, "audit "+sub, getenv)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		load = func() (config.Config, error) { return *cfg, check() }
+	}
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), auditUsage, "\nFlags of audit "+sub+":\n")
+		fs.PrintDefaults()
+	}
+	return fs, f, load, nil
+}
+
+// parseAudit parses the arguments of audit sub: flags (--name value or
+// --name=value) anywhere among the positional arguments.
+func parseAudit(sub string, args []string, out io.Writer, getenv func(string) string) (auditFlags, config.Config, error) {
+	fs, f, load, err := auditFlagSet(sub, out, getenv)
+	if err != nil {
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.args, err = settings.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return auditFlags{}, config.Config{}, err
+		}
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: audit %s: %v", errUsage, sub, err)
+	}
+	cfg, err := load()
+	if err != nil {
+		return auditFlags{}, config.Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return *f, cfg, nil
 }
 
 // runAudit is the auditor's tool.
@@ -102,8 +124,16 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	sub := args[0]
-	f, err := parseAuditFlags(args[1:])
-	if err != nil {
+	switch sub {
+	case "keygen", "check-proof", "verify", "prove", "pubkey":
+	default:
+		fmt.Fprint(stderr, auditUsage)
+		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
+	}
+	f, cfg, err := parseAudit(sub, args[1:], stdout, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	switch sub {
@@ -116,16 +146,6 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
-	case "verify", "prove", "pubkey":
-	default:
-		fmt.Fprint(stderr, auditUsage)
-		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
-	}
-	cfg, err := loadConfig("audit "+sub, f.rest, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
-		return err
 	}
 	var src verify.Source
 	if f.fromDir != "" {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -44,7 +43,6 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	log := logging.New(stderr, cfg.LogLevel, "connector")
-	slog.SetDefault(log) // shared/bus logs through the default logger
 	defer tracing.Init(ctx, "pulsevault-connector", log)()
 
 	b, err := bus.Connect(cfg.NATSURL, "pulsevault-connector")

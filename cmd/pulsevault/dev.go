@@ -63,8 +63,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	log := logging.New(stderr, cfg.LogLevel, "dev")
-	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
 	defer tracing.Init(ctx, "pulsevault-dev", log)()
+	// The connector's own settings, read as `pulsevault connector` reads
+	// them; the gateway is the one dev starts.
+	cc, err := devConnectorConfig(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	// Read the stack file first: a typo should fail before anything starts.
 	sf, err := stackfile.ReadFile(cfg.StackFile, os.Getenv)
 	if err != nil {
@@ -154,10 +159,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	conn, err := connector.New(connector.Options{
-		Gateway: gw.url, User: gw.p.User(), Password: strings.TrimSpace(string(password)),
-		Bus: b, Logger: logging.New(stderr, cfg.LogLevel, "connector"), Registerer: reg,
-	})
+	conn, err := connector.New(devConnectorOptions(cc, gw.url, gw.p.User(), strings.TrimSpace(string(password)),
+		b, logging.New(stderr, cfg.LogLevel, "connector"), reg))
 	if err != nil {
 		return err
 	}
@@ -345,4 +348,34 @@ func (p *public) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.srv.Shutdown(ctx)
+}
+
+// devConnectorConfig reads the connector's settings (CONNECTOR_*) the way
+// `pulsevault connector` does. The gateway is dev's own, so GATEWAY_*
+// and the metrics address (dev serves /metrics/connector on the gateway)
+// are not the caller's to set and stand in here to pass validation.
+func devConnectorConfig(getenv func(string) string) (connector.Config, error) {
+	return connector.LoadConfig(func(k string) string {
+		switch k {
+		case "GATEWAY_URL":
+			return "http://127.0.0.1:1"
+		case "GATEWAY_USER":
+			return "admin"
+		case "GATEWAY_PASSWORD":
+			return "set-by-dev"
+		case "CONNECTOR_METRICS_ADDR":
+			return "127.0.0.1:0"
+		}
+		return getenv(k)
+	})
+}
+
+// devConnectorOptions is the connector dev runs: its settings from cc, and
+// dev's own gateway, bus, logger and registry.
+func devConnectorOptions(cc connector.Config, gateway, user, password string, b *bus.Bus, log *slog.Logger, reg prometheus.Registerer) connector.Options {
+	return connector.Options{
+		Gateway: gateway, User: user, Password: password, Bus: b,
+		Refresh: cc.Refresh, MaxDeliver: cc.MaxDeliver, Backoff: cc.Backoff, Timeout: cc.Timeout, Concurrency: cc.Concurrency,
+		Logger: log, Registerer: reg,
+	}
 }

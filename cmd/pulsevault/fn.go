@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -23,25 +22,26 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
-// functions maps each function's stack.yml name to its handler: what
-// `pulsevault fn NAME` serves and what the provider agrees to deploy.
-var functions = map[string]http.HandlerFunc{
-	upload.Name:         upload.Handle,
-	uploadfinalize.Name: uploadfinalize.Handle,
-	transcode.Name:      transcode.Handle,
-	signurl.Name:        signurl.Handle,
-	media.Name:          media.Handle,
-	auditappend.Name:    auditappend.Handle,
-	echo.Name:           echo.Handle,
-	videos.Name:         videos.Handle,
-	events.Name:         events.Handle,
-}
+// functions are the functions this binary runs by their stack.yml name:
+// what `pulsevault fn NAME` serves and what the provider agrees to deploy.
+var functions = byName(
+	upload.Function,
+	uploadfinalize.Function,
+	transcode.Function,
+	signurl.Function,
+	media.Function,
+	auditappend.Function,
+	echo.Function,
+	videos.Function,
+	events.Function,
+)
 
-// starters run once in a function's process before it serves, for
-// functions with background work of their own (audit-append consumes its
-// stream directly to batch appends).
-var starters = map[string]func(context.Context) error{
-	auditappend.Name: auditappend.Start,
+func byName(fs ...*fnrun.Func) map[string]*fnrun.Func {
+	m := make(map[string]*fnrun.Func, len(fs))
+	for _, f := range fs {
+		m[f.Name()] = f
+	}
+	return m
 }
 
 // functionNames lists the functions this binary can run, sorted.
@@ -72,7 +72,7 @@ func runFn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: fn needs exactly one function name, or PULSEVAULT_FUNCTION (one of %s)", errUsage, strings.Join(functionNames(), ", "))
 	}
 	name := args[0]
-	h, ok := functions[name]
+	f, ok := functions[name]
 	if !ok {
 		return fmt.Errorf("%w: unknown function %q: this binary has %s", errUsage, name, strings.Join(functionNames(), ", "))
 	}
@@ -80,14 +80,9 @@ func runFn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := secrets.TrustCA(); err != nil {
 		return fmt.Errorf("fn %s: %w", name, err)
 	}
-	if start, ok := starters[name]; ok {
-		// A failed start is logged by the function and retried on its next
-		// request; the process still serves so the gateway can report it.
-		_ = start(ctx)
-	}
-	return fnrun.Serve(ctx, fnrun.Options{
-		Name:    name,
-		Handler: h,
-		Logger:  logging.New(stderr, os.Getenv("LOG_LEVEL"), "fn/"+name),
+	// A function that fails to build is logged and retried on its next
+	// request; the process still serves so the gateway can report it.
+	return fnrun.Run(ctx, f, fnrun.Options{
+		Logger: logging.New(stderr, os.Getenv("LOG_LEVEL"), "fn/"+name),
 	})
 }

@@ -35,7 +35,6 @@ func runProvider(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("%w: provider needs NATS_URL (an existing NATS server with JetStream; `pulsevault dev` starts one)", errUsage)
 	}
 	log := logging.New(stderr, cfg.LogLevel, "provider")
-	slog.SetDefault(logging.New(stderr, cfg.LogLevel, "bus")) // shared/bus logs through the default logger
 	defer tracing.Init(ctx, "pulsevault-provider", log)()
 	b, err := bus.Connect(cfg.NATSURL, "pulsevault-provider")
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/ingest/tusclient"
 	"github.com/mieweb/pulsevault/shared/ingest/videoid"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
 
 const uploadUsage = `Usage: pulsevault upload FILE... [flags]
@@ -40,34 +41,38 @@ Flags (each also read from the environment variable shown):
   --wait-timeout D   give up waiting after D (default 10m)
 `
 
+// uploadSettings are the upload command's flags that the environment
+// also sets (the token is better given there: any local user can read a
+// command line).
+var uploadSettings = settings.Table{
+	{Env: "PULSEVAULT_UPLOAD_URL", Flag: "endpoint", Default: "http://127.0.0.1:8080/function/upload/", Usage: "tus endpoint", Check: settings.HTTPURL},
+	{Env: "PULSEVAULT_TOKEN", Flag: "token", Usage: "bearer token; empty: the login of 'pulsevault login'"},
+	{Env: "PULSEVAULT_VIDEOS_URL", Flag: "videos", Usage: "the videos API used by --wait; empty: ../videos/ next to the upload endpoint", Check: settings.Optional(settings.HTTPURL)},
+}
+
 // runUpload is the Pulse capture app's stand-in: a tus client.
 func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("upload", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	endpoint := fs.String("endpoint", envOr("PULSEVAULT_UPLOAD_URL", "http://127.0.0.1:8080/function/upload/"), "")
-	token := fs.String("token", os.Getenv("PULSEVAULT_TOKEN"), "")
+	vs := settings.Bind(fs, uploadSettings, os.Getenv)
 	state := fs.String("state", tusclient.DefaultStatePath(), "")
 	chunk := fs.Int64("chunk-size", tusclient.DefaultChunkSize, "")
 	noProgress := fs.Bool("no-progress", false, "")
 	wait := fs.Bool("wait", false, "")
-	videosURL := fs.String("videos", os.Getenv("PULSEVAULT_VIDEOS_URL"), "")
 	waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "")
-	// Flags may follow the files: parse, take one file, parse the rest.
-	var files []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(stdout, uploadUsage)
-				return nil
-			}
-			return fmt.Errorf("%w: upload: %v (run pulsevault upload -h)", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	// Flags may follow the files.
+	files, err := settings.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, uploadUsage)
+		return nil
 	}
+	if err == nil {
+		err = vs.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: upload: %v (run pulsevault upload -h)", errUsage, err)
+	}
+	endpoint, token, videosURL := vs.String("PULSEVAULT_UPLOAD_URL"), vs.String("PULSEVAULT_TOKEN"), vs.String("PULSEVAULT_VIDEOS_URL")
 	switch {
 	case len(files) == 0:
 		return fmt.Errorf("%w: upload needs at least one FILE (run pulsevault upload -h)", errUsage)
@@ -76,15 +81,15 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *waitTimeout <= 0:
 		return fmt.Errorf("%w: upload: --wait-timeout must be positive", errUsage)
 	}
-	u, err := url.Parse(*endpoint)
+	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: upload: --endpoint %q must be an http(s) URL", errUsage, *endpoint)
+		return fmt.Errorf("%w: upload: --endpoint %q must be an http(s) URL", errUsage, endpoint)
 	}
-	if *videosURL == "" {
-		*videosURL = u.ResolveReference(&url.URL{Path: "../videos/"}).String()
+	if videosURL == "" {
+		videosURL = u.ResolveReference(&url.URL{Path: "../videos/"}).String()
 	}
-	tokens := func(context.Context) (string, error) { return *token, nil }
-	if *token == "" {
+	tokens := func(context.Context) (string, error) { return token, nil }
+	if token == "" {
 		stored, l, err := loginTokens(ctx)
 		if err != nil {
 			return fmt.Errorf("upload: %w", err)
@@ -97,7 +102,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("upload: %w", err)
 		}
 	}
-	c := &tusclient.Client{Endpoint: *endpoint, Tokens: tokens, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
+	c := &tusclient.Client{Endpoint: endpoint, Tokens: tokens, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
 	for _, path := range files {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -128,7 +133,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		id := videoid.FromUpload(loc[strings.LastIndexByte(loc, '/')+1:])
 		fmt.Fprintf(stdout, "video %s  %s\n", id, path)
 		if *wait {
-			if err := waitPlayable(ctx, *videosURL, tokens, id, *waitTimeout, stdout); err != nil {
+			if err := waitPlayable(ctx, videosURL, tokens, id, *waitTimeout, stdout); err != nil {
 				return err
 			}
 		}
@@ -195,11 +200,4 @@ func waitPlayable(ctx context.Context, videosURL string, tokens func(context.Con
 func isTransient(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -29,6 +29,11 @@ import (
 // Name is the function's name in stack.yml.
 const Name = "echo"
 
+// Function is echo, for `pulsevault fn echo`: it needs nothing built.
+var Function = fnrun.Function(Name, func(*fnrun.Deps) (http.Handler, error) {
+	return http.HandlerFunc(Handle), nil
+})
+
 // MaxSleep caps X-Echo-Sleep-Ms.
 const MaxSleep = 10 * time.Second
 

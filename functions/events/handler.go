@@ -12,25 +12,13 @@
 // fed from core NATS (shared/playback/livestatus). A comment line every 15 s keeps
 // proxies from timing the stream out; the stream ends after EVENTS_MAX_STREAM
 // and the client reconnects (retry: 2000), re-reading the list to catch up.
+// The stream is shared/playback/livestatus's Stream; this is its adapter.
 package events
 
 import (
-	"encoding/json"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
-	"strings"
-	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/mieweb/pulsevault/shared/auth"
-	"github.com/mieweb/pulsevault/shared/bus"
-	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/logging"
 	"github.com/mieweb/pulsevault/shared/playback/grant"
 	"github.com/mieweb/pulsevault/shared/playback/livestatus"
 )
@@ -38,128 +26,23 @@ import (
 // Name is the function's name in stack.yml.
 const Name = "events"
 
-// Heartbeat is the interval of keep-alive comments.
-const Heartbeat = 15 * time.Second
-
-// Server is the events function over its dependencies.
-type Server struct {
-	NATS      *nats.Conn
-	Verifier  *auth.Verifier
-	Policy    grant.Config
-	MaxStream time.Duration
-	Log       *slog.Logger
-}
-
-// ServeHTTP streams one client's events until it leaves or MaxStream passes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
-		return
-	}
-	who, ok := grant.Authenticate(s.Verifier, w, r)
-	if !ok {
-		return
-	}
-	rc := http.NewResponseController(w)
-	ch := make(chan livestatus.Change, 64)
-	sub, err := livestatus.Subscribe(s.NATS, func(c livestatus.Change) {
-		if !s.Policy.CanView(who, &meta.Video{ID: c.Video, Uploader: c.Uploader}) {
-			return
-		}
-		select {
-		case ch <- c:
-		default: // a client too slow to read loses live updates, not the process
-		}
-	})
-	if err != nil {
-		s.Log.Error("events: subscribe failed", "err", err.Error())
-		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "events unavailable"})
-		return
-	}
-	defer sub.Unsubscribe()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer
-	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil {
-		return
-	}
-	_ = rc.Flush()
-	_ = rc.SetWriteDeadline(time.Time{})
-	end := time.NewTimer(s.MaxStream)
-	defer end.Stop()
-	tick := time.NewTicker(Heartbeat)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case <-end.C:
-			return
-		case <-tick.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-		case c := <-ch:
-			data, _ := json.Marshal(map[string]string{"video": c.Video, "status": string(c.Status)})
-			if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", data); err != nil {
-				return
-			}
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-	}
-}
-
-// LoadMaxStream reads EVENTS_MAX_STREAM (default 5m, 10s–1h).
-func LoadMaxStream(getenv func(string) string) (time.Duration, error) {
-	v := strings.TrimSpace(getenv("EVENTS_MAX_STREAM"))
-	if v == "" {
-		return 5 * time.Minute, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 10*time.Second || d > time.Hour {
-		return 0, fmt.Errorf("invalid EVENTS_MAX_STREAM %q: must be a duration from 10s to 1h", v)
-	}
-	return d, nil
-}
-
-// server builds the Server from the environment on first use; see fnrun.Lazy
-// for how a failure is retried.
-var server = fnrun.Lazy(func() (*Server, error) {
-	cfg, err := config.FromEnv(Name)
+// Function is the events function over its dependencies.
+var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
+	pol, err := grant.LoadSettings(d.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	pol, err := grant.LoadSettings(os.Getenv)
+	maxStream, err := livestatus.LoadMaxStream(d.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	maxStream, err := LoadMaxStream(os.Getenv)
+	ver, err := d.Verifier()
 	if err != nil {
 		return nil, err
 	}
-	ver, err := grant.Verifier(cfg)
+	b, err := d.Bus()
 	if err != nil {
 		return nil, err
 	}
-	b, err := bus.ForFunction(cfg.NATSURL, Name)
-	if err != nil {
-		return nil, err
-	}
-	return &Server{NATS: b.Conn(), Verifier: ver, Policy: pol, MaxStream: maxStream, Log: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name)}, nil
+	return &livestatus.Stream{NATS: b.Conn(), Verifier: ver, Policy: pol, MaxStream: maxStream, Log: d.Logger()}, nil
 })
-
-// Handle serves one request of the events function.
-func Handle(w http.ResponseWriter, r *http.Request) {
-	s, err := server()
-	if err != nil {
-		logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "fn/"+Name).Error("events: not configured", "err", err.Error())
-		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "events is not configured; see the function log"})
-		return
-	}
-	s.ServeHTTP(w, r)
-}

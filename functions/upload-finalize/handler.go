@@ -10,113 +10,41 @@
 package uploadfinalize
 
 import (
-	"context"
 	"errors"
-	"io"
 	"net/http"
-	"os"
-	"sync"
 
-	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/ingest/finalize"
-	"github.com/mieweb/pulsevault/shared/ingest/s3event"
-	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/storage"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "upload-finalize"
 
-var (
-	mu sync.Mutex
-	fz *finalize.Finalizer
-)
-
-// Handle routes to the event handler or the reconciler.
-func Handle(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		fnrun.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "POST an S3 event to / or POST /reconcile"})
-		return
-	}
-	f, err := finalizer(r.Context())
-	if err != nil {
-		fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "function": Name})
-		return
-	}
-	switch r.URL.Path {
-	case "/", "":
-		body, err := io.ReadAll(io.LimitReader(r.Body, s3event.MaxMessageSize+1))
-		if err != nil {
-			// The connection failed, not the event: let the sender retry.
-			fnrun.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not read the event; retry"})
-			return
-		}
-		// Read an over-long event through (bounded) before answering, so the
-		// connection it came on stays usable for the next one.
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
-		out, err := f.HandleEvent(r.Context(), body)
-		switch {
-		case errors.Is(err, finalize.ErrBadEvent):
-			fnrun.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		case err != nil:
-			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "finalize failed; retry"})
-		default:
-			if out == nil {
-				out = []finalize.Outcome{}
-			}
-			fnrun.WriteJSON(w, http.StatusOK, map[string]any{"uploads": out})
-		}
-	case "/reconcile":
-		rep, err := f.Reconcile(r.Context())
-		if err != nil {
-			fnrun.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "reconcile failed; retry"})
-			return
-		}
-		fnrun.WriteJSON(w, http.StatusOK, rep)
-	default:
-		fnrun.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not found: POST / or /reconcile"})
-	}
-}
-
-// finalizer connects on first use; a failure (NATS not up yet) is retried
-// on the next request rather than kept.
-func finalizer(ctx context.Context) (*finalize.Finalizer, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	if fz != nil {
-		return fz, nil
-	}
-	cfg, err := config.FromEnv(Name)
-	if err != nil {
-		return nil, err
-	}
+// Function is the upload-finalize function over its dependencies.
+var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
+	cfg := d.Config()
 	if cfg.S3Endpoint == "" || cfg.NATSURL == "" {
 		return nil, errors.New("upload-finalize: S3_ENDPOINT and NATS_URL must be set")
 	}
-	lim, err := finalize.LoadSettings(os.Getenv)
+	lim, err := finalize.LoadSettings(d.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	st, err := storage.FromConfig(cfg)
+	st, err := d.Store()
 	if err != nil {
 		return nil, err
 	}
-	b, err := bus.ForFunction(cfg.NATSURL, Name)
+	b, err := d.Bus()
 	if err != nil {
 		return nil, err
 	}
-	f, err := finalize.New(ctx, finalize.Options{
+	f, err := finalize.New(d.Context(), finalize.Options{
 		Store: st, Bus: b, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket,
 		RetentionDays: cfg.MediaRetentionDays, Limits: lim, Replicas: cfg.NATSReplicas,
-		Logger: logging.New(os.Stderr, cfg.LogLevel, "fn/"+Name),
+		Logger: d.Logger(), Registerer: d.Registerer(),
 	})
 	if err != nil {
-		b.Close()
 		return nil, err
 	}
-	fz = f
-	return fz, nil
-}
+	return f, nil
+})

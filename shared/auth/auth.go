@@ -289,8 +289,16 @@ func SignHS256(secret []byte, issuer, audience, subject string, roles []string, 
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
 }
 
-// HS256SecretName is the secret holding the HS256 key of AUTH_HS256=on.
-const HS256SecretName = "pulsevault-jwt-secret"
+// SecretName is the secret holding the HS256 key of AUTH_HS256=on.
+const SecretName = "pulsevault-jwt-secret"
+
+// HS256SecretName is SecretName.
+const HS256SecretName = SecretName
+
+// Leeway is the default of AUTH_LEEWAY: the one clock skew every check of an
+// API token allows on exp, nbf and iat, in every mode, so that no function
+// accepts a token another refuses.
+const Leeway = 30 * time.Second
 
 // NewVerifier builds the API's token verifier from the configuration, the
 // one constructor every function uses: OIDC_ISSUER (discovery + JWKS), or

@@ -81,6 +81,10 @@ type ConsumeOptions struct {
 	DeadLetter string
 	// Concurrency is how many messages are handled at once; default 1.
 	Concurrency int
+	// Logger receives the consumer's logs (redeliveries, dead letters,
+	// reconnections); nil discards them. Pass the caller's own logger: the
+	// process's default logger is nobody's in particular.
+	Logger *slog.Logger
 }
 
 func (o *ConsumeOptions) setDefaults() {
@@ -95,6 +99,9 @@ func (o *ConsumeOptions) setDefaults() {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -158,7 +165,7 @@ func (b *Bus) Consume(ctx context.Context, o ConsumeOptions, h Handler) (*Consum
 		opts: o,
 		h:    h,
 		cfg:  cfg,
-		log:  slog.Default().With("stream", o.Stream, "durable", o.Durable),
+		log:  o.Logger.With("stream", o.Stream, "durable", o.Durable),
 	}
 	if err := c.ensureConsumer(ctx); err != nil {
 		return nil, err

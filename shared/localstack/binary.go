@@ -8,7 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 )
+
+// Settings is where FindBinary looks first.
+var Settings = settings.Table{
+	{Env: "PULSEVAULT_BIN_DIR", Usage: "where pulsevault finds versitygw and the other tools first (then next to the pulsevault binary, ./bin of the working directory or a parent, then PATH)"},
+}
 
 // FindBinary returns the path of the named program, looking in order at
 // $PULSEVAULT_BIN_DIR, the directory of the running executable, a bin/
@@ -16,7 +23,11 @@ import (
 // tests), and finally $PATH.
 func FindBinary(name string) (string, error) {
 	var dirs []string
-	if d := os.Getenv("PULSEVAULT_BIN_DIR"); d != "" {
+	vs, err := settings.FromEnv(Settings, os.Getenv)
+	if err != nil {
+		return "", err
+	}
+	if d := vs.String("PULSEVAULT_BIN_DIR"); d != "" {
 		dirs = append(dirs, d)
 	}
 	if exe, err := os.Executable(); err == nil {

@@ -33,8 +33,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-
-	"github.com/mieweb/pulsevault/shared/platform/config"
 )
 
 // Options says where the store is and how to sign requests.
@@ -568,10 +566,19 @@ func classify(resp minio.ErrorResponse) error {
 	return nil
 }
 
+// Configured is anything that can say where the store is. The app's
+// configuration (shared/platform/config) implements it, so storage knows
+// nothing of that configuration beyond these four values.
+type Configured interface {
+	// S3 is the endpoint, region and credentials, or why they are missing.
+	S3() (endpoint, region, accessKey, secretKey string, err error)
+}
+
 // FromConfig connects to the store that c names (S3_ENDPOINT and its keys).
-func FromConfig(c config.Config) (*Store, error) {
-	if err := c.CheckS3(); err != nil {
+func FromConfig(c Configured) (*Store, error) {
+	endpoint, region, access, secret, err := c.S3()
+	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	return New(Options{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey, Region: c.S3Region})
+	return New(Options{Endpoint: endpoint, AccessKey: access, SecretKey: secret, Region: region})
 }

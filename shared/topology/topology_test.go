@@ -96,3 +96,26 @@ func TestNothingElseSpellsTheTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCompanionKeys(t *testing.T) {
+	id := "0f8fad5b-d9cb-469f-a165-70867728950e"
+	if k, ok := CaptionsKey(id, "en"); !ok || k != "videos/"+id+"/captions/en.vtt" {
+		t.Fatal(k, ok)
+	}
+	for _, good := range []string{"und", "en", "pt-BR", "zh-Hant-TW", "fil"} {
+		if !ValidLang(good) {
+			t.Errorf("%q refused", good)
+		}
+	}
+	for _, bad := range []string{"", "EN", "e", "english", "en/../x", "en_US", "en-", "en-abcdefghi", "../und", "en\n"} {
+		if _, ok := CaptionsKey(id, bad); ok {
+			t.Errorf("%q accepted as a language", bad)
+		}
+	}
+	if ThumbnailKey(id) != "videos/"+id+"/thumbnail.jpg" || BeatsKey(id) != "videos/"+id+"/beats.json" || WebMP4Key(id) != "videos/"+id+"/web.mp4" {
+		t.Fatal(ThumbnailKey(id), BeatsKey(id), WebMP4Key(id))
+	}
+	if SubtitlesFile("en") != "hls/subs/en.vtt" || SubtitlesPlaylistFile("en") != "hls/subs/en.m3u8" {
+		t.Fatal(SubtitlesFile("en"), SubtitlesPlaylistFile("en"))
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"strconv"
@@ -55,15 +56,19 @@ type Options struct {
 	RetentionDays int
 	Signer        *record.Signer
 	Config        Config
-	Logger        *slog.Logger
+	Logger        *slog.Logger     // nil discards; pass the function's redacting logger
 	Now           func() time.Time // default time.Now
 	Replicas      int              // copies of the KV buckets (NATS_REPLICAS); 0 keeps a bucket's
+	// Registerer takes the writer's metrics (the function's own
+	// registry); nil keeps them unexported.
+	Registerer prometheus.Registerer
 }
 
 // Chain is one writer of the audit log. It is safe for concurrent use.
 type Chain struct {
 	o     Options
 	log   *slog.Logger
+	m     *metrics
 	chain jetstream.KeyValue
 	ids   jetstream.KeyValue
 
@@ -102,10 +107,14 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 		o.Config = c
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
 	}
 	js := o.Bus.JetStream()
 	chain, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
@@ -122,7 +131,7 @@ func New(ctx context.Context, o Options) (*Chain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auditchain: kv %s: %w", topology.KVAuditIDs, err)
 	}
-	c := &Chain{o: o, log: o.Logger, chain: chain, ids: ids}
+	c := &Chain{o: o, log: o.Logger, m: m, chain: chain, ids: ids}
 	pub := o.Signer.Public()
 	if err := c.putOnce(ctx, topology.AuditPublicKeyKey(o.Signer.KeyID()), record.EncodePublicKey(pub), "text/plain"); err != nil {
 		return nil, fmt.Errorf("auditchain: publish public key: %w", err)

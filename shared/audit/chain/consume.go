@@ -71,7 +71,7 @@ func (c *Chain) Run(ctx context.Context) error {
 			c.log.Debug("audit: fetch ended early", "err", err)
 		}
 		if len(msgs) == 0 {
-			pending.Set(0)
+			c.m.pending.Set(0)
 			if time.Since(lastIdle) >= time.Second {
 				lastIdle = time.Now()
 				c.idle(ctx)
@@ -79,7 +79,7 @@ func (c *Chain) Run(ctx context.Context) error {
 			continue
 		}
 		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
-			pending.Set(float64(md.NumPending))
+			c.m.pending.Set(float64(md.NumPending))
 		}
 		c.handle(ctx, msgs)
 	}
@@ -116,7 +116,7 @@ func (c *Chain) handle(ctx context.Context, msgs []jetstream.Msg) {
 			}
 			sleep(ctx, retryDelay)
 		} else {
-			observeAppend(res, time.Since(start))
+			c.m.observeAppend(res, time.Since(start))
 			for _, m := range chunk {
 				_ = m.Ack()
 			}
@@ -199,7 +199,7 @@ func (c *Chain) reject(ctx context.Context, m jetstream.Msg, why error) {
 		return
 	}
 	// The reason stays in the dead letter: it may quote the event.
-	deadLettered.Inc()
+	c.m.deadLettered.Inc()
 	c.log.Warn("audit: malformed event dead-lettered", "stream_seq", seq, "dead_letter_subject", topology.DeadLetterAudit)
 	c.note(func(s *Status) { s.Rejected++ })
 	_ = m.Term()

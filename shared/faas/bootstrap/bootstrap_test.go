@@ -165,7 +165,7 @@ func TestCanaryFailsWithoutLock(t *testing.T) {
 // shared/topology declares (all but the provider's own async queue), each
 // on the subjects the topology says it holds.
 func TestStreamsAreTheTopologys(t *testing.T) {
-	cfg := config.Config{EventSubject: topology.DefaultEventSubject}
+	cfg := config.Config{Bus: config.Bus{EventSubject: topology.DefaultEventSubject}}
 	want := map[string]string{
 		topology.StreamEvents: topology.DefaultEventSubject,
 		topology.StreamJobs:   topology.SubjectJobs + ".>",

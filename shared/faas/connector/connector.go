@@ -94,9 +94,11 @@ type Options struct {
 	// DeadLetterPrefix: failed messages go to <prefix>.<function>; default
 	// pulse.dlq (topology.SubjectDLQ), captured by topology.StreamDLQ.
 	DeadLetterPrefix string
-	// Logger receives the connector's logs; default slog.Default().
+	// Logger receives the connector's logs; nil discards them (pass a
+	// redacting logger: shared/platform/logging).
 	Logger *slog.Logger
-	// Registerer receives the metrics; default prometheus.DefaultRegisterer.
+	// Registerer receives the metrics; default none (kept unexported): the
+	// caller serves its own registry.
 	Registerer prometheus.Registerer
 	// Client makes the HTTP calls; default a client without an overall
 	// timeout (Timeout bounds each invocation).
@@ -253,10 +255,10 @@ func New(o Options) (*Connector, error) {
 	}
 	o.Backoff = slices.Clone(o.Backoff)
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Registerer == nil {
-		o.Registerer = prometheus.DefaultRegisterer
+		o.Registerer = prometheus.NewRegistry()
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{}
@@ -521,6 +523,7 @@ func (c *Connector) bind(ctx context.Context, k pairKey) error {
 			AckWait:        c.o.AckWait,
 			DeadLetter:     c.deadLetterSubject(k.function),
 			Concurrency:    c.o.Concurrency,
+			Logger:         c.log,
 		}, c.handler(k))
 		if err != nil {
 			c.log.Warn("connector: cannot start consumer; will retry", "function", k.function, "topic", k.topic,

@@ -68,6 +68,7 @@ func (p *Provider) startAsync() error {
 		Backoff:     []time.Duration{time.Second, 5 * time.Second, 30 * time.Second},
 		DeadLetter:  topology.DeadLetterAsync,
 		Concurrency: p.opts.AsyncConcurrency,
+		Logger:      p.log,
 	}, p.handleAsync)
 	if err != nil {
 		return fmt.Errorf("provider: async worker: %w", err)

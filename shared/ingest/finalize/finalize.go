@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ type Options struct {
 	Prober        probe.Prober
 	Logger        *slog.Logger
 	Replicas      int // copies of the lease bucket (NATS_REPLICAS); 0 keeps the bucket's
+	// Registerer takes the finalizer's metrics (the function's own
+	// registry); nil keeps them unexported.
+	Registerer prometheus.Registerer
 }
 
 // Finalizer runs the finalize steps. It is safe for concurrent use.
@@ -69,6 +73,7 @@ type Finalizer struct {
 	leases  *leases
 	log     *slog.Logger
 	service string
+	m       *metrics
 
 	sweepMu   sync.Mutex
 	lastSweep time.Time // start of the latest sweep
@@ -85,11 +90,15 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 	if o.Prober.Timeout == 0 {
 		o.Prober.Timeout = o.Limits.ProbeTimeout
 	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	l, err := newLeases(ctx, o.Bus.JetStream(), lockTTL, o.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	return &Finalizer{
+	return &Finalizer{m: m,
 		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
 		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger,
 	}, nil
@@ -150,7 +159,7 @@ func (f *Finalizer) HandleEvent(ctx context.Context, msg []byte) ([]Outcome, err
 		out = append(out, res)
 	}
 	if sweep {
-		eventMismatches.Inc()
+		f.m.eventMismatches.Inc()
 		rep, err := f.sweep(ctx)
 		if err != nil {
 			return out, err
@@ -207,7 +216,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	if !staging.IsUploadKey(upload) {
 		return Outcome{}, fmt.Errorf("%w: %q is not an upload id", ErrBadEvent, upload)
 	}
-	defer func(start time.Time) { observe(out, err, start) }(time.Now())
+	defer func(start time.Time) { f.m.observe(out, err, start) }(time.Now())
 	id := videoid.FromUpload(upload)
 	out = Outcome{Upload: upload, Video: id}
 	ctx, release, err := f.leases.acquire(ctx, upload)
@@ -255,7 +264,7 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	case obj.Size > f.o.Limits.MaxBytes:
 		return f.reject(ctx, out, v, ReasonTooBig)
 	}
-	res, err := f.o.Prober.Probe(ctx, loopback.FromInfo(f.o.Store, obj))
+	res, err := f.o.Prober.Probe(ctx, loopback.FromInfo(f.o.Store, obj).CountRefused(f.m.loopbackRefused))
 	var rej *probe.Rejected
 	if errors.As(err, &rej) {
 		return f.reject(ctx, out, v, rej.Reason)
@@ -285,8 +294,8 @@ func (f *Finalizer) Finalize(ctx context.Context, upload string) (out Outcome, e
 	} else if err != nil {
 		return out, err
 	} else {
-		uploadsCompleted.Inc()
-		uploadBytes.Add(float64(obj.Size))
+		f.m.uploadsCompleted.Inc()
+		f.m.uploadBytes.Add(float64(obj.Size))
 	}
 	return f.resume(ctx, out, v)
 }
@@ -346,7 +355,7 @@ func (f *Finalizer) reject(ctx context.Context, out Outcome, v *meta.Video, reas
 	} else if err != nil {
 		return out, err
 	} else {
-		uploadsRejected.WithLabelValues(reason).Inc()
+		f.m.uploadsRejected.WithLabelValues(reason).Inc()
 	}
 	out.Status, out.Reason = v.Status, v.Reason
 	return out, f.finishRejected(ctx, out, v)

@@ -183,6 +183,7 @@ type ffprobeOut struct {
 	Streams []struct {
 		CodecType    string            `json:"codec_type"`
 		CodecName    string            `json:"codec_name"`
+		Channels     int               `json:"channels"`
 		Width        int               `json:"width"`
 		Height       int               `json:"height"`
 		AvgFrameRate string            `json:"avg_frame_rate"`
@@ -237,6 +238,7 @@ func parse(b []byte, msg string) (Result, error) {
 			if !r.HasAudio {
 				r.HasAudio = true
 				r.AudioCodec = s.CodecName
+				r.AudioChannels = s.Channels
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/storage"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
@@ -173,3 +174,18 @@ func (s *Store) List(ctx context.Context) ([]Upload, error) {
 	}
 	return out, nil
 }
+
+// The settings both sides of staging read: the upload function enforces
+// them as uploads arrive, upload-finalize and its reconciler after. They
+// are declared here once, and both packages' tables include them.
+var (
+	// MaxBytesVar is the largest upload, in bytes.
+	MaxBytesVar = settings.Var{Env: "UPLOAD_MAX_BYTES", Default: "4294967296", Check: settings.Size(1, MaxObject),
+		Usage: "largest upload, in bytes (1 B–5 TiB; default 4 GiB): the upload function answers 413 at creation, upload-finalize rejects a larger one as too-big"}
+	// ExpiryVar is how long an incomplete upload is kept.
+	ExpiryVar = settings.Var{Env: "UPLOAD_EXPIRY", Default: "24h", Check: settings.Duration(time.Minute, 720*time.Hour),
+		Usage: "incomplete uploads older than this are removed by upload-finalize's reconciler; the upload function announces it as Upload-Expires (1m–720h)"}
+)
+
+// MaxObject is S3's largest object, 5 TiB.
+const MaxObject = 5 << 40

@@ -174,7 +174,7 @@ func (w *Worker) deadJob(ctx context.Context, data []byte) (failed int, malforme
 		}
 		if ok && !again {
 			failed++
-			failures.WithLabelValues(r.Name, CodeWorkerLost, "true").Inc()
+			w.metrics().failures.WithLabelValues(r.Name, CodeWorkerLost, "true").Inc()
 			logging.With(ctx, w.log()).Warn("transcode: rendition failed: its job was dead-lettered",
 				"video", job.Video, "rendition", r.Name, "code", CodeWorkerLost)
 		}

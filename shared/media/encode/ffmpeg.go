@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"math"
 	"os"
@@ -41,6 +42,8 @@ type Spec struct {
 	Rendition meta.Rendition
 	Probe     meta.Probe
 	Preset    string // x264 preset; default veryfast
+	// CPU counts ffmpeg's CPU seconds by renditions; nil: not counted.
+	CPU *prometheus.CounterVec
 }
 
 // Failure codes: machine-readable reasons recorded in meta.json, audit
@@ -89,7 +92,7 @@ func Args(s Spec) ([]string, error) {
 		args = append(args, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", scaleFilter(r))
 		args = append(args, out...)
 	case "audio":
-		args = append(args, audioOutput(r)...)
+		args = append(args, audioOutput(r, s.Probe)...)
 	default:
 		return nil, fmt.Errorf("transcode: rendition %s: unknown kind %q", r.Name, r.Kind)
 	}
@@ -112,6 +115,7 @@ type GroupSpec struct {
 	// lowest rung's job running beside it, which is what makes a video
 	// playable, and takes the CPU back once that job is done.
 	Nice int
+	CPU  *prometheus.CounterVec // as Spec.CPU
 }
 
 // GroupArgs returns ffmpeg's arguments for g: the decoded video is split
@@ -162,7 +166,7 @@ func LadderArgs(input string, rs []meta.Rendition, p meta.Probe, preset string) 
 		args = append(append(args, "-filter_complex", fc), outs...)
 	}
 	for _, r := range audios {
-		args = append(args, audioOutput(r)...)
+		args = append(args, audioOutput(r, p)...)
 		args = append(args, hlsOutput(r.Name+"/")...)
 		args = append(args, r.Name+"/"+topology.PlaylistFile)
 	}
@@ -205,9 +209,17 @@ func inputArgs(input string) []string {
 }
 
 // audioOutput is the audio rendition's stream selection and encoder options.
-func audioOutput(r meta.Rendition) []string {
+// A mono source stays mono (an upmix doubles the bytes and fakes a stereo
+// image); more than two channels are mixed down to stereo, which every
+// player decodes. An unknown count (meta.json from before it was probed)
+// gets stereo, as before.
+func audioOutput(r meta.Rendition, p meta.Probe) []string {
+	channels := "2"
+	if p.AudioChannels == 1 {
+		channels = "1"
+	}
 	return []string{"-map", "0:a:0", "-vn", "-sn", "-dn",
-		"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", "2", "-ar", "48000"}
+		"-c:a", "aac", "-b:a", strconv.Itoa(max(r.Bitrate, 32000)), "-ac", channels, "-ar", "48000"}
 }
 
 // scaleFilter sizes a video rendition. The decoder applies rotation
@@ -389,7 +401,7 @@ func Run(ctx context.Context, s Spec, progress func(Progress)) error {
 	if err != nil {
 		return &Error{Code: CodeFailed, Permanent: true, Err: err}
 	}
-	return run(ctx, s.Dir, args, s.Input, s.Bind, progress, 0, s.Rendition.Name)
+	return run(ctx, s.Dir, args, s.Input, s.Bind, progress, 0, s.Rendition.Name, s.CPU)
 }
 
 // RunGroup encodes every rendition of g in one ffmpeg process, as Run does
@@ -408,12 +420,12 @@ func RunGroup(ctx context.Context, g GroupSpec, progress func(Progress)) error {
 	for i, r := range g.Renditions {
 		names[i] = r.Name
 	}
-	return run(ctx, g.Dir, args, g.Input, g.Bind, progress, g.Nice, strings.Join(names, "+"))
+	return run(ctx, g.Dir, args, g.Input, g.Bind, progress, g.Nice, strings.Join(names, "+"), g.CPU)
 }
 
 // run runs one ffmpeg reading input, admitted by bind (if not nil) once it
 // runs; renditions names what it encodes, for the CPU metric.
-func run(ctx context.Context, dir string, args []string, input string, bind func(int) error, progress func(Progress), nice int, renditions string) error {
+func run(ctx context.Context, dir string, args []string, input string, bind func(int) error, progress func(Progress), nice int, renditions string, cpu *prometheus.CounterVec) error {
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -444,8 +456,8 @@ func run(ctx context.Context, dir string, args []string, input string, bind func
 	_ = ParseProgress(stdout, progress)
 	_, _ = io.Copy(io.Discard, stdout)
 	err = cmd.Wait()
-	if ps := cmd.ProcessState; ps != nil {
-		cpuSeconds.WithLabelValues(renditions).Add((ps.UserTime() + ps.SystemTime()).Seconds())
+	if ps := cmd.ProcessState; ps != nil && cpu != nil {
+		cpu.WithLabelValues(renditions).Add((ps.UserTime() + ps.SystemTime()).Seconds())
 	}
 	if err == nil {
 		return nil
@@ -516,6 +528,11 @@ func classify(stderr string) (code string, permanent bool) {
 // filter picks it among the frames after the first quarter of the video.
 // input and bind are as in Spec.
 func Posters(ctx context.Context, input string, bind func(pid int) error, dir string, p meta.Probe) error {
+	return posters(ctx, input, bind, dir, p, nil)
+}
+
+// posters is Posters counting ffmpeg's CPU on cpu (nil: not counted).
+func posters(ctx context.Context, input string, bind func(pid int) error, dir string, p meta.Probe, cpu *prometheus.CounterVec) error {
 	at := 0.0
 	if p.Duration > 2 {
 		at = p.Duration / 4
@@ -531,7 +548,7 @@ func Posters(ctx context.Context, input string, bind func(pid int) error, dir st
 		"-filter_complex", "[0:v:0]thumbnail=25,split=2[a][b];[a]"+scale(720)+",setsar=1[p];[b]"+scale(180)+",setsar=1[t]",
 		"-map", "[p]", "-frames:v", "1", "-q:v", "3", "-update", "1", topology.PosterFile,
 		"-map", "[t]", "-frames:v", "1", "-q:v", "5", "-update", "1", topology.ThumbFile)
-	if err := run(ctx, dir, args, input, bind, nil, 0, "poster"); err != nil {
+	if err := run(ctx, dir, args, input, bind, nil, 0, "poster", cpu); err != nil {
 		return err
 	}
 	for _, f := range []string{topology.PosterFile, topology.ThumbFile} {

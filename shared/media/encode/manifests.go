@@ -62,7 +62,7 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 			return w.list(ctx, id, v, nil) // nothing to list; the status may still need settling
 		}
 		listed := append(slices.Clone(video), optionalRendition(audio)...)
-		master := manifest.HLSMaster(video, audio)
+		master := manifest.HLSMaster(video, audio, v.Subtitles)
 		var reps []manifest.Rep
 		var arep *manifest.Rep
 		for _, r := range listed {
@@ -79,7 +79,7 @@ func (w *Worker) publishManifests(ctx context.Context, id string, known map[stri
 				reps = append(reps, manifest.Rep{Rendition: r, Timeline: tl})
 			}
 		}
-		mpd, err := manifest.DASHMPD(reps, arep)
+		mpd, err := manifest.DASHMPD(reps, arep, v.Subtitles)
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,9 @@ func (w *Worker) record(ctx context.Context, id string, rend meta.Rendition, pro
 		r.State, r.Progress, r.Error, r.Listed = meta.RenditionReady, 100, "", false
 		r.Playlist = topology.RenditionKey(id, rend.Name, topology.PlaylistFile)
 		r.Codecs, r.Bandwidth, r.Average = track.Codec, peak, avg
+		if track.Kind == "audio" {
+			r.Channels = track.Channels
+		}
 		if track.Kind == "video" {
 			r.Width, r.Height = track.Width, track.Height
 			r.FrameRate = math.Round(Rate(probe.FPS).Float()*1000) / 1000
@@ -133,7 +136,7 @@ func (w *Worker) list(ctx context.Context, id string, v *meta.Video, names []str
 		return nil
 	}
 	if err == nil && became && !created.IsZero() {
-		timeToPlayable.Observe(time.Since(created).Seconds())
+		w.metrics().timeToPlayable.Observe(time.Since(created).Seconds())
 	}
 	return err
 }

@@ -18,6 +18,9 @@ import (
 
 // transcode encodes, uploads and records one rendition.
 func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
+	if err := w.companions(ctx, log, id); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
+	}
 	dir, out, src, err := w.prepare(ctx, original)
 	if err != nil {
 		return err
@@ -27,7 +30,7 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 	stopProgress := w.reportProgress(ctx, log, id, rend.Name)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
 	err = serve(ctx, src, func(input string, bind func(int) error) error {
-		return Run(ctx, Spec{Input: input, Bind: bind, Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset}, report)
+		return Run(ctx, Spec{Input: input, Bind: bind, Dir: out, Rendition: rend, Probe: probe, Preset: w.Config.Preset, CPU: w.metrics().cpuSeconds}, report)
 	})
 	stopProgress.stop()
 	if err != nil {
@@ -42,10 +45,12 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 		// since this answers 5xx) writes the manifests again.
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
-	// Posters come after the rendition is playable: they must not delay it.
+	// Posters and the web MP4 come after the rendition is playable: they
+	// must not delay it.
 	if rend.Kind == "video" {
 		w.ensurePosters(ctx, log, id, src, probe, dir)
 	}
+	w.ensureWebMP4(ctx, log, id, src, probe, dir)
 	return nil
 }
 
@@ -53,6 +58,9 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 // decode of the original) at the given nice value, then uploads and
 // records each, in group order, and writes the manifests once.
 func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string, nice int) error {
+	if err := w.companions(ctx, log, id); err != nil {
+		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
+	}
 	dir, out, src, err := w.prepare(ctx, original)
 	if err != nil {
 		return err
@@ -65,7 +73,7 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 	stopProgress := w.reportProgress(ctx, log, id, names...)
 	report := func(p Progress) { stopProgress.push(p.Percent(time.Duration(probe.Duration * float64(time.Second)))) }
 	err = serve(ctx, src, func(input string, bind func(int) error) error {
-		return RunGroup(ctx, GroupSpec{Input: input, Bind: bind, Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice}, report)
+		return RunGroup(ctx, GroupSpec{Input: input, Bind: bind, Dir: out, Renditions: group, Probe: probe, Preset: w.Config.Preset, Nice: nice, CPU: w.metrics().cpuSeconds}, report)
 	})
 	stopProgress.stop()
 	if err != nil {
@@ -83,13 +91,19 @@ func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string
 		return &Error{Code: CodeStore, Err: fmt.Errorf("manifests: %w", err)}
 	}
 	w.ensurePosters(ctx, log, id, src, probe, dir)
+	w.ensureWebMP4(ctx, log, id, src, probe, dir)
 	return nil
 }
 
-// ensurePosters writes poster.jpg and thumb.jpg when the video has none
-// yet. A failure is logged, not returned: the next video rendition to land
-// tries again, and a missing poster must not fail a playable rendition.
+// ensurePosters writes poster.jpg and thumb.jpg, grabbed from a frame, when
+// the video has none yet and no usable thumbnail was uploaded (companions
+// made the poster from it). A failure is logged, not returned: the next
+// video rendition to land tries again, and a missing poster must not fail
+// a playable rendition.
 func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string, src loopback.Object, probe meta.Probe, scratch string) {
+	if v, _, err := w.Meta.Get(ctx, id); err == nil && v.Companions != nil && v.Companions.Thumbnail != "" && !v.IsIgnored(CompanionThumbnail) {
+		return
+	}
 	if _, err := w.Store.Stat(ctx, w.Bucket, topology.VideoKey(id, topology.PosterFile)); err == nil {
 		return
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -101,7 +115,9 @@ func (w *Worker) ensurePosters(ctx context.Context, log *slog.Logger, id string,
 		log.Warn("transcode: poster failed", "err", err)
 		return
 	}
-	if err := serve(ctx, src, func(input string, bind func(int) error) error { return Posters(ctx, input, bind, dir, probe) }); err != nil {
+	if err := serve(ctx, src, func(input string, bind func(int) error) error {
+		return posters(ctx, input, bind, dir, probe, w.metrics().cpuSeconds)
+	}); err != nil {
 		code := CodeFailed
 		var te *Error
 		if errors.As(err, &te) {

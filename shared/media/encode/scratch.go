@@ -52,6 +52,7 @@ func (w *Worker) prepare(ctx context.Context, original string) (dir, out string,
 		os.RemoveAll(dir)
 		return "", "", src, &Error{Code: CodeUnreachable, Err: err} // as ffmpeg failing to read it would be
 	}
+	src.Refused = w.metrics().loopbackRefused
 	return dir, out, src, nil
 }
 

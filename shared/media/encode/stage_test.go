@@ -107,6 +107,7 @@ type probeFile struct {
 		Width        int    `json:"width"`
 		Height       int    `json:"height"`
 		AvgFrameRate string `json:"avg_frame_rate"`
+		Channels     int    `json:"channels"`
 		Tags         struct {
 			Rotate string `json:"rotate"`
 		} `json:"tags"`
@@ -165,7 +166,7 @@ func metaProbe(p probeFile) meta.Probe {
 				}
 			}
 		case "audio":
-			m.HasAudio, m.AudioCodec = true, "aac"
+			m.HasAudio, m.AudioCodec, m.AudioChannels = true, "aac", s.Channels
 		}
 	}
 	return m

@@ -211,11 +211,20 @@ func TestSettle(t *testing.T) {
 	}
 }
 
-func TestMetricsOnDefaultRegistry(t *testing.T) {
-	failures.WithLabelValues("240p", CodeUndecodable, "true").Inc()
-	n, err := testutil.GatherAndCount(prometheus.DefaultGatherer, "pulsevault_transcode_failures_total")
-	if err != nil || n == 0 {
-		t.Fatalf("failures metric not on the default registry: %d %v", n, err)
+// A worker's metrics go to the registry it is given, never the default one:
+// every function is in one binary.
+func TestMetricsOnTheFunctionsRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&Worker{Metrics: m}).metrics().failures.WithLabelValues("240p", CodeUndecodable, "true").Inc()
+	if n, err := testutil.GatherAndCount(reg, "pulsevault_transcode_failures_total"); err != nil || n != 1 {
+		t.Fatalf("failures metric not on the function's registry: %d %v", n, err)
+	}
+	if n, _ := testutil.GatherAndCount(prometheus.DefaultGatherer, "pulsevault_transcode_failures_total"); n != 0 {
+		t.Fatalf("failures metric on the default registry (%d series)", n)
 	}
 }
 

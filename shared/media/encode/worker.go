@@ -27,7 +27,10 @@ type Worker struct {
 	Bucket        string // media bucket (Object Lock)
 	RetentionDays int    // COMPLIANCE retention of every object written
 	Config        Config
-	Log           *slog.Logger
+	Log           *slog.Logger // nil discards; pass the function's redacting logger
+	// Metrics receives the worker's metrics (NewMetrics on the function's
+	// registry); nil counts them where nobody scrapes.
+	Metrics *Metrics
 }
 
 // Outcomes of Result.
@@ -131,7 +134,7 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 	}
 	if err == nil {
 		for _, r := range group {
-			seconds.WithLabelValues(r.Name).Observe(time.Since(start).Seconds())
+			w.metrics().seconds.WithLabelValues(r.Name).Observe(time.Since(start).Seconds())
 		}
 		log.Info("transcode: rendition ready", "seconds", math.Round(time.Since(start).Seconds()*1000)/1000)
 		return Result{Status: http.StatusOK, Outcome: OutcomeDone}
@@ -142,7 +145,7 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 	}
 	count := func(final string) {
 		for _, r := range group {
-			failures.WithLabelValues(r.Name, te.Code, final).Inc()
+			w.metrics().failures.WithLabelValues(r.Name, te.Code, final).Inc()
 		}
 	}
 	if te.Code == CodeCancelled {
@@ -174,11 +177,14 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 	return Result{Status: status, Outcome: OutcomeFailed, Code: te.Code}
 }
 
+// discardLog stands in for a Worker without Log.
+var discardLog = slog.New(slog.DiscardHandler)
+
 func (w *Worker) log() *slog.Logger {
 	if w.Log != nil {
 		return w.Log
 	}
-	return slog.Default()
+	return discardLog
 }
 
 func (w *Worker) retention() *storage.Retention {

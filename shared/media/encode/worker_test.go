@@ -107,6 +107,9 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 			}
 		} else if rd.Codecs != "mp4a.40.2" {
 			t.Errorf("audio codecs %q", rd.Codecs)
+		} else if want := min(src.AudioChannels, 2); rd.Channels != want {
+			// A mono source stays mono; more than two channels mix down.
+			t.Errorf("audio rendition has %d channels, source %d: want %d", rd.Channels, src.AudioChannels, want)
 		}
 	}
 	for _, f := range []string{topology.MasterFile, topology.MPDFile} {
@@ -118,6 +121,9 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 			t.Errorf("%s: duration %.3f, source %.3f", f, d, src.Duration)
 		}
 		for _, s := range p.Streams {
+			if s.CodecType == "audio" && s.Channels != min(src.AudioChannels, 2) {
+				t.Errorf("%s: audio stream has %d channels, source %d", f, s.Channels, src.AudioChannels)
+			}
 			if s.CodecType == "video" && (s.Width > src.Width || s.Height > src.Height) {
 				t.Errorf("%s: a %dx%d stream exceeds the %dx%d source", f, s.Width, s.Height, src.Width, src.Height)
 			}
@@ -165,6 +171,7 @@ func TestLadders(t *testing.T) {
 		{"portrait", testclip.Options{}},
 		{"rotated-landscape", testclip.Options{Width: 640, Height: 360, Rotation: 90}},
 		{"no-audio", testclip.Options{NoAudio: true}},
+		{"mono", testclip.Options{Mono: true}},
 		{"vfr", testclip.Options{VFR: true}},
 		{"odd", testclip.Options{Width: 361, Height: 641}},
 	} {

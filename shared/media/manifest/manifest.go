@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/topology"
@@ -87,17 +88,29 @@ func Playable(v *meta.Video) (video []meta.Rendition, audio *meta.Rendition, ok 
 // audioGroup is the HLS audio group id and the DASH audio representation id.
 const audioGroup = "audio"
 
-// HLSMaster returns the master playlist over the given renditions. URIs are
-// relative (<rendition>/index.m3u8) so a token in the path reaches them.
-// BANDWIDTH and AVERAGE-BANDWIDTH add the audio rendition's, since a player
-// fetches both.
-func HLSMaster(video []meta.Rendition, audio *meta.Rendition) []byte {
+// HLSMaster returns the master playlist over the given renditions and
+// subtitle tracks. URIs are relative (<rendition>/index.m3u8,
+// subs/<lang>.m3u8) so a token in the path reaches them. BANDWIDTH and
+// AVERAGE-BANDWIDTH add the audio rendition's, since a player fetches both.
+func HLSMaster(video []meta.Rendition, audio *meta.Rendition, subs []meta.Subtitle) []byte {
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	if audio != nil {
-		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"%s/"+topology.PlaylistFile+"\"\n",
-			audioGroup, audio.Name)
+		ch := audio.Channels
+		if ch == 0 {
+			ch = 2 // recorded before channels were: every such rendition is stereo
+		}
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"default\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"%d\",URI=\"%s/"+topology.PlaylistFile+"\"\n",
+			audioGroup, ch, audio.Name)
 	}
+	for _, s := range subtitleTracks(subs) {
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=%q,NAME=\"%s\",", SubtitlesGroup, s.name)
+		if s.Lang != topology.UndeterminedLang {
+			fmt.Fprintf(&b, "LANGUAGE=\"%s\",", s.Lang)
+		}
+		fmt.Fprintf(&b, "DEFAULT=NO,AUTOSELECT=YES,FORCED=NO,URI=\"%s\"\n", strings.TrimPrefix(topology.SubtitlesPlaylistFile(s.Lang), topology.HLSDir))
+	}
+	withSubs := len(subtitleTracks(subs)) > 0
 	for _, r := range video {
 		bw, avg, codecs := r.Bandwidth, r.Average, r.Codecs
 		if audio != nil {
@@ -110,9 +123,80 @@ func HLSMaster(video []meta.Rendition, audio *meta.Rendition) []byte {
 		if audio != nil {
 			fmt.Fprintf(&b, ",AUDIO=%q", audioGroup)
 		}
+		if withSubs {
+			fmt.Fprintf(&b, ",SUBTITLES=%q", SubtitlesGroup)
+		}
 		fmt.Fprintf(&b, "\n%s/%s\n", r.Name, topology.PlaylistFile)
 	}
 	return []byte(b.String())
+}
+
+// SubtitlesGroup is the HLS GROUP-ID of the subtitle tracks.
+const SubtitlesGroup = "subs"
+
+// maxLabel bounds a subtitle track's name (runes).
+const maxLabel = 64
+
+type subtitleTrack struct {
+	meta.Subtitle
+	name string // safe inside a quoted-string and an XML text node, unique
+}
+
+// subtitleTracks keeps the tracks whose language may name a file, once per
+// language, with a name safe in a playlist: HLS quoted-strings cannot hold
+// '"' or a line break, and NAME must be unique in the group.
+func subtitleTracks(subs []meta.Subtitle) []subtitleTrack {
+	var out []subtitleTrack
+	seenLang, seenName := map[string]bool{}, map[string]bool{}
+	for _, s := range subs {
+		if !topology.ValidLang(s.Lang) || seenLang[s.Lang] {
+			continue
+		}
+		seenLang[s.Lang] = true
+		name := Label(s.Label, s.Lang)
+		if seenName[name] {
+			name = Label(name+" ("+s.Lang+")", s.Lang)
+		}
+		seenName[name] = true
+		out = append(out, subtitleTrack{Subtitle: s, name: name})
+	}
+	return out
+}
+
+// Label is what a player's menu shows for a subtitle track: label without
+// quotes, control characters or line breaks, at most 64 runes; the
+// language tag, or "Captions" for "und" (or a tag that is not one), when
+// nothing is left.
+func Label(label, lang string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range strings.TrimSpace(label) {
+		if r == '"' || r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == 0x2028 || r == 0x2029 || r == utf8.RuneError {
+			continue
+		}
+		if n++; n > maxLabel {
+			break
+		}
+		b.WriteRune(r)
+	}
+	if s := strings.TrimSpace(b.String()); s != "" {
+		return s
+	}
+	if lang == topology.UndeterminedLang || !topology.ValidLang(lang) {
+		return "Captions"
+	}
+	return lang
+}
+
+// SubtitlesPlaylist is the WebVTT media playlist of one track: the whole
+// file as one segment lasting the video (seconds). Cue times are the
+// video's presentation times from its start, and the renditions' fMP4
+// timelines start at 0, so no X-TIMESTAMP-MAP is needed (RFC 8216 3.5:
+// without one, cue time 0 maps to media time 0).
+func SubtitlesPlaylist(lang string, seconds float64) []byte {
+	seconds = max(seconds, 0.001)
+	return []byte(fmt.Sprintf("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:%.3f,\n%s.vtt\n#EXT-X-ENDLIST\n",
+		int(math.Ceil(seconds)), seconds, lang))
 }
 
 // Rep is a ready rendition with its timeline, for the MPD.
@@ -121,11 +205,12 @@ type Rep struct {
 	Timeline Timeline
 }
 
-// DASHMPD returns a static MPD with one video and (when there is audio) one
-// audio adaptation set. It references the HLS segments through relative
+// DASHMPD returns a static MPD with one video, (when there is audio) one
+// audio and one text adaptation set per subtitle track (the WebVTT file as
+// a sidecar, text/vtt). It references the HLS segments through relative
 // paths (../hls/<rendition>/...) from dash/manifest.mpd, so both formats
 // share one copy of the media.
-func DASHMPD(video []Rep, audio *Rep) ([]byte, error) {
+func DASHMPD(video []Rep, audio *Rep, subs []meta.Subtitle) ([]byte, error) {
 	if len(video) == 0 {
 		return nil, errors.New("manifest: MPD needs a video rendition")
 	}
@@ -161,6 +246,17 @@ func DASHMPD(video []Rep, audio *Rep) ([]byte, error) {
 				ID: audio.Name, Bandwidth: audio.Bandwidth, Codecs: audio.Codecs, SampleRate: audio.Timeline.Rate,
 				Channels: &channelConfig{Scheme: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011", Value: strconv.Itoa(ch)},
 				Template: template(*audio),
+			}},
+		})
+	}
+	for i, st := range subtitleTracks(subs) {
+		m.Period.Sets = append(m.Period.Sets, adaptationSet{
+			ID: 2 + i, ContentType: "text", MimeType: "text/vtt", Lang: st.Lang,
+			Role:  &roleDescriptor{Scheme: "urn:mpeg:dash:role:2011", Value: "subtitle"},
+			Label: st.name,
+			Reps: []representation{{
+				ID: "subs-" + st.Lang, Bandwidth: 256,
+				BaseURL: "../" + topology.SubtitlesFile(st.Lang),
 			}},
 		})
 	}
@@ -228,24 +324,32 @@ type adaptationSet struct {
 	ContentType      string           `xml:"contentType,attr"`
 	MimeType         string           `xml:"mimeType,attr"`
 	Lang             string           `xml:"lang,attr,omitempty"`
-	SegmentAlignment bool             `xml:"segmentAlignment,attr"`
-	StartWithSAP     int              `xml:"startWithSAP,attr"`
+	SegmentAlignment bool             `xml:"segmentAlignment,attr,omitempty"`
+	StartWithSAP     int              `xml:"startWithSAP,attr,omitempty"`
 	MaxWidth         int              `xml:"maxWidth,attr,omitempty"`
 	MaxHeight        int              `xml:"maxHeight,attr,omitempty"`
+	Role             *roleDescriptor  `xml:"Role"`
+	Label            string           `xml:"Label,omitempty"`
 	Reps             []representation `xml:"Representation"`
 }
 
 type representation struct {
 	ID         string           `xml:"id,attr"`
 	Bandwidth  int              `xml:"bandwidth,attr"`
-	Codecs     string           `xml:"codecs,attr"`
+	Codecs     string           `xml:"codecs,attr,omitempty"`
 	Width      int              `xml:"width,attr,omitempty"`
 	Height     int              `xml:"height,attr,omitempty"`
 	FrameRate  string           `xml:"frameRate,attr,omitempty"`
 	SAR        string           `xml:"sar,attr,omitempty"`
 	SampleRate int              `xml:"audioSamplingRate,attr,omitempty"`
 	Channels   *channelConfig   `xml:"AudioChannelConfiguration"`
+	BaseURL    string           `xml:"BaseURL,omitempty"`
 	Template   *segmentTemplate `xml:"SegmentTemplate"`
+}
+
+type roleDescriptor struct {
+	Scheme string `xml:"schemeIdUri,attr"`
+	Value  string `xml:"value,attr"`
 }
 
 type channelConfig struct {

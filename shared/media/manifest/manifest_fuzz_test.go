@@ -73,9 +73,9 @@ func FuzzManifestRoundTrip(f *testing.F) {
 		if audio != nil {
 			ar = &audio.Rendition
 		}
-		checkMaster(t, string(HLSMaster(vr, ar)), vr, ar)
+		checkMaster(t, string(HLSMaster(vr, ar, nil)), vr, ar)
 
-		b, err := DASHMPD(video, audio)
+		b, err := DASHMPD(video, audio, nil)
 		if err != nil {
 			t.Fatalf("DASHMPD: %v", err)
 		}

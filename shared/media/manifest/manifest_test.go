@@ -77,6 +77,23 @@ func TestParseRealRenditions(t *testing.T) {
 	if tr.Kind != "audio" || tr.Codec != "mp4a.40.2" || tr.Channels != 2 || tr.Rate != 44100 || tl.Timescale != 44100 {
 		t.Fatalf("audio track: %+v", tr)
 	}
+	// ffmpeg writes channelcount 2 in a mono AAC sample entry; the count
+	// comes from the decoder config. 5.1 is 6.
+	for _, ch := range []int{1, 6} {
+		a := encode(t, []string{"-i", "sine=frequency=440:sample_rate=48000:duration=3"}, []string{"-c:a", "aac", "-ac", itoa(ch)})
+		if tr, _ := parseDir(t, a); tr.Channels != ch {
+			t.Errorf("%d-channel AAC parsed as %d channels", ch, tr.Channels)
+		}
+	}
+}
+
+func TestMasterNamesAudioChannels(t *testing.T) {
+	for ch, want := range map[int]string{0: `CHANNELS="2"`, 1: `CHANNELS="1"`, 2: `CHANNELS="2"`} {
+		a := meta.Rendition{Name: "audio", Kind: "audio", State: meta.RenditionReady, Codecs: "mp4a.40.2", Bandwidth: 64000, Average: 60000, Channels: ch}
+		if m := string(HLSMaster([]meta.Rendition{v240}, &a, nil)); !strings.Contains(m, want) {
+			t.Errorf("channels %d: master lacks %s:\n%s", ch, want, m)
+		}
+	}
 }
 
 func TestParseRejectsGarbage(t *testing.T) {
@@ -104,7 +121,7 @@ var (
 )
 
 func TestHLSMaster(t *testing.T) {
-	got := string(HLSMaster([]meta.Rendition{v240, v360}, &audio))
+	got := string(HLSMaster([]meta.Rendition{v240, v360}, &audio, nil))
 	want := `#EXTM3U
 #EXT-X-VERSION:7
 #EXT-X-INDEPENDENT-SEGMENTS
@@ -117,7 +134,7 @@ func TestHLSMaster(t *testing.T) {
 	if got != want {
 		t.Fatalf("master:\n%s\nwant:\n%s", got, want)
 	}
-	if silent := string(HLSMaster([]meta.Rendition{v240}, nil)); strings.Contains(silent, "AUDIO") || strings.Contains(silent, "mp4a") {
+	if silent := string(HLSMaster([]meta.Rendition{v240}, nil, nil)); strings.Contains(silent, "AUDIO") || strings.Contains(silent, "mp4a") {
 		t.Fatalf("no-audio master mentions audio:\n%s", silent)
 	}
 }
@@ -145,7 +162,7 @@ func TestPlayableWaitsForAudio(t *testing.T) {
 func TestDASHMPD(t *testing.T) {
 	tl := Timeline{Timescale: 15360, Segments: []Segment{{0, 30720, 1000}, {30720, 30720, 1000}, {61440, 30720, 1000}, {92160, 15360, 500}}}
 	atl := Timeline{Timescale: 48000, Channels: 2, Rate: 48000, Segments: []Segment{{0, 96256, 30000}, {96256, 96256, 30000}, {192512, 49152, 15000}}}
-	b, err := DASHMPD([]Rep{{v240, tl}, {v360, tl}}, &Rep{audio, atl})
+	b, err := DASHMPD([]Rep{{v240, tl}, {v360, tl}}, &Rep{audio, atl}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +189,10 @@ func TestDASHMPD(t *testing.T) {
 	if as.ContentType != "audio" || as.Reps[0].Channels.Value != "2" || as.Reps[0].SampleRate != 48000 {
 		t.Fatalf("audio set: %+v", as)
 	}
-	if _, err := DASHMPD(nil, &Rep{audio, atl}); err == nil {
+	if _, err := DASHMPD(nil, &Rep{audio, atl}, nil); err == nil {
 		t.Fatal("an MPD without video was written")
 	}
-	if _, err := DASHMPD([]Rep{{v240, Timeline{}}}, nil); err == nil {
+	if _, err := DASHMPD([]Rep{{v240, Timeline{}}}, nil, nil); err == nil {
 		t.Fatal("an MPD over an empty timeline was written")
 	}
 }

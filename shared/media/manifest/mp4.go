@@ -158,9 +158,14 @@ func ParseInit(b []byte) (Track, error) {
 		if err != nil || esds == nil {
 			return t, fmt.Errorf("%w: mp4a without esds", errBox)
 		}
-		oti, aot, err := parseESDS(esds)
+		oti, aot, ch, err := parseESDS(esds)
 		if err != nil {
 			return t, err
+		}
+		if ch > 0 {
+			// The sample entry's channelcount is 2 whatever the stream
+			// (ffmpeg writes 2 for mono AAC); the decoder config is exact.
+			t.Channels = ch
 		}
 		t.Codec = fmt.Sprintf("mp4a.%02x", oti)
 		if oti == 0x40 { // MPEG-4 audio: the codec names the audio object type
@@ -176,16 +181,18 @@ func ParseInit(b []byte) (Track, error) {
 }
 
 // parseESDS returns the objectTypeIndication and, for MPEG-4 audio, the
-// audio object type from the AudioSpecificConfig (ISO 14496-1 §7.2.6).
-func parseESDS(b []byte) (oti byte, aot int, err error) {
+// audio object type and channel configuration from the
+// AudioSpecificConfig (ISO 14496-1 §7.2.6, ISO 14496-3 §1.6.2.1; channels
+// 0 when the config does not say: a program config element or none).
+func parseESDS(b []byte) (oti byte, aot, channels int, err error) {
 	bad := fmt.Errorf("%w: bad esds", errBox)
 	if len(b) < 4 {
-		return 0, 0, bad
+		return 0, 0, 0, bad
 	}
 	b = b[4:] // version/flags
 	tag, body, _, ok := descriptor(b)
 	if !ok || tag != 0x03 || len(body) < 3 {
-		return 0, 0, bad
+		return 0, 0, 0, bad
 	}
 	flags := body[2]
 	body = body[3:]
@@ -200,18 +207,49 @@ func parseESDS(b []byte) (oti byte, aot int, err error) {
 	}
 	tag, dcd, _, ok := descriptor(body)
 	if !ok || tag != 0x04 || len(dcd) < 13 {
-		return 0, 0, bad
+		return 0, 0, 0, bad
 	}
 	oti = dcd[0]
 	tag, dsi, _, ok := descriptor(dcd[13:])
 	if !ok || tag != 0x05 || len(dsi) < 1 {
-		return oti, 0, nil // no AudioSpecificConfig: the OTI alone names it
+		return oti, 0, 0, nil // no AudioSpecificConfig: the OTI alone names it
 	}
-	aot = int(dsi[0] >> 3)
-	if aot == 31 && len(dsi) >= 2 {
-		aot = 32 + int(dsi[0]&7)<<3 + int(dsi[1]>>5)
+	r := bitReader{b: dsi}
+	aot = r.read(5)
+	if aot == 31 {
+		aot = 32 + r.read(6)
 	}
-	return oti, aot, nil
+	if r.read(4) == 0xf { // samplingFrequencyIndex: escape, then the frequency
+		r.read(24)
+	}
+	channels = r.read(4)
+	if r.short {
+		channels = 0
+	}
+	return oti, aot, channels, nil
+}
+
+// bitReader reads big-endian bit fields; past the end it reads zeros and
+// sets short.
+type bitReader struct {
+	b     []byte
+	pos   int // bits
+	short bool
+}
+
+func (r *bitReader) read(n int) int {
+	v := 0
+	for range n {
+		bit := 0
+		if i := r.pos / 8; i < len(r.b) {
+			bit = int(r.b[i]>>(7-r.pos%8)) & 1
+		} else {
+			r.short = true
+		}
+		v = v<<1 | bit
+		r.pos++
+	}
+	return v
 }
 
 func skip(b []byte, n int) []byte {

@@ -48,6 +48,82 @@ type Video struct {
 	Probe      *Probe            `json:"probe,omitempty"`
 	Renditions []Rendition       `json:"renditions,omitempty"`
 	Errors     []string          `json:"errors,omitempty"` // machine codes, newest last
+
+	// Companions are the files a Pulse upload sent beside the video, staged
+	// in the media bucket by the upload path; transcode acts on them.
+	Companions *Companions `json:"companions,omitempty"`
+	// What transcode made of them: served subtitle tracks, chapters from
+	// the beat manifest, where the poster came from, and each companion it
+	// ignored with the reason.
+	Subtitles    []Subtitle `json:"subtitles,omitempty"`
+	Chapters     []Chapter  `json:"chapters,omitempty"`
+	PosterSource string     `json:"poster_source,omitempty"` // PosterFromThumbnail once the thumbnail is the poster
+	Ignored      []Ignored  `json:"ignored,omitempty"`
+	// WebMP4 is the key of a faststart H.264/AAC MP4 of the video, for a
+	// plain <video> or a phone browser: the original's key when it is one,
+	// else videos/<id>/web.mp4, made once by transcode.
+	WebMP4 string `json:"web_mp4,omitempty"`
+	// WebMP4Claim is when a transcode job started making web.mp4: other
+	// jobs leave it alone until it is stale.
+	WebMP4Claim *time.Time `json:"web_mp4_claim,omitempty"`
+}
+
+// Companions lists the staged companions of a video (object keys in the
+// media bucket).
+type Companions struct {
+	Captions  []CaptionFile `json:"captions,omitempty"`
+	Thumbnail string        `json:"thumbnail,omitempty"` // raw JPEG from the phone; never served
+	Beats     string        `json:"beats,omitempty"`     // the Pulse beat manifest (JSON)
+}
+
+// CaptionFile is one staged captions file: WebVTT in a language.
+type CaptionFile struct {
+	Key   string `json:"key"`
+	Lang  string `json:"lang"`            // BCP 47, "und" when unknown
+	Label string `json:"label,omitempty"` // what a player's menu shows
+}
+
+// Subtitle is a served subtitles track (WebVTT under hls/subs/).
+type Subtitle struct {
+	Lang     string `json:"lang"`
+	Label    string `json:"label"`
+	Playlist string `json:"playlist"` // key of its WebVTT media playlist
+	File     string `json:"file"`     // key of its WebVTT file
+}
+
+// Chapter is a span of the video named for a player (one Pulse beat).
+type Chapter struct {
+	Start float64 `json:"start"` // seconds
+	End   float64 `json:"end"`
+	Title string  `json:"title"`
+}
+
+// Ignored is a companion transcode did not use, and why (not PHI: a
+// machine code and a short reason about the file's shape).
+type Ignored struct {
+	Companion string `json:"companion"` // "captions:<lang>", "thumbnail" or "beats"
+	Reason    string `json:"reason"`
+}
+
+// PosterFromThumbnail is PosterSource when poster.jpg and thumb.jpg were
+// made from the uploaded thumbnail (not grabbed from a frame).
+const PosterFromThumbnail = "thumbnail"
+
+// IsIgnored reports whether companion was ignored.
+func (v *Video) IsIgnored(companion string) bool {
+	for _, i := range v.Ignored {
+		if i.Companion == companion {
+			return true
+		}
+	}
+	return false
+}
+
+// Ignore records that companion was ignored for reason, once.
+func (v *Video) Ignore(companion, reason string) {
+	if !v.IsIgnored(companion) {
+		v.Ignored = append(v.Ignored, Ignored{Companion: companion, Reason: reason})
+	}
 }
 
 // Original is the locked source file.
@@ -67,9 +143,12 @@ type Probe struct {
 	FPS        float64 `json:"fps"`
 	VideoCodec string  `json:"video_codec"`
 	AudioCodec string  `json:"audio_codec,omitempty"`
-	HasAudio   bool    `json:"has_audio"`
-	Bitrate    int64   `json:"bitrate,omitempty"`
-	Format     string  `json:"format"`
+	// AudioChannels is the first audio stream's channel count (0: unknown,
+	// as in meta.json written before it was recorded).
+	AudioChannels int    `json:"audio_channels,omitempty"`
+	HasAudio      bool   `json:"has_audio"`
+	Bitrate       int64  `json:"bitrate,omitempty"`
+	Format        string `json:"format"`
 }
 
 // Rendition states.
@@ -94,6 +173,7 @@ type Rendition struct {
 	Bandwidth   int     `json:"bandwidth,omitempty"` // measured peak, bits/s
 	Average     int     `json:"average,omitempty"`   // measured average, bits/s
 	FrameRate   float64 `json:"frame_rate,omitempty"`
+	Channels    int     `json:"channels,omitempty"`     // audio, from the init segment
 	Error       string  `json:"error,omitempty"`        // machine code when failed
 	ErrorDetail string  `json:"error_detail,omitempty"` // sanitized ffmpeg stderr tail (no URLs, no PHI)
 	Group       string  `json:"group,omitempty"`        // grouped fan-out: the rendition whose job encodes this one

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,19 +18,27 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
+	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
 
-// Config is the validated configuration shared by every command.
+// Config is the validated configuration shared by every command, split by
+// concern. The parts are embedded, so cfg.NATSURL, cfg.MediaBucket, ... read
+// as before; a package that needs one concern takes that part alone.
 type Config struct {
-	DataDir string // where the local stack keeps NATS, S3 and secrets
+	Store  // the object store: endpoint, credentials, buckets, retention
+	Bus    // NATS
+	Auth   // API tokens
+	Local  // the local stack of pulsevault dev
+	Public // the public origin
 
-	NATSURL      string // external NATS; empty runs the embedded server
-	NATSPort     int    // embedded NATS port
-	NATSReplicas int    // copies of every stream and key-value bucket PulseVault creates
+	LogLevel string
+}
 
+// Store is the object store's settings. Its S3 method gives shared/storage
+// what it needs, so storage does not depend on this package.
+type Store struct {
 	S3Endpoint  string // external S3 (http[s]://host:port); empty runs versitygw
-	S3Port      int    // local versitygw port
 	S3Region    string
 	S3AccessKey string
 	S3SecretKey string
@@ -40,17 +47,21 @@ type Config struct {
 	MediaBucket   string
 	AuditBucket   string
 
-	MediaRetentionDays int // COMPLIANCE retention stamped on every media object
-	AuditRetentionDays int // COMPLIANCE retention stamped on every audit object
+	MediaRetentionDays int    // COMPLIANCE retention stamped on every media object
+	AuditRetentionDays int    // COMPLIANCE retention stamped on every audit object
+	LockCheck          string // "strict" refuses to start on a store without WORM; "warn" only logs
+}
 
-	GatewayPort int    // local OpenFaaS-compatible gateway (provider) port
-	PublicPort  int    // the public origin (API + media + Vitals) of the local stack
-	PublicTLS   string // "off", "self-signed", or "files" (PUBLIC_TLS_CERT/KEY)
-	TLSCert     string
-	TLSKey      string
-	StackFile   string // stack.yml that `dev` deploys to the local provider
+// Bus is the NATS settings.
+type Bus struct {
+	NATSURL      string // external NATS; empty runs the embedded server
+	NATSReplicas int    // copies of every stream and key-value bucket PulseVault creates
+	EventSubject string // NATS subject the S3 server publishes bucket events to
+}
 
-	JWKSURL       string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
+// Auth is how API tokens are verified.
+type Auth struct {
+	JWKSURL       string // an issuer's JWKS without discovery (with JWT_ISSUER); prefer OIDCIssuer
 	JWTIssuer     string
 	JWTAudience   string
 	JWTRolesClaim string // claim (or dotted path) of API tokens that holds the roles
@@ -62,139 +73,103 @@ type Config struct {
 	OIDCCAFile     string        // extra CA (PEM) trusted for the issuer's discovery and JWKS
 	AuthLeeway     time.Duration // the one clock-skew allowance on exp, nbf and iat
 	AuthHS256      bool          // tests and scripts: HS256 tokens with the pulsevault-jwt-secret secret
+}
 
-	EventSubject string // NATS subject the S3 server publishes bucket events to
-	LockCheck    string // "strict" refuses to start on a store without WORM; "warn" only logs
-	LogLevel     string
+// Local is the local stack's settings (pulsevault dev, provider).
+type Local struct {
+	DataDir     string // where the local stack keeps NATS, S3 and secrets
+	NATSPort    int    // embedded NATS port
+	S3Port      int    // local versitygw port
+	GatewayPort int    // local OpenFaaS-compatible gateway (provider) port
+	StackFile   string // stack.yml that `dev` deploys to the local provider
+}
+
+// Public is the public origin's settings (API + media + Vitals).
+type Public struct {
+	PublicPort int
+	PublicTLS  string // "off", "self-signed", or "files" (PUBLIC_TLS_CERT/KEY)
+	TLSCert    string
+	TLSKey     string
+}
+
+// Vars lists every shared setting, in the order the README documents them;
+// the README's configuration table is generated from it.
+var Vars = settings.Table{
+	{Env: "PULSEVAULT_DATA_DIR", Flag: "data-dir", Default: "./.pulsevault", Usage: "data directory of the local stack (NATS store, S3 objects, logs)", Check: settings.NonEmpty},
+	{Env: "NATS_URL", Flag: "nats-url", Usage: "external NATS server (nats://host:port); empty starts the embedded server", Check: settings.Optional(settings.ServiceURL("nats", "tls"))},
+	{Env: "NATS_PORT", Flag: "nats-port", Default: "4222", Usage: "port of the embedded NATS server on 127.0.0.1 (0 picks a free port)", Check: settings.Port},
+	{Env: "NATS_REPLICAS", Flag: "nats-replicas", Default: "1", Usage: "copies JetStream keeps of every PulseVault stream and key-value bucket (1–5, at most the cluster's size; 1 with the embedded server, 3 on the 3-node cluster of infra/); existing ones are converged to it", Check: settings.IntRange(1, 5)},
+	{Env: "S3_ENDPOINT", Flag: "s3-endpoint", Usage: "external S3 endpoint with Object Lock (http[s]://host:port); empty starts versitygw", Check: settings.Optional(settings.ServiceURL("http", "https"))},
+	{Env: "S3_PORT", Flag: "s3-port", Default: "9000", Usage: "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", Check: settings.Port},
+	{Env: "S3_REGION", Flag: "s3-region", Default: "us-east-1", Usage: "S3 region", Check: settings.NonEmpty},
+	{Env: "S3_ACCESS_KEY", Flag: "s3-access-key", Default: "pulsevault", Usage: "S3 access key (local versitygw is started with it); unset, read from `SECRETS_DIR`: a function's own `pulsevault-s3-FUNCTION-access-key` when its pair is there, else `pulsevault-s3-access-key`", Check: settings.NonEmpty},
+	{Env: "S3_SECRET_KEY", Flag: "s3-secret-key", Usage: "S3 secret key; unset, read from `SECRETS_DIR` like `S3_ACCESS_KEY` (`pulsevault-s3-FUNCTION-secret-key`, else `pulsevault-s3-secret-key`: how functions get it in production). No default: `pulsevault dev` generates one for its local versitygw (kept in `PULSEVAULT_DATA_DIR/secrets/pulsevault-s3-secret-key`), everything else that talks to S3 refuses to start without it", Check: settings.Optional(settings.MinLen(8))},
+	{Env: "BUCKET_UPLOADS", Flag: "bucket-uploads", Default: topology.DefaultUploadsBucket, Usage: "staging bucket for tus uploads (no lock, no versioning)", Check: settings.Bucket},
+	{Env: "BUCKET_MEDIA", Flag: "bucket-media", Default: topology.DefaultMediaBucket, Usage: "media bucket (Object Lock, COMPLIANCE)", Check: settings.Bucket},
+	{Env: "BUCKET_AUDIT", Flag: "bucket-audit", Default: topology.DefaultAuditBucket, Usage: "audit bucket (Object Lock, COMPLIANCE)", Check: settings.Bucket},
+	{Env: "MEDIA_RETENTION_DAYS", Flag: "media-retention-days", Default: "2190", Usage: "days of COMPLIANCE retention on every media object (1–36500; 2190 = 6 years)", Check: settings.IntRange(1, 36500)},
+	{Env: "AUDIT_RETENTION_DAYS", Flag: "audit-retention-days", Default: "2190", Usage: "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", Check: settings.IntRange(1, 36500)},
+	{Env: "GATEWAY_PORT", Flag: "gateway-port", Default: "8080", Usage: "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", Check: settings.Port},
+	{Env: "PUBLIC_PORT", Flag: "public-port", Default: "3000", Usage: "port of the public origin on 127.0.0.1: /api/*, /media/* and the Vitals app (0 picks a free port)", Check: settings.Port},
+	{Env: "PUBLIC_TLS", Flag: "public-tls", Default: "off", Usage: "TLS on the public origin: off, self-signed (generated in the data dir; its fingerprint is printed) or files (PUBLIC_TLS_CERT and PUBLIC_TLS_KEY)", Check: settings.OneOf("off", "self-signed", "files")},
+	{Env: "PUBLIC_TLS_CERT", Flag: "public-tls-cert", Usage: "PEM certificate (chain) for PUBLIC_TLS=files"},
+	{Env: "PUBLIC_TLS_KEY", Flag: "public-tls-key", Usage: "PEM private key for PUBLIC_TLS=files"},
+	{Env: "STACK_FILE", Flag: "stack-file", Default: "stack.yml", Usage: "the OpenFaaS stack file whose functions pulsevault dev deploys to the local provider", Check: settings.NonEmpty},
+	{Env: "JWKS_URL", Flag: "jwks-url", Usage: "JWKS endpoint of an issuer without discovery (with JWT_ISSUER); prefer OIDC_ISSUER", Check: settings.Optional(jwksURL)},
+	{Env: "JWT_ISSUER", Flag: "jwt-issuer", Default: "pulsevault", Usage: "required iss claim of API tokens", Check: settings.NonEmpty},
+	{Env: "JWT_AUDIENCE", Flag: "jwt-audience", Default: "pulsevault-api", Usage: "required aud claim of API tokens", Check: settings.NonEmpty},
+	{Env: "JWT_ROLES_CLAIM", Flag: "jwt-roles-claim", Default: "roles", Usage: "claim of API tokens that holds the caller's roles: a claim name, or a dotted path into nested claims such as realm_access.roles; no other claim (groups, say) is read", Check: rolesClaim},
+	{Env: "OIDC_ISSUER", Flag: "oidc-issuer", Usage: "OpenID provider that signs API tokens (https://idp.example/realms/clinic): its discovery document gives the JWKS, iss must equal it; pulsevault dev runs an embedded one when this is empty", Check: settings.Optional(issuerURL)},
+	{Env: "OIDC_ALGORITHMS", Flag: "oidc-algorithms", Default: "RS256,ES256", Usage: "signature algorithms accepted from the issuer (comma-separated, asymmetric only: RS*, PS*, ES*, EdDSA); HS256 and none are always refused in issuer mode", Check: algorithms},
+	{Env: "OIDC_VITALS_CLIENT_ID", Flag: "oidc-vitals-client-id", Default: "pulsevault-vitals", Usage: "client id of Vitals at the issuer (public client, authorization code + PKCE S256)", Check: settings.NonEmpty},
+	{Env: "OIDC_CLI_CLIENT_ID", Flag: "oidc-cli-client-id", Default: "pulsevault-cli", Usage: "client id of the pulsevault CLI at the issuer (public client, device authorization grant)", Check: settings.NonEmpty},
+	{Env: "OIDC_CA_FILE", Flag: "oidc-ca-file", Usage: "PEM file of CA certificates trusted, besides the system's, for the issuer's discovery and JWKS (an IdP on an internal CA; pulsevault dev sets it to its self-signed certificate)"},
+	{Env: "AUTH_LEEWAY", Flag: "auth-leeway", Default: "30s", Usage: "the one clock-skew allowance on exp, nbf and iat of API tokens (0s–5m)", Check: settings.Duration(0, 5*time.Minute)},
+	{Env: "AUTH_HS256", Flag: "auth-hs256", Default: "off", Usage: "on: API tokens are HS256 JWTs signed with the pulsevault-jwt-secret secret (tests and scripts only; never with OIDC_ISSUER)", Check: settings.OneOf("off", "on")},
+	{Env: "EVENT_SUBJECT", Flag: "event-subject", Default: topology.DefaultEventSubject, Usage: "NATS subject the S3 server publishes bucket notifications to", Check: subject},
+	{Env: "LOCK_CHECK", Flag: "lock-check", Default: "strict", Usage: "WORM canary at start: strict refuses to run on a store that lets a locked object go; warn only logs", Check: settings.OneOf("strict", "warn")},
+	{Env: "LOG_LEVEL", Flag: "log-level", Default: "info", Usage: "log level: debug, info, warn or error", Check: settings.OneOf("debug", "info", "warn", "error")},
+}
+
+func jwksURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("must be an http(s) URL")
+	}
+	return nil
+}
+
+func issuerURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be an http(s) URL without query")
+	}
+	return nil
 }
 
 var asymmetricAlg = regexp.MustCompile(`^(RS|PS|ES)(256|384|512)$|^EdDSA$`)
 
-// Var describes one setting: its environment variable, its flag, its default
-// and what it means. The README's configuration table lists every Var.
-type Var struct {
-	Env     string
-	Default string
-	Usage   string
-	set     func(c *Config, v string) error
+func algorithms(v string) error {
+	for a := range strings.SplitSeq(v, ",") {
+		if !asymmetricAlg.MatchString(strings.TrimSpace(a)) {
+			return errors.New("must list asymmetric JWS algorithms such as RS256,ES256")
+		}
+	}
+	return nil
 }
 
-// Flag is the command-line flag name of the variable, e.g. S3_PORT → s3-port.
-func (v Var) Flag() string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(v.Env, "PULSEVAULT_")), "_", "-")
+func rolesClaim(v string) error {
+	if v == "" || strings.ContainsAny(v, " \t") || strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+		return errors.New("must be a claim name or a dotted path such as realm_access.roles")
+	}
+	return nil
 }
 
-// Vars lists every setting, in the order the README documents them.
-var Vars = []Var{
-	{"PULSEVAULT_DATA_DIR", "./.pulsevault", "data directory of the local stack (NATS store, S3 objects, logs)", func(c *Config, v string) error {
-		if v == "" {
-			return errors.New("must not be empty")
-		}
-		c.DataDir = v
-		return nil
-	}},
-	{"NATS_URL", "", "external NATS server (nats://host:port); empty starts the embedded server", func(c *Config, v string) error {
-		if v != "" {
-			if err := checkURL(v, "nats", "tls"); err != nil {
-				return err
-			}
-		}
-		c.NATSURL = v
-		return nil
-	}},
-	{"NATS_PORT", "4222", "port of the embedded NATS server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.NATSPort = n })},
-	{"NATS_REPLICAS", "1", "copies JetStream keeps of every PulseVault stream and key-value bucket (1–5, at most the cluster's size; 1 with the embedded server, 3 on the 3-node cluster of infra/); existing ones are converged to it", intIn(1, 5, func(c *Config, n int) { c.NATSReplicas = n })},
-	{"S3_ENDPOINT", "", "external S3 endpoint with Object Lock (http[s]://host:port); empty starts versitygw", func(c *Config, v string) error {
-		if v != "" {
-			if err := checkURL(v, "http", "https"); err != nil {
-				return err
-			}
-		}
-		c.S3Endpoint = v
-		return nil
-	}},
-	{"S3_PORT", "9000", "port of the local versitygw S3 server on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.S3Port = n })},
-	{"S3_REGION", "us-east-1", "S3 region", nonEmpty(func(c *Config, v string) { c.S3Region = v })},
-	{"S3_ACCESS_KEY", "pulsevault", "S3 access key (local versitygw is started with it); unset, read from SECRETS_DIR: a function's own pulsevault-s3-FUNCTION-access-key when its pair is there, else pulsevault-s3-access-key", nonEmpty(func(c *Config, v string) { c.S3AccessKey = v })},
-	{"S3_SECRET_KEY", "", "S3 secret key; unset, read from SECRETS_DIR like S3_ACCESS_KEY (pulsevault-s3-FUNCTION-secret-key, else pulsevault-s3-secret-key: how functions get it in production). No default: pulsevault dev generates one for its local versitygw (kept in PULSEVAULT_DATA_DIR/secrets/pulsevault-s3-secret-key), everything else that talks to S3 refuses to start without it", func(c *Config, v string) error {
-		if v != "" && len(v) < 8 {
-			return errors.New("must be at least 8 characters")
-		}
-		c.S3SecretKey = v
-		return nil
-	}},
-	{"BUCKET_UPLOADS", topology.DefaultUploadsBucket, "staging bucket for tus uploads (no lock, no versioning)", bucket(func(c *Config, v string) { c.UploadsBucket = v })},
-	{"BUCKET_MEDIA", topology.DefaultMediaBucket, "media bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.MediaBucket = v })},
-	{"BUCKET_AUDIT", topology.DefaultAuditBucket, "audit bucket (Object Lock, COMPLIANCE)", bucket(func(c *Config, v string) { c.AuditBucket = v })},
-	{"MEDIA_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every media object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.MediaRetentionDays = n })},
-	{"AUDIT_RETENTION_DAYS", "2190", "days of COMPLIANCE retention on every audit object (1–36500; 2190 = 6 years)", intIn(1, 36500, func(c *Config, n int) { c.AuditRetentionDays = n })},
-	{"GATEWAY_PORT", "8080", "port of the local OpenFaaS-compatible gateway (provider) on 127.0.0.1 (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.GatewayPort = n })},
-	{"PUBLIC_PORT", "3000", "port of the public origin on 127.0.0.1: /api/*, /media/* and the Vitals app (0 picks a free port)", intIn(0, 65535, func(c *Config, n int) { c.PublicPort = n })},
-	{"PUBLIC_TLS", "off", "TLS on the public origin: off, self-signed (generated in the data dir; its fingerprint is printed) or files (PUBLIC_TLS_CERT and PUBLIC_TLS_KEY)", oneOf([]string{"off", "self-signed", "files"}, func(c *Config, v string) { c.PublicTLS = v })},
-	{"PUBLIC_TLS_CERT", "", "PEM certificate (chain) for PUBLIC_TLS=files", func(c *Config, v string) error { c.TLSCert = v; return nil }},
-	{"PUBLIC_TLS_KEY", "", "PEM private key for PUBLIC_TLS=files", func(c *Config, v string) error { c.TLSKey = v; return nil }},
-	{"STACK_FILE", "stack.yml", "the OpenFaaS stack file whose functions `pulsevault dev` deploys to the local provider", nonEmpty(func(c *Config, v string) { c.StackFile = v })},
-	{"JWKS_URL", "", "JWKS endpoint of the OIDC provider that signs API tokens; empty verifies HS256 tokens with the pulsevault-jwt-secret secret", func(c *Config, v string) error {
-		if v != "" {
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return errors.New("must be an http(s) URL")
-			}
-		}
-		c.JWKSURL = v
-		return nil
-	}},
-	{"JWT_ISSUER", "pulsevault", "required iss claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTIssuer = v })},
-	{"JWT_AUDIENCE", "pulsevault-api", "required aud claim of API tokens", nonEmpty(func(c *Config, v string) { c.JWTAudience = v })},
-	{"JWT_ROLES_CLAIM", "roles", "claim of API tokens that holds the caller's roles: a claim name, or a dotted path into nested claims such as realm_access.roles; no other claim (groups, say) is read", func(c *Config, v string) error {
-		if v == "" || strings.ContainsAny(v, " \t") || strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
-			return errors.New("must be a claim name or a dotted path such as realm_access.roles")
-		}
-		c.JWTRolesClaim = v
-		return nil
-	}},
-	{"OIDC_ISSUER", "", "OpenID provider that signs API tokens (https://idp.example/realms/clinic): its discovery document gives the JWKS, iss must equal it; pulsevault dev runs an embedded one when this is empty", func(c *Config, v string) error {
-		if v != "" {
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-				return errors.New("must be an http(s) URL without query")
-			}
-		}
-		c.OIDCIssuer = strings.TrimRight(v, "/")
-		return nil
-	}},
-	{"OIDC_ALGORITHMS", "RS256,ES256", "signature algorithms accepted from the issuer (comma-separated, asymmetric only: RS*, PS*, ES*, EdDSA); HS256 and none are always refused in issuer mode", func(c *Config, v string) error {
-		c.OIDCAlgorithms = nil
-		for a := range strings.SplitSeq(v, ",") {
-			a = strings.TrimSpace(a)
-			if !asymmetricAlg.MatchString(a) {
-				return errors.New("must list asymmetric JWS algorithms such as RS256,ES256")
-			}
-			c.OIDCAlgorithms = append(c.OIDCAlgorithms, a)
-		}
-		return nil
-	}},
-	{"OIDC_VITALS_CLIENT_ID", "pulsevault-vitals", "client id of Vitals at the issuer (public client, authorization code + PKCE S256)", nonEmpty(func(c *Config, v string) { c.OIDCVitalsID = v })},
-	{"OIDC_CLI_CLIENT_ID", "pulsevault-cli", "client id of the pulsevault CLI at the issuer (public client, device authorization grant)", nonEmpty(func(c *Config, v string) { c.OIDCCLIID = v })},
-	{"OIDC_CA_FILE", "", "PEM file of CA certificates trusted, besides the system's, for the issuer's discovery and JWKS (an IdP on an internal CA; pulsevault dev sets it to its self-signed certificate)", func(c *Config, v string) error { c.OIDCCAFile = v; return nil }},
-	{"AUTH_LEEWAY", "30s", "the one clock-skew allowance on exp, nbf and iat of API tokens (0s–5m)", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > 5*time.Minute {
-			return errors.New("must be a duration from 0s to 5m, such as 30s")
-		}
-		c.AuthLeeway = d
-		return nil
-	}},
-	{"AUTH_HS256", "off", "on: API tokens are HS256 JWTs signed with the pulsevault-jwt-secret secret (tests and scripts only; never with OIDC_ISSUER)", oneOf([]string{"off", "on"}, func(c *Config, v string) { c.AuthHS256 = v == "on" })},
-	{"EVENT_SUBJECT", topology.DefaultEventSubject, "NATS subject the S3 server publishes bucket notifications to", func(c *Config, v string) error {
-		if v == "" || strings.ContainsAny(v, " *>\t") {
-			return errors.New("must be a literal NATS subject (no spaces or wildcards)")
-		}
-		c.EventSubject = v
-		return nil
-	}},
-	{"LOCK_CHECK", "strict", "WORM canary at start: strict refuses to run on a store that lets a locked object go; warn only logs", oneOf([]string{"strict", "warn"}, func(c *Config, v string) { c.LockCheck = v })},
-	{"LOG_LEVEL", "info", "log level: debug, info, warn or error", oneOf([]string{"debug", "info", "warn", "error"}, func(c *Config, v string) { c.LogLevel = v })},
+func subject(v string) error {
+	if v == "" || strings.ContainsAny(v, " *>\t") {
+		return errors.New("must be a literal NATS subject (no spaces or wildcards)")
+	}
+	return nil
 }
 
 // SecretFiles names the secret each credential falls back to when its
@@ -272,22 +247,9 @@ func fromSecret(getenv func(string) string, name string) (string, error) {
 func Load(name string, args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	vals := make([]*string, len(Vars))
-	creds := credentialSecrets(getenv, name)
-	for i, v := range Vars {
-		def := v.Default
-		if e := getenv(v.Env); e != "" {
-			def = e
-		} else if secret, ok := creds[v.Env]; ok {
-			s, err := fromSecret(getenv, secret)
-			if err != nil {
-				return Config{}, fmt.Errorf("invalid %s: %v", v.Env, err)
-			}
-			if s != "" {
-				def = s
-			}
-		}
-		vals[i] = fs.String(v.Flag(), def, v.Usage+" (env "+v.Env+")")
+	c, check, err := Bind(fs, name, getenv)
+	if err != nil {
+		return Config{}, err
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("%s: %v (run with -h for the settings)", name, err)
@@ -295,11 +257,74 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
 	}
-	var c Config
-	for i, v := range Vars {
-		if err := v.set(&c, strings.TrimSpace(*vals[i])); err != nil {
-			return Config{}, fmt.Errorf("invalid %s (--%s) %q: %v", v.Env, v.Flag(), *vals[i], err)
+	if err := check(); err != nil {
+		return Config{}, err
+	}
+	return *c, nil
+}
+
+// Bind declares every setting's flag on fs, for a command with flags of its
+// own (pulsevault audit). After fs.Parse, check validates the values and
+// fills the Config. An error is a credential secret that cannot be read.
+func Bind(fs *flag.FlagSet, name string, getenv func(string) string) (*Config, func() error, error) {
+	// Unset S3 credentials come from the secrets: feed them in as if they
+	// were the environment, so that flags still win.
+	fromSecrets := map[string]string{}
+	for env, secret := range credentialSecrets(getenv, name) {
+		if strings.TrimSpace(getenv(env)) != "" {
+			continue
 		}
+		s, err := fromSecret(getenv, secret)
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid %s: %v", env, err)
+		}
+		fromSecrets[env] = s
+	}
+	vs := settings.Bind(fs, Vars, func(k string) string {
+		if v, ok := fromSecrets[k]; ok {
+			return v
+		}
+		return getenv(k)
+	})
+	c := new(Config)
+	return c, func() error {
+		if err := vs.Validate(); err != nil {
+			return err
+		}
+		got, err := fill(vs)
+		*c = got
+		return err
+	}, nil
+}
+
+// fill builds the Config from validated values and checks what spans
+// several settings.
+func fill(vs *settings.Values) (Config, error) {
+	c := Config{
+		Store: Store{
+			S3Endpoint: vs.String("S3_ENDPOINT"), S3Region: vs.String("S3_REGION"),
+			S3AccessKey: vs.String("S3_ACCESS_KEY"), S3SecretKey: vs.String("S3_SECRET_KEY"),
+			UploadsBucket: vs.String("BUCKET_UPLOADS"), MediaBucket: vs.String("BUCKET_MEDIA"), AuditBucket: vs.String("BUCKET_AUDIT"),
+			MediaRetentionDays: vs.Int("MEDIA_RETENTION_DAYS"), AuditRetentionDays: vs.Int("AUDIT_RETENTION_DAYS"),
+			LockCheck: vs.String("LOCK_CHECK"),
+		},
+		Bus: Bus{NATSURL: vs.String("NATS_URL"), NATSReplicas: vs.Int("NATS_REPLICAS"), EventSubject: vs.String("EVENT_SUBJECT")},
+		Auth: Auth{
+			JWKSURL: vs.String("JWKS_URL"), JWTIssuer: vs.String("JWT_ISSUER"),
+			JWTAudience: vs.String("JWT_AUDIENCE"), JWTRolesClaim: vs.String("JWT_ROLES_CLAIM"),
+			OIDCIssuer: strings.TrimRight(vs.String("OIDC_ISSUER"), "/"), OIDCAlgorithms: vs.List("OIDC_ALGORITHMS"),
+			OIDCVitalsID: vs.String("OIDC_VITALS_CLIENT_ID"), OIDCCLIID: vs.String("OIDC_CLI_CLIENT_ID"),
+			OIDCCAFile: vs.String("OIDC_CA_FILE"), AuthLeeway: vs.Duration("AUTH_LEEWAY"), AuthHS256: vs.String("AUTH_HS256") == "on",
+		},
+		Local: Local{
+			DataDir: vs.String("PULSEVAULT_DATA_DIR"), NATSPort: vs.Int("NATS_PORT"), S3Port: vs.Int("S3_PORT"),
+			GatewayPort: vs.Int("GATEWAY_PORT"), StackFile: vs.String("STACK_FILE"),
+		},
+		Public: Public{
+			PublicPort: vs.Int("PUBLIC_PORT"), PublicTLS: vs.String("PUBLIC_TLS"),
+			TLSCert: vs.String("PUBLIC_TLS_CERT"), TLSKey: vs.String("PUBLIC_TLS_KEY"),
+		},
+		LogLevel: vs.String("LOG_LEVEL"),
 	}
 	if c.NATSURL == "" && c.NATSReplicas > 1 {
 		return Config{}, fmt.Errorf("invalid NATS_REPLICAS (--nats-replicas) %d: the embedded NATS server is a single node, so 1 (set NATS_URL to a cluster for more)", c.NATSReplicas)
@@ -325,11 +350,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 func FromEnv(name string) (Config, error) { return Load(name, nil, os.Getenv) }
 
 // Usage writes the settings with their defaults, for -h.
-func Usage(w io.Writer) {
-	for _, v := range Vars {
-		fmt.Fprintf(w, "  --%-22s %-22s %s (default %q)\n", v.Flag(), v.Env, v.Usage, v.Default)
-	}
-}
+func Usage(w io.Writer) { settings.Usage(w, Vars) }
 
 // Env is the configuration as environment variables, with the addresses
 // actually in use: what the provider passes to the functions it starts, so
@@ -375,82 +396,25 @@ func (c Config) Env() []string {
 
 // CheckS3 reports a missing S3 secret key: there is no well-known default,
 // and only the local versitygw gets a generated one (shared/localstack).
-func (c Config) CheckS3() error {
-	if c.S3SecretKey == "" {
+func (s Store) CheckS3() error {
+	if s.S3SecretKey == "" {
 		return fmt.Errorf("S3_SECRET_KEY is not set (nor %s in SECRETS_DIR): give the store's secret key; only pulsevault dev's own local store gets a generated one", SecretFiles["S3_SECRET_KEY"])
 	}
 	return nil
 }
 
+// S3 is where the store is and how to sign requests, or CheckS3's error:
+// what storage.FromConfig takes (storage.Configured), so that shared/storage
+// does not depend on this package.
+func (s Store) S3() (endpoint, region, accessKey, secretKey string, err error) {
+	if err := s.CheckS3(); err != nil {
+		return "", "", "", "", err
+	}
+	return s.S3Endpoint, s.S3Region, s.S3AccessKey, s.S3SecretKey, nil
+}
+
 // LocalS3 reports whether the local versitygw should be started.
-func (c Config) LocalS3() bool { return c.S3Endpoint == "" }
+func (s Store) LocalS3() bool { return s.S3Endpoint == "" }
 
 // LocalNATS reports whether the embedded NATS server should be started.
-func (c Config) LocalNATS() bool { return c.NATSURL == "" }
-
-func checkURL(v string, schemes ...string) error {
-	u, err := url.Parse(v)
-	if err != nil {
-		return fmt.Errorf("not a URL: %v", err)
-	}
-	ok := false
-	for _, s := range schemes {
-		ok = ok || u.Scheme == s
-	}
-	if !ok {
-		return fmt.Errorf("scheme must be one of %s://", strings.Join(schemes, ":// "))
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || host == "" {
-		return errors.New("must be scheme://host:port")
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return errors.New("port must be 1–65535")
-	}
-	return nil
-}
-
-func intIn(lo, hi int, set func(*Config, int)) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			return fmt.Errorf("must be a whole number from %d to %d", lo, hi)
-		}
-		set(c, n)
-		return nil
-	}
-}
-
-func nonEmpty(set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		if v == "" {
-			return errors.New("must not be empty")
-		}
-		set(c, v)
-		return nil
-	}
-}
-
-func oneOf(allowed []string, set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		for _, a := range allowed {
-			if v == a {
-				set(c, v)
-				return nil
-			}
-		}
-		return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
-	}
-}
-
-// bucket accepts S3 bucket names (3–63 lowercase letters, digits, dots, hyphens).
-func bucket(set func(*Config, string)) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		if len(v) < 3 || len(v) > 63 || strings.Trim(v, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" ||
-			strings.Trim(v[:1]+v[len(v)-1:], "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
-			return errors.New("must be an S3 bucket name: 3–63 lowercase letters, digits, dots and hyphens")
-		}
-		set(c, v)
-		return nil
-	}
-}
+func (b Bus) LocalNATS() bool { return b.NATSURL == "" }

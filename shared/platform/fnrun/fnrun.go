@@ -5,6 +5,10 @@
 // exec_timeout), logs through the redacting logger, turns a handler panic
 // into a 500, and on shutdown stops accepting, lets in-flight requests
 // finish within a grace period, then returns.
+//
+// A function is declared once with Function, built from its Deps (the
+// configuration, its logger, store, bus connection, API token verifier,
+// metrics registry and the process context), and run with Run.
 package fnrun
 
 import (
@@ -24,6 +28,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -52,6 +57,12 @@ const (
 type Options struct {
 	Name    string       // function name, for logs and metrics (required)
 	Handler http.Handler // the function (required)
+	// Gatherer is the function's own metrics, served on /metrics beside
+	// the runtime's request metrics and the Go and process collectors.
+	// Nothing is read from prometheus.DefaultRegisterer: every function
+	// is in one binary, and a package-level metric would show up on all
+	// of them.
+	Gatherer prometheus.Gatherer
 
 	// Addr is the listen address. Default: $port ("host:port", ":port",
 	// or a bare port number meaning all interfaces, as of-watchdog reads
@@ -261,10 +272,13 @@ func newRuntime(o Options) *runtimeHandler {
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "function_requests_in_flight", Help: "Requests being handled now.", ConstLabels: labels,
 	}, func() float64 { return float64(rt.inFlight.Load()) })
-	reg.MustRegister(rt.requests, rt.duration, inFlight)
-	// Functions register their own metrics on the default registry, which
-	// also holds the Go and process collectors.
-	rt.metrics = promhttp.HandlerFor(prometheus.Gatherers{reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
+	reg.MustRegister(rt.requests, rt.duration, inFlight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g := prometheus.Gatherers{reg}
+	if o.Gatherer != nil {
+		g = append(g, o.Gatherer)
+	}
+	rt.metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	return rt
 }
 

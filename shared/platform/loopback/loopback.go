@@ -40,7 +40,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/procfs"
 
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -51,10 +50,15 @@ import (
 // the server to its pid.
 const bindWait = 10 * time.Second
 
-var refusedTotal = promauto.NewCounter(prometheus.CounterOpts{
-	Name: "pulsevault_loopback_refused_total",
-	Help: "Requests for an original served to ffmpeg/ffprobe over loopback that did not come from the child process it was made for (refused with 403).",
-})
+// NewRefusedCounter is the counter of refused loopback requests, one per
+// function that serves originals (transcode, upload-finalize) on its own
+// registry; hand it to Object.CountRefused.
+func NewRefusedCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pulsevault_loopback_refused_total",
+		Help: "Requests for an original served to ffmpeg/ffprobe over loopback that did not come from the child process it was made for (refused with 403).",
+	})
+}
 
 // Object is one stored object as the server reads it.
 type Object struct {
@@ -63,6 +67,15 @@ type Object struct {
 	Ext         string // extension the URL ends with (".mp4"): ffmpeg's format probe weighs it
 	// Open reads length bytes from offset (length > 0).
 	Open func(ctx context.Context, offset, length int64) (io.ReadCloser, error)
+	// Refused, if set, counts the requests refused for not coming from the
+	// bound child (see NewRefusedCounter).
+	Refused prometheus.Counter
+}
+
+// CountRefused returns o counting its refused requests on c.
+func (o Object) CountRefused(c prometheus.Counter) Object {
+	o.Refused = c
+	return o
 }
 
 var extRe = regexp.MustCompile(`^\.[a-z0-9]{1,8}$`)
@@ -188,7 +201,9 @@ func (s *Server) Refused() int64 { return s.refused.Load() }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.admit(r) {
 		s.refused.Add(1)
-		refusedTotal.Inc()
+		if s.obj.Refused != nil {
+			s.obj.Refused.Inc()
+		}
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}

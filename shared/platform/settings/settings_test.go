@@ -7,10 +7,10 @@ import (
 )
 
 var list = []Setting{
-	{"A_DUR", "2s", ""},
-	{"A_INT", "5", ""},
-	{"A_BYTES", "1024", ""},
-	{"A_STR", "x", ""},
+	{Env: "A_DUR", Default: "2s"},
+	{Env: "A_INT", Default: "5"},
+	{Env: "A_BYTES", Default: "1024"},
+	{Env: "A_STR", Default: "x"},
 }
 
 func reader(m map[string]string) *Reader {

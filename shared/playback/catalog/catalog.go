@@ -40,6 +40,10 @@ type Catalog struct {
 	meta    *meta.Store
 	bucket  string
 	workers int
+	// undecodable counts meta.json versions a scan skipped because they
+	// do not decode (each version once per catalog): one such object must
+	// not take the whole feed down with it.
+	undecodable prometheus.Counter
 
 	mu    sync.Mutex
 	cache map[string]entry // meta.json key → last read
@@ -59,16 +63,6 @@ type entry struct {
 	v    *meta.Video // nil: this version does not decode
 }
 
-// undecodable counts meta.json versions a scan skipped because they do not
-// decode (each version once per process): one such object must not take
-// the whole feed down with it.
-var undecodable = prometheus.NewCounter(prometheus.CounterOpts{
-	Name: "pulsevault_catalog_undecodable_total",
-	Help: "meta.json objects (versions) the feed skipped because they do not decode.",
-})
-
-func init() { prometheus.MustRegister(undecodable) }
-
 type indexed struct {
 	v   *meta.Video
 	seq uint64 // c.seq when an event put it here; 0 for a scan
@@ -77,16 +71,24 @@ type indexed struct {
 // New returns a Catalog over bucket.
 func New(st *storage.Store, bucket string) *Catalog {
 	return &Catalog{st: st, meta: meta.NewStore(st, bucket), bucket: bucket, workers: 16, cache: map[string]entry{},
-		log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pulsevault_catalog_undecodable_total",
+			Help: "meta.json objects (versions) the feed skipped because they do not decode.",
+		})}
 }
 
-// Follow turns on the live index: c subscribes to status changes on nc,
-// fills the index in the background, and rescans the store every rescan
+// Collectors lists the catalog's metrics, for the function's registry.
+func (c *Catalog) Collectors() []prometheus.Collector { return []prometheus.Collector{c.undecodable} }
+
+// Follow turns on the live index until ctx ends (the process's context):
+// c subscribes to status changes on nc, fills the index in the
+// background, and rescans the store every rescan
 // (and after each reconnection, since changes published meanwhile were
 // lost: Follow sets nc's reconnect handler). Listings made before the first
 // scan ends wait for it. log (nil: discard) receives failed refreshes, with
 // ids and error classes only.
-func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) error {
+func (c *Catalog) Follow(ctx context.Context, nc *nats.Conn, rescan time.Duration, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -94,16 +96,23 @@ func (c *Catalog) Follow(nc *nats.Conn, rescan time.Duration, log *slog.Logger) 
 	c.following, c.log, c.idx = true, log, map[string]indexed{}
 	c.mu.Unlock()
 	// Subscribed before the first scan, so nothing falls between the two.
-	if _, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) }); err != nil {
+	sub, err := livestatus.Subscribe(nc, func(ch livestatus.Change) { c.apply(ch.Video) })
+	if err != nil {
 		return fmt.Errorf("catalog: subscribe: %w", err)
 	}
 	nc.SetReconnectHandler(func(*nats.Conn) { go c.refresh() })
 	go func() {
+		defer sub.Unsubscribe()
 		c.refresh()
 		t := time.NewTicker(rescan)
 		defer t.Stop()
-		for range t.C {
-			c.refresh()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.refresh()
+			}
 		}
 	}()
 	return nil
@@ -303,7 +312,7 @@ func (c *Catalog) scan(ctx context.Context) ([]*meta.Video, error) {
 					// Skipped, not fatal: the rest of the feed is served.
 					// Cached under the listed ETag, so it is read and
 					// counted once per version.
-					undecodable.Inc()
+					c.undecodable.Inc()
 					c.log.Warn("catalog: skipping a meta.json that does not decode", "video", j.id)
 					c.mu.Lock()
 					c.cache[j.key] = entry{etag: j.etag}

@@ -125,7 +125,7 @@ func TestFollow(t *testing.T) {
 	slices.Reverse(want)
 
 	live := catalog.New(r.st, r.bucket)
-	if err := live.Follow(r.nc, 2*time.Second, nil); err != nil {
+	if err := live.Follow(context.Background(), r.nc, 2*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	scan := catalog.New(r.st, r.bucket)
@@ -183,7 +183,7 @@ func TestFollowLoad(t *testing.T) {
 		r.create(r.silent, fmt.Sprintf("u%d", i%10), base.Add(time.Duration(i)*time.Second))
 	}
 	live := catalog.New(r.st, r.bucket)
-	if err := live.Follow(r.nc, time.Hour, nil); err != nil {
+	if err := live.Follow(context.Background(), r.nc, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
 	scan := catalog.New(r.st, r.bucket)
@@ -221,10 +221,13 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 	if _, err := r.st.PutBytes(ctx, r.bucket, topology.MetaKey(garbled), []byte("not json"), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	before := counter(t, "pulsevault_catalog_undecodable_total")
 	scan := catalog.New(r.st, r.bucket)
 	live := catalog.New(r.st, r.bucket)
-	if err := live.Follow(r.nc, time.Hour, nil); err != nil {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(scan.Collectors()...)
+	other := prometheus.NewRegistry()
+	other.MustRegister(live.Collectors()...)
+	if err := live.Follow(context.Background(), r.nc, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]*catalog.Catalog{"scan": scan, "live": live} {
@@ -235,15 +238,15 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 		}
 	}
 	// Two objects, read once by each catalog (the cache keeps the verdict).
-	if n := counter(t, "pulsevault_catalog_undecodable_total") - before; n != 4 {
+	if n := counter(t, reg, "pulsevault_catalog_undecodable_total") + counter(t, other, "pulsevault_catalog_undecodable_total"); n != 4 {
 		t.Errorf("undecodable counted %v times, want 4", n)
 	}
 }
 
-// counter reads a counter of the default registry (0 until registered).
-func counter(t *testing.T, name string) float64 {
+// counter reads a counter of reg (0 until registered).
+func counter(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,11 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/media/meta"
-	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/topology"
 )
-
-// JWTSecretName is the HS256 secret of AUTH_HS256=on.
-const JWTSecretName = auth.HS256SecretName
 
 // The default roles that may watch every video. They are namespaced: an IdP
 // shared with other applications has generic "viewer" or "admin" roles (or
@@ -30,10 +26,10 @@ const (
 )
 
 // Settings lists the variables LoadSettings reads.
-var Settings = []settings.Setting{
-	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)"},
-	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)"},
-	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the JWT_ROLES_CLAIM claim) that may watch every video (comma-separated; uploaders always see their own)"},
+var Settings = settings.Table{
+	{Env: "PLAYBACK_TTL", Default: "300s", Usage: "lifetime of a signed playback URL (1s–300s)", Check: settings.Duration(time.Second, token.MaxTTL)},
+	{Env: "MEDIA_BASE", Default: "/media", Usage: "URL prefix of the media function in signed URLs (a path such as /media, or https://host/media)", Check: settings.PathOrURL},
+	{Env: "PLAYBACK_ROLES", Default: ViewerRole + "," + AdminRole, Usage: "roles (in the `JWT_ROLES_CLAIM` claim) that may watch every video, comma-separated; namespaced, so an IdP's generic `viewer`/`admin` (or a group users made) grants nothing; uploaders always see their own"},
 }
 
 // Config is the validated playback settings.
@@ -46,19 +42,15 @@ type Config struct {
 // LoadSettings reads Settings through getenv; an error is one line naming
 // the variable and what it accepts.
 func LoadSettings(getenv func(string) string) (Config, error) {
-	r := settings.New(getenv, Settings)
-	c := Config{TTL: r.Duration("PLAYBACK_TTL", time.Second, token.MaxTTL)}
-	c.MediaBase = strings.TrimRight(r.String("MEDIA_BASE"), "/")
-	if !(strings.HasPrefix(c.MediaBase, "/") || strings.HasPrefix(c.MediaBase, "https://") || strings.HasPrefix(c.MediaBase, "http://")) ||
-		strings.ContainsAny(c.MediaBase, "?# ") {
-		r.Fail("MEDIA_BASE", "must be a path such as /media or an http(s) URL, without query")
+	vs, err := settings.FromEnv(Settings, getenv)
+	if err != nil {
+		return Config{}, err
 	}
-	for role := range strings.SplitSeq(r.String("PLAYBACK_ROLES"), ",") {
-		if role = strings.TrimSpace(role); role != "" {
-			c.Roles = append(c.Roles, role)
-		}
-	}
-	return c, r.Err()
+	return Config{
+		TTL:       vs.Duration("PLAYBACK_TTL"),
+		MediaBase: strings.TrimRight(vs.String("MEDIA_BASE"), "/"),
+		Roles:     vs.List("PLAYBACK_ROLES"),
+	}, nil
 }
 
 // CanView is the viewing policy: the uploader, or a caller with one of the
@@ -111,10 +103,6 @@ func (c Config) Grant(ring *token.Keyring, id string, now time.Time) (Grant, err
 	base := c.MediaBase + "/" + tok + "/" + topology.VideoPrefix(id)
 	return Grant{URL: base + topology.MasterFile, DASH: base + topology.MPDFile, Poster: base + topology.PosterFile, ExpiresAt: exp.UTC()}, nil
 }
-
-// Verifier builds the API token verifier from the configuration
-// (auth.NewVerifier: OIDC_ISSUER, JWKS_URL, or AUTH_HS256=on).
-func Verifier(cfg config.Config) (*auth.Verifier, error) { return auth.NewVerifier(cfg) }
 
 // Authenticate verifies the request's bearer token, answering 401 (JSON,
 // no detail) when it is missing or invalid; ok reports whether to go on.

@@ -148,6 +148,12 @@ func Handler(o Options) (http.Handler, error) {
 			if fn == "media" && store != nil {
 				pr.Out.Header.Set(topology.HeaderOffload, offloadPrefix)
 			}
+			if fn == "events" {
+				// faas-provider's proxy (ours and OpenFaaS's gateway) streams
+				// a body only for this Accept; anything else is buffered
+				// until the stream ends. EventSource sends it, curl does not.
+				pr.Out.Header.Set("Accept", "text/event-stream")
+			}
 			if fn == "upload" {
 				// tusd's Location must name this origin's path, not the gateway's.
 				pr.Out.Header.Set("X-Forwarded-Prefix", "/api/upload/")
@@ -179,6 +185,12 @@ func Handler(o Options) (http.Handler, error) {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
+		if strings.Contains(p, "//") {
+			// No public path has an empty segment; cleaning it here would
+			// mean a redirect, and a function behind might clean it otherwise.
+			http.NotFound(w, r)
+			return
+		}
 		for _, rt := range routes {
 			rest, ok := strings.CutPrefix(p, strings.TrimSuffix(rt.prefix, "/"))
 			if !ok || (rest != "" && rest[0] != '/') || (rt.exact && rest != "") {
@@ -242,10 +254,16 @@ func fromStore(res *http.Response, tr http.RoundTripper, store *url.URL, rest st
 		}
 		res.StatusCode, res.Body, res.ContentLength = sr.StatusCode, sr.Body, sr.ContentLength
 		if sr.StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			// The store's body is an XML error; the client needs only Content-Range.
+			// The store's body is an XML error; the client needs only
+			// Content-Range (RFC 9110 §15.5.17), which S3 stores leave out.
 			sr.Body.Close()
 			res.Body, res.ContentLength = http.NoBody, 0
 			res.Header.Set("Content-Length", "0")
+			if res.Header.Get("Content-Range") == "" {
+				if n, ok := storeSize(req, tr); ok {
+					res.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(n, 10))
+				}
+			}
 		}
 	default:
 		sr.Body.Close()
@@ -259,6 +277,25 @@ func fromStore(res *http.Response, tr http.RoundTripper, store *url.URL, rest st
 	}
 	res.Status = fmt.Sprintf("%d %s", res.StatusCode, http.StatusText(res.StatusCode))
 	return nil
+}
+
+// storeSize asks the store for the first byte of get's object, with the
+// same presigned URL (the Range header is not signed), and returns the
+// size its Content-Range names. Only an unsatisfiable range pays for it.
+func storeSize(get *http.Request, tr http.RoundTripper) (int64, bool) {
+	req := get.Clone(get.Context())
+	req.Header = http.Header{"Range": {"bytes=0-0"}}
+	res, err := tr.RoundTrip(req)
+	if err != nil {
+		return 0, false
+	}
+	defer res.Body.Close()
+	_, total, ok := strings.Cut(res.Header.Get("Content-Range"), "/")
+	n, err := strconv.ParseInt(total, 10, 64)
+	if res.StatusCode != http.StatusPartialContent || !ok || err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 type fnKey struct{}

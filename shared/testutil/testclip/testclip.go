@@ -19,6 +19,7 @@ type Options struct {
 	Seconds       float64
 	FPS           int
 	NoAudio       bool
+	Mono          bool // one audio channel (phones' voice memos, some cameras)
 	Rotation      int  // display rotation metadata in degrees (90, 180, 270)
 	VFR           bool // variable frame rate (frames dropped unevenly)
 	FastStart     bool // moov at the start instead of the end
@@ -59,6 +60,11 @@ func Make(ctx context.Context, path string, o Options) error {
 	args = append(args, "-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", pix, "-g", strconv.Itoa(o.FPS))
 	if !o.NoAudio {
 		args = append(args, "-c:a", "aac", "-b:a", "96k", "-shortest")
+		if o.Mono {
+			args = append(args, "-ac", "1")
+		} else {
+			args = append(args, "-ac", "2")
+		}
 	}
 	if o.FastStart {
 		args = append(args, "-movflags", "+faststart")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mieweb/pulsevault/shared/audit/chain"
 	"github.com/mieweb/pulsevault/shared/faas/connector"
+	"github.com/mieweb/pulsevault/shared/identity/issuer"
 	"github.com/mieweb/pulsevault/shared/ingest/finalize"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/media/encode"
@@ -97,6 +98,7 @@ var docTables = map[string][]struct {
 		{"transcode", encode.Settings, false},
 		{"audit", chain.Settings, false},
 		{"pulse", pulseserver.Settings, false},
+		{"identity", issuer.Settings, false},
 	},
 	"functions/upload/README.md":          {{"upload", tusupload.Settings, false}},
 	"functions/upload-finalize/README.md": {{"finalize", finalize.Settings, false}},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,6 +81,24 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer st.Stop()
 	c := st.Config
+	// Without an issuer (and without the scripts' HS256 mode) the stack runs
+	// its own OpenID provider under /oidc of the public origin: the public
+	// listener comes first, since the functions are told its URL.
+	var pubLn net.Listener
+	if embeddedIssuer(c) {
+		if pubLn, err = listenPublic(c); err != nil {
+			return err
+		}
+		defer pubLn.Close()
+		c.OIDCIssuer = publicURL(c, pubLn) + issuerPath
+		if c.PublicTLS == "self-signed" && c.OIDCCAFile == "" {
+			// The functions reach the issuer through the public origin: they
+			// must trust its certificate (the same files startPublic uses).
+			if c.OIDCCAFile, _, _, err = origin.SelfSigned(filepath.Join(c.DataDir, "tls"), "127.0.0.1", "localhost"); err != nil {
+				return err
+			}
+		}
+	}
 	rep, err := bootstrapWith(ctx, c, log)
 	if err != nil {
 		return err
@@ -105,14 +124,29 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := ensureDevSecrets(ctx, gw, c, listed); err != nil {
 		return err
 	}
-	jwtSecret, err := devSecret(c.DataDir, "pulsevault-jwt-secret")
-	if err != nil {
-		return err
-	}
-	// A long-lived admin token for the developer at this console only.
-	loginToken, err := auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{grant.AdminRole}, 12*time.Hour)
-	if err != nil {
-		return err
+	var id *identity
+	var loginToken, signIn string
+	if pubLn != nil {
+		origin := publicURL(c, pubLn)
+		if id, err = startIdentity(ctx, c, b, c.OIDCIssuer, origin, logging.New(stderr, cfg.LogLevel, "identity")); err != nil {
+			return err
+		}
+		// A long-lived admin token for the developer at this console only,
+		// signed by the embedded provider like any access token.
+		if loginToken, err = id.iss.AccessToken(ctx, devUser, 12*time.Hour); err != nil {
+			loginToken = "(none: " + devUser + " is not an active user; sign in with pulsevault login)"
+		}
+		signIn = fmt.Sprintf("\n  issuer        %s  (OpenID provider; Vitals and pulsevault login sign in here)\n  users         %s", c.OIDCIssuer, id.note)
+	} else if c.AuthHS256 {
+		jwtSecret, err := devSecret(c.DataDir, auth.HS256SecretName)
+		if err != nil {
+			return err
+		}
+		if loginToken, err = auth.SignHS256(jwtSecret, c.JWTIssuer, c.JWTAudience, "dev-admin", []string{grant.AdminRole}, 12*time.Hour); err != nil {
+			return err
+		}
+	} else {
+		loginToken = "(none: tokens come from " + c.OIDCIssuer + c.JWKSURL + ")"
 	}
 	var deployed []string
 	for _, d := range sf.Deployments() {
@@ -130,7 +164,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	pub, err := startPublic(c, gw.url, logging.New(stderr, cfg.LogLevel, "public"))
+	var idh http.Handler
+	if id != nil {
+		idh = id.iss.Handler()
+	}
+	pub, err := startPublic(c, gw.url, logging.New(stderr, cfg.LogLevel, "public"), pubLn, idh)
 	if err != nil {
 		return err
 	}
@@ -144,11 +182,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer func() { conn.Close(); <-connDone }()
 
 	fmt.Fprintf(stdout, `PulseVault dev stack is up
-  public        %s  (API /api/*, media /media/*, Pulse /pulsevault/*, Vitals)%s
+  public        %s  (API /api/*, media /media/*, Pulse /pulsevault/*, Vitals)%s%s
   gateway       %s  (OpenFaaS API; user %s, password in %s)
   faas-cli      faas-cli login -g %s -u %s --password-stdin < %s
   functions     %s
-  login token   %s  (JWT for dev-admin, 12 h; Authorization: Bearer ...)
+  login token   %s  (JWT for the dev admin, 12 h; Authorization: Bearer ...)
   NATS          %s
   S3            %s  (access key %s; %s)
   buckets       %s (uploads), %s and %s (Object Lock, COMPLIANCE)
@@ -156,7 +194,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   data dir      %s
   logs          %s
 Ready. Press Ctrl-C to stop.
-`, pub.url, pub.note, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
+`, pub.url, pub.note, signIn, gw.url, gw.p.User(), gw.p.PasswordFile(), gw.url, gw.p.User(), gw.p.PasswordFile(),
 		strings.Join(deployed, ", "), loginToken, c.NATSURL, c.S3Endpoint, c.S3AccessKey, s3secret,
 		c.UploadsBucket, c.MediaBucket, c.AuditBucket, rep.Canary, c.DataDir, filepath.Join(c.DataDir, "logs"))
 	select {
@@ -225,7 +263,33 @@ type public struct {
 	note string // TLS fingerprint, when self-signed
 }
 
-func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public, error) {
+// issuerPath is where pulsevault dev serves its OpenID provider on the
+// public origin: one origin, so Vitals' redirect URIs are plain paths of it.
+const issuerPath = "/oidc"
+
+// embeddedIssuer reports whether dev runs its own OpenID provider.
+func embeddedIssuer(c config.Config) bool {
+	return !c.AuthHS256 && c.OIDCIssuer == "" && c.JWKSURL == ""
+}
+
+func listenPublic(c config.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.PublicPort)))
+	if err != nil {
+		return nil, fmt.Errorf("public origin: listen on 127.0.0.1:%d: %w (set PUBLIC_PORT to another port, or 0)", c.PublicPort, err)
+	}
+	return ln, nil
+}
+
+func publicURL(c config.Config, ln net.Listener) string {
+	if c.PublicTLS != "off" {
+		return "https://" + ln.Addr().String()
+	}
+	return "http://" + ln.Addr().String()
+}
+
+// startPublic serves the public origin on ln (nil: it listens itself),
+// with the OpenID provider idh (nil: none) under issuerPath.
+func startPublic(c config.Config, gatewayURL string, log *slog.Logger, ln net.Listener, idh http.Handler) (*public, error) {
 	// Go's table lacks it; browsers want it for the PWA manifest.
 	_ = mime.AddExtensionType(".webmanifest", "application/manifest+json")
 	var static http.Handler
@@ -236,10 +300,25 @@ func startPublic(c config.Config, gatewayURL string, log *slog.Logger) (*public,
 	if err != nil {
 		return nil, err
 	}
+	mux := http.NewServeMux()
+	if idh != nil {
+		mux.Handle(issuerPath+"/", idh)
+	}
+	// Vitals (a static export) learns its issuer here; behind nginx the
+	// same JSON is a static file. No issuer: Vitals takes a pasted token.
+	vitalsCfg, _ := json.Marshal(map[string]string{"issuer": c.OIDCIssuer, "client_id": c.OIDCVitalsID})
+	mux.HandleFunc("GET /vitals-config.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(vitalsCfg)
+	})
+	mux.Handle("/", h)
+	h = mux
 	srv := origin.Server(h, log)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.PublicPort)))
-	if err != nil {
-		return nil, fmt.Errorf("public origin: listen on 127.0.0.1:%d: %w (set PUBLIC_PORT to another port, or 0)", c.PublicPort, err)
+	if ln == nil {
+		if ln, err = listenPublic(c); err != nil {
+			return nil, err
+		}
 	}
 	p := &public{srv: srv, url: "http://" + ln.Addr().String()}
 	cert, key := c.TLSCert, c.TLSKey

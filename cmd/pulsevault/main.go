@@ -23,6 +23,9 @@ Usage:
   pulsevault provider [flags]   the OpenFaaS-compatible gateway that runs functions as child processes
   pulsevault connector [flags]  invoke functions for NATS messages, by each function's topic annotation
   pulsevault upload FILE...     upload videos with the tus protocol (the Pulse capture app's stand-in)
+  pulsevault login|logout       sign this computer's user in (device flow) or out; whoami shows who
+  pulsevault user add|passwd|disable|enable|list  manage the embedded OpenID provider's users.yaml
+  pulsevault issuer [flags]     run the embedded OpenID provider on its own (a lab without an IdP)
   pulsevault audit verify|prove check the audit log (auditors)
   pulsevault witness serve|keygen    a C2SP witness an auditor runs: cosigns audit checkpoints
   pulsevault version            print the version
@@ -66,6 +69,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runConnector(ctx, rest, stdout, stderr)
 	case "upload":
 		return runUpload(ctx, rest, stdout, stderr)
+	case "login":
+		return runLogin(ctx, rest, stdout, stderr)
+	case "logout":
+		return runLogout(ctx, rest, stdout, stderr)
+	case "whoami":
+		return runWhoami(ctx, rest, stdout, stderr)
+	case "user":
+		return runUser(ctx, rest, os.Stdin, stdout, stderr)
+	case "issuer":
+		return runIssuer(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
 	case "witness":

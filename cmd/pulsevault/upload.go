@@ -30,7 +30,8 @@ An interrupted upload resumes where it stopped when the same command runs again.
 
 Flags (each also read from the environment variable shown):
   --endpoint URL     tus endpoint (PULSEVAULT_UPLOAD_URL; default http://127.0.0.1:8080/function/upload/)
-  --token T          bearer token (required; better PULSEVAULT_TOKEN: any local user can read a command line)
+  --token T          bearer token (better PULSEVAULT_TOKEN: any local user can read a command line);
+                     without one, the login of 'pulsevault login' is used
   --state FILE       where unfinished uploads are remembered (default $XDG_STATE_HOME/pulsevault/uploads.json)
   --chunk-size N     bytes per PATCH request (default 33554432)
   --no-progress      no progress bar
@@ -45,7 +46,7 @@ Flags (each also read from the environment variable shown):
 // command line).
 var uploadSettings = settings.Table{
 	{Env: "PULSEVAULT_UPLOAD_URL", Flag: "endpoint", Default: "http://127.0.0.1:8080/function/upload/", Usage: "tus endpoint", Check: settings.HTTPURL},
-	{Env: "PULSEVAULT_TOKEN", Flag: "token", Usage: "bearer token (required)"},
+	{Env: "PULSEVAULT_TOKEN", Flag: "token", Usage: "bearer token; empty: the login of 'pulsevault login'"},
 	{Env: "PULSEVAULT_VIDEOS_URL", Flag: "videos", Usage: "the videos API used by --wait; empty: ../videos/ next to the upload endpoint", Check: settings.Optional(settings.HTTPURL)},
 }
 
@@ -75,8 +76,6 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch {
 	case len(files) == 0:
 		return fmt.Errorf("%w: upload needs at least one FILE (run pulsevault upload -h)", errUsage)
-	case token == "":
-		return fmt.Errorf("%w: upload needs a token: --token T or PULSEVAULT_TOKEN (pulsevault dev prints a dev token)", errUsage)
 	case *chunk < 1:
 		return fmt.Errorf("%w: upload: --chunk-size must be at least 1", errUsage)
 	case *waitTimeout <= 0:
@@ -89,7 +88,21 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if videosURL == "" {
 		videosURL = u.ResolveReference(&url.URL{Path: "../videos/"}).String()
 	}
-	c := &tusclient.Client{Endpoint: endpoint, Token: token, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
+	tokens := func(context.Context) (string, error) { return token, nil }
+	if token == "" {
+		stored, l, err := loginTokens(ctx)
+		if err != nil {
+			return fmt.Errorf("upload: %w", err)
+		}
+		if l == nil {
+			return fmt.Errorf("%w: upload needs a token: run pulsevault login, or give --token T / PULSEVAULT_TOKEN", errUsage)
+		}
+		tokens = stored
+		if _, err := tokens(ctx); err != nil { // fail before reading any file
+			return fmt.Errorf("upload: %w", err)
+		}
+	}
+	c := &tusclient.Client{Endpoint: endpoint, Tokens: tokens, ChunkSize: *chunk, State: tusclient.OpenState(*state)}
 	for _, path := range files {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -120,7 +133,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		id := videoid.FromUpload(loc[strings.LastIndexByte(loc, '/')+1:])
 		fmt.Fprintf(stdout, "video %s  %s\n", id, path)
 		if *wait {
-			if err := waitPlayable(ctx, videosURL, token, id, *waitTimeout, stdout); err != nil {
+			if err := waitPlayable(ctx, videosURL, tokens, id, *waitTimeout, stdout); err != nil {
 				return err
 			}
 		}
@@ -130,7 +143,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // waitPlayable polls the videos API until the video is playable (ready or
 // complete), or ends rejected or failed, printing each status it sees.
-func waitPlayable(ctx context.Context, videosURL, token, id string, timeout time.Duration, stdout io.Writer) error {
+func waitPlayable(ctx context.Context, videosURL string, tokens func(context.Context) (string, error), id string, timeout time.Duration, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	target := strings.TrimRight(videosURL, "/") + "/" + id
@@ -139,6 +152,10 @@ func waitPlayable(ctx context.Context, videosURL, token, id string, timeout time
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
 			return fmt.Errorf("upload: --wait: %w", err)
+		}
+		token, err := tokens(ctx)
+		if err != nil {
+			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		var v struct {

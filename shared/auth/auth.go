@@ -5,15 +5,24 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mieweb/pulsevault/shared/platform/config"
+	"github.com/mieweb/pulsevault/shared/platform/secrets"
 )
 
 // ErrUnauthorized is returned for any token that is missing, malformed,
@@ -29,55 +38,136 @@ type Claims struct {
 // HasRole reports whether the token carries role.
 func (c *Claims) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
 
-// Options selects the verification mode: HS256Secret, or JWKSURL (with Issuer).
+// Options selects the verification mode: an OIDC issuer (Issuer with
+// Discover, or with JWKSURL), or HS256Secret for tests and scripts.
 type Options struct {
-	HS256Secret []byte // single-machine mode: tokens signed with this secret
-	JWKSURL     string // production: the OIDC provider's JWKS endpoint
-	Issuer      string // required "iss" (required with JWKSURL, optional with HS256)
-	Audience    string // required "aud" when set
-	// Leeway is the clock skew allowed on exp and nbf; functions use
-	// NewAPI, which sets the package's Leeway.
+	HS256Secret []byte // tests and scripts: tokens signed with this secret (AUTH_HS256=on)
+	JWKSURL     string // the issuer's JWKS endpoint, when it is not discovered
+	// Discover reads the JWKS endpoint from Issuer's
+	// /.well-known/openid-configuration (OIDC_ISSUER); done on the first
+	// token and retried while the issuer is unreachable, so the API may
+	// start before its issuer.
+	Discover bool
+	Issuer   string // required "iss" (required with JWKSURL and Discover, optional with HS256)
+	Audience string // required "aud" when set
+	// Leeway is the one clock-skew allowance on exp, nbf and iat (AUTH_LEEWAY).
 	Leeway time.Duration
+	// Algorithms pins the signature algorithms an issuer's token may use;
+	// default RS256 and ES256. HS256 and "none" are refused in issuer mode
+	// whatever this says, so a public key can never serve as an HMAC secret.
+	Algorithms []string
 	// RolesClaim is the claim holding the caller's roles: a name, or a dotted
 	// path into nested claims such as "realm_access.roles"; default "roles".
 	// No other claim is read for roles (a "groups" claim that users fill
 	// themselves at the IdP must not grant anything unless chosen here).
 	RolesClaim string
+	// HTTPClient fetches discovery and JWKS; default a client with a 10 s timeout.
+	HTTPClient *http.Client
 }
 
 // DefaultRolesClaim is the roles claim when Options.RolesClaim is empty.
 const DefaultRolesClaim = "roles"
 
+// DefaultAlgorithms are the signature algorithms accepted from an issuer.
+var DefaultAlgorithms = []string{"RS256", "ES256"}
+
+// asymmetric is every algorithm Options.Algorithms may name.
+var asymmetric = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
+
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
 	o    Options
-	oidc *oidc.IDTokenVerifier
+	algs []jose.SignatureAlgorithm
+
+	mu      sync.Mutex
+	keys    *oidc.RemoteKeySet // nil until discovered
+	lastTry time.Time
+	lastErr error
+	client  *http.Client
 }
 
-// New builds a Verifier. Exactly one of HS256Secret and JWKSURL must be set.
+// discoveryRetry is how long a failed discovery is remembered before the
+// next token tries again.
+const discoveryRetry = 2 * time.Second
+
+// New builds a Verifier. Exactly one of HS256Secret and an issuer
+// (JWKSURL or Discover) must be set.
 func New(o Options) (*Verifier, error) {
+	issuerMode := o.JWKSURL != "" || o.Discover
 	switch {
-	case len(o.HS256Secret) > 0 && o.JWKSURL != "":
-		return nil, errors.New("auth: set either an HS256 secret or a JWKS URL, not both")
-	case o.JWKSURL != "":
+	case len(o.HS256Secret) > 0 && issuerMode:
+		return nil, errors.New("auth: set either an HS256 secret or an OIDC issuer, not both")
+	case o.JWKSURL != "" && o.Discover:
+		return nil, errors.New("auth: set either a JWKS URL or discovery, not both")
+	case issuerMode:
 		if o.Issuer == "" {
-			return nil, errors.New("auth: a JWKS URL needs the issuer it belongs to")
+			return nil, errors.New("auth: an OIDC verifier needs the issuer its tokens come from")
 		}
-		keys := oidc.NewRemoteKeySet(context.Background(), o.JWKSURL)
-		oc := &oidc.Config{ClientID: o.Audience, SkipClientIDCheck: o.Audience == ""}
-		if o.Leeway > 0 {
-			// go-oidc has no leeway of its own: it compares exp with Now.
-			oc.Now = func() time.Time { return time.Now().Add(-o.Leeway) }
+		if o.Leeway < 0 || o.Leeway > MaxLeeway {
+			return nil, fmt.Errorf("auth: leeway must be from 0 to %s", MaxLeeway)
 		}
-		v := oidc.NewVerifier(o.Issuer, keys, oc)
-		return &Verifier{o: o, oidc: v}, nil
+		names := o.Algorithms
+		if len(names) == 0 {
+			names = DefaultAlgorithms
+		}
+		v := &Verifier{o: o}
+		for _, n := range names {
+			i := slices.Index(asymmetric, jose.SignatureAlgorithm(n))
+			if i < 0 {
+				return nil, fmt.Errorf("auth: algorithm %q is not an asymmetric JWS algorithm", n)
+			}
+			v.algs = append(v.algs, asymmetric[i])
+		}
+		v.client = o.HTTPClient
+		if v.client == nil {
+			v.client = &http.Client{Timeout: 10 * time.Second}
+		}
+		if o.JWKSURL != "" {
+			v.keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.client), o.JWKSURL)
+		}
+		return v, nil
 	case len(o.HS256Secret) >= 32:
 		return &Verifier{o: o}, nil
 	case len(o.HS256Secret) > 0:
 		return nil, errors.New("auth: the HS256 secret must be at least 32 bytes")
 	default:
-		return nil, errors.New("auth: no HS256 secret and no JWKS URL configured")
+		return nil, errors.New("auth: no OIDC issuer and no HS256 secret configured")
 	}
+}
+
+// MaxLeeway bounds Options.Leeway.
+const MaxLeeway = 5 * time.Minute
+
+// keySet is the issuer's JWKS, discovering it on first use. A RemoteKeySet
+// refetches the JWKS when a token names a key it does not hold, which is
+// how a rotated signing key is picked up.
+func (v *Verifier) keySet(ctx context.Context) (*oidc.RemoteKeySet, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.keys != nil {
+		return v.keys, nil
+	}
+	if v.lastErr != nil && time.Since(v.lastTry) < discoveryRetry {
+		return nil, v.lastErr
+	}
+	v.lastTry = time.Now()
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.client), 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, v.o.Issuer)
+	if err != nil {
+		v.lastErr = fmt.Errorf("discovery of %s: %w", v.o.Issuer, err)
+		return nil, v.lastErr
+	}
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil || doc.JWKSURI == "" {
+		v.lastErr = fmt.Errorf("discovery of %s: no jwks_uri", v.o.Issuer)
+		return nil, v.lastErr
+	}
+	v.keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.client), doc.JWKSURI)
+	v.lastErr = nil
+	return v.keys, nil
 }
 
 // tokenClaims is the body SignHS256 writes.
@@ -92,12 +182,29 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: no token", ErrUnauthorized)
 	}
 	body := jwt.MapClaims{}
-	if v.oidc != nil {
-		tok, err := v.oidc.Verify(ctx, raw)
+	if v.algs != nil {
+		// The algorithm is pinned before any key is looked at: "none",
+		// HS256 (an RSA public key used as an HMAC secret) and anything not
+		// configured fail here.
+		if _, err := jose.ParseSigned(raw, v.algs); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+		keys, err := v.keySet(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
-		if err := tok.Claims(&body); err != nil {
+		payload, err := keys.VerifySignature(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+		if err := json.Unmarshal(payload, &body); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+		opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(v.o.Leeway), jwt.WithIssuer(v.o.Issuer)}
+		if v.o.Audience != "" {
+			opts = append(opts, jwt.WithAudience(v.o.Audience))
+		}
+		if err := jwt.NewValidator(opts...).Validate(body); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
 	} else {
@@ -182,36 +289,56 @@ func SignHS256(secret []byte, issuer, audience, subject string, roles []string, 
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
 }
 
-// Leeway is the clock skew every check of an API token allows on its exp
-// and nbf claims, in both modes: a caller's clock a little ahead of ours, or
-// a token that expired while its request was in flight, must not make one
-// function accept what another refuses. NewAPI applies it; nothing else
-// should pick another value.
-const Leeway = 30 * time.Second
-
-// SecretName is the secret holding the HS256 key, read when no JWKS URL is set.
+// SecretName is the secret holding the HS256 key of AUTH_HS256=on.
 const SecretName = "pulsevault-jwt-secret"
 
-// API selects how API tokens are checked: the JWT settings of the
-// configuration (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_ROLES_CLAIM).
-type API struct {
-	JWKSURL, Issuer, Audience, RolesClaim string
-}
+// HS256SecretName is SecretName.
+const HS256SecretName = SecretName
 
-// NewAPI is the one constructor of the verifier every function uses: tokens
-// checked against the JWKS when a.JWKSURL is set, else HS256 with the key
-// readSecret(SecretName) returns; always with Leeway.
-func NewAPI(a API, readSecret func(name string) (string, error)) (*Verifier, error) {
-	o := Options{JWKSURL: a.JWKSURL, Issuer: a.Issuer, Audience: a.Audience, RolesClaim: a.RolesClaim, Leeway: Leeway}
-	if a.JWKSURL == "" {
-		s, err := readSecret(SecretName)
+// Leeway is the default of AUTH_LEEWAY: the one clock skew every check of an
+// API token allows on exp, nbf and iat, in every mode, so that no function
+// accepts a token another refuses.
+const Leeway = 30 * time.Second
+
+// NewVerifier builds the API's token verifier from the configuration, the
+// one constructor every function uses: OIDC_ISSUER (discovery + JWKS), or
+// JWKS_URL with JWT_ISSUER, or — only with AUTH_HS256=on — HS256 with the
+// pulsevault-jwt-secret secret. With none of them it refuses to start, so
+// an API is never left open nor silently on a shared secret.
+func NewVerifier(cfg config.Config) (*Verifier, error) {
+	o := Options{Audience: cfg.JWTAudience, RolesClaim: cfg.JWTRolesClaim, Leeway: cfg.AuthLeeway, Algorithms: cfg.OIDCAlgorithms}
+	switch {
+	case cfg.OIDCIssuer != "":
+		o.Issuer, o.Discover = cfg.OIDCIssuer, true
+		if cfg.OIDCCAFile != "" {
+			pem, err := os.ReadFile(cfg.OIDCCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("auth: OIDC_CA_FILE: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("auth: OIDC_CA_FILE holds no PEM certificate")
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			o.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		}
+	case cfg.JWKSURL != "":
+		o.Issuer, o.JWKSURL = cfg.JWTIssuer, cfg.JWKSURL
+	case cfg.AuthHS256:
+		s, err := secrets.ReadString(HS256SecretName)
 		if err != nil {
 			return nil, err
 		}
 		if s == "" {
-			return nil, errors.New("auth: secret " + SecretName + " is empty")
+			return nil, errors.New("auth: secret " + HS256SecretName + " is empty")
 		}
-		o.HS256Secret = []byte(s)
+		o.Issuer, o.HS256Secret, o.Algorithms = cfg.JWTIssuer, []byte(s), nil
+	default:
+		return nil, errors.New("auth: no token issuer: set OIDC_ISSUER (or AUTH_HS256=on with the " + HS256SecretName + " secret, for tests and scripts)")
 	}
 	return New(o)
 }

@@ -63,6 +63,8 @@ const (
 	KVAuditIDs      = "AUDIT_IDS"            // one key per appended audit event id, expiring after the dedup window
 	KVFinalizeLocks = "PULSE_FINALIZE_LOCKS" // one lease per upload being finalized
 	KVUploadLocks   = "PULSE_UPLOAD_LOCKS"   // tusd's per-upload lock
+	KVIdentity      = "PULSE_IDENTITY"       // embedded OpenID provider: auth requests, codes, refresh tokens, device codes
+	KVIdentityKeys  = "PULSE_IDENTITY_KEYS"  // embedded OpenID provider: signing keys (with rotation overlap) and its token crypto key
 )
 
 // Default S3 bucket names (BUCKET_UPLOADS, BUCKET_MEDIA, BUCKET_AUDIT).

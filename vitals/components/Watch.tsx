@@ -3,6 +3,7 @@
 import { useEffect, useState } from "react";
 import { getVideo, playable, type VideoItem } from "@/lib/api";
 import { loadToken } from "@/lib/auth";
+import { loadOidcConfig, userManager } from "@/lib/oidc";
 import Player from "./Player";
 
 export default function Watch() {
@@ -10,15 +11,19 @@ export default function Watch() {
   const [video, setVideo] = useState<VideoItem | null>(null);
   const [msg, setMsg] = useState("Loading…");
   useEffect(() => {
-    const t = loadToken();
-    const id = new URLSearchParams(window.location.search).get("v");
-    setToken(t);
-    if (!t) return setMsg("Sign in first.");
-    if (!id) return setMsg("No video chosen.");
-    getVideo(t, id).then(
-      (v) => (playable(v.status) ? setVideo(v) : setMsg(`This video is ${v.status}.`)),
-      (e: Error) => setMsg(e.message),
-    );
+    (async () => {
+      const cfg = await loadOidcConfig();
+      const u = cfg ? await userManager(cfg).getUser() : null;
+      const t = cfg ? (u && !u.expired ? u.access_token : null) : loadToken();
+      const id = new URLSearchParams(window.location.search).get("v");
+      setToken(t);
+      if (!t) return setMsg("Sign in first.");
+      if (!id) return setMsg("No video chosen.");
+      getVideo(t, id).then(
+        (v) => (playable(v.status) ? setVideo(v) : setMsg(`This video is ${v.status}.`)),
+        (e: Error) => setMsg(e.message),
+      );
+    })();
   }, []);
   return (
     <main className="relative h-dvh bg-black">

@@ -39,6 +39,11 @@ const (
 	ViewLinkGranted   = "view-link.granted"  // a view token was minted
 	ArtifactServed    = "artifact.served"    // a Pulse artifact's bytes were served (reason: the grant)
 	ArtifactWithdrawn = "artifact.withdrawn" // the owner withdrew the video; its locked bytes stay
+
+	// The embedded OpenID provider (shared/identity).
+	LoginSucceeded  = "login.succeeded" // embedded OpenID provider; actor is the user id
+	LoginFailed     = "login.failed"    // actor the user id when known, never the typed name; reason a code
+	Logout          = "logout"
 )
 
 // Outcomes.

@@ -40,8 +40,12 @@ var ErrTooLarge = errors.New("tus: the file is larger than the server accepts (4
 
 // Client uploads files to one tus creation endpoint.
 type Client struct {
-	Endpoint  string       // creation URL, e.g. http://127.0.0.1:8080/function/upload/
-	Token     string       // bearer token sent on every request
+	Endpoint string // creation URL, e.g. http://127.0.0.1:8080/function/upload/
+	Token    string // bearer token sent on every request
+	// Tokens, when set, gives the bearer token of each request instead of
+	// Token: a signed-in CLI's short access tokens are refreshed under a
+	// long upload.
+	Tokens    func(context.Context) (string, error)
 	HTTP      *http.Client // default http.DefaultClient
 	ChunkSize int64        // default DefaultChunkSize
 	Retries   int          // attempts per chunk after a network error; default 5
@@ -117,7 +121,13 @@ func (c *Client) request(ctx context.Context, method, u string, body io.Reader) 
 		return nil, err
 	}
 	req.Header.Set("Tus-Resumable", Version)
-	if c.Token != "" {
+	if c.Tokens != nil {
+		tok, err := c.Tokens(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	} else if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	return req, nil

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
@@ -60,10 +61,18 @@ type Bus struct {
 
 // Auth is how API tokens are verified.
 type Auth struct {
-	JWKSURL       string // production: the OIDC provider's JWKS; empty = HS256 with the pulsevault-jwt-secret secret
+	JWKSURL       string // an issuer's JWKS without discovery (with JWT_ISSUER); prefer OIDCIssuer
 	JWTIssuer     string
 	JWTAudience   string
 	JWTRolesClaim string // claim (or dotted path) of API tokens that holds the roles
+
+	OIDCIssuer     string        // the OpenID provider API tokens come from (discovery + JWKS)
+	OIDCAlgorithms []string      // signature algorithms accepted from the issuer
+	OIDCVitalsID   string        // client id of Vitals at the issuer (public client, code + PKCE)
+	OIDCCLIID      string        // client id of the CLI at the issuer (device authorization grant)
+	OIDCCAFile     string        // extra CA (PEM) trusted for the issuer's discovery and JWKS
+	AuthLeeway     time.Duration // the one clock-skew allowance on exp, nbf and iat
+	AuthHS256      bool          // tests and scripts: HS256 tokens with the pulsevault-jwt-secret secret
 }
 
 // Local is the local stack's settings (pulsevault dev, provider).
@@ -106,10 +115,17 @@ var Vars = settings.Table{
 	{Env: "PUBLIC_TLS_CERT", Flag: "public-tls-cert", Usage: "PEM certificate (chain) for PUBLIC_TLS=files"},
 	{Env: "PUBLIC_TLS_KEY", Flag: "public-tls-key", Usage: "PEM private key for PUBLIC_TLS=files"},
 	{Env: "STACK_FILE", Flag: "stack-file", Default: "stack.yml", Usage: "the OpenFaaS stack file whose functions pulsevault dev deploys to the local provider", Check: settings.NonEmpty},
-	{Env: "JWKS_URL", Flag: "jwks-url", Usage: "JWKS endpoint of the OIDC provider that signs API tokens; empty verifies HS256 tokens with the pulsevault-jwt-secret secret", Check: settings.Optional(jwksURL)},
+	{Env: "JWKS_URL", Flag: "jwks-url", Usage: "JWKS endpoint of an issuer without discovery (with JWT_ISSUER); prefer OIDC_ISSUER", Check: settings.Optional(jwksURL)},
 	{Env: "JWT_ISSUER", Flag: "jwt-issuer", Default: "pulsevault", Usage: "required iss claim of API tokens", Check: settings.NonEmpty},
 	{Env: "JWT_AUDIENCE", Flag: "jwt-audience", Default: "pulsevault-api", Usage: "required aud claim of API tokens", Check: settings.NonEmpty},
 	{Env: "JWT_ROLES_CLAIM", Flag: "jwt-roles-claim", Default: "roles", Usage: "claim of API tokens that holds the caller's roles: a claim name, or a dotted path into nested claims such as realm_access.roles; no other claim (groups, say) is read", Check: rolesClaim},
+	{Env: "OIDC_ISSUER", Flag: "oidc-issuer", Usage: "OpenID provider that signs API tokens (https://idp.example/realms/clinic): its discovery document gives the JWKS, iss must equal it; pulsevault dev runs an embedded one when this is empty", Check: settings.Optional(issuerURL)},
+	{Env: "OIDC_ALGORITHMS", Flag: "oidc-algorithms", Default: "RS256,ES256", Usage: "signature algorithms accepted from the issuer (comma-separated, asymmetric only: RS*, PS*, ES*, EdDSA); HS256 and none are always refused in issuer mode", Check: algorithms},
+	{Env: "OIDC_VITALS_CLIENT_ID", Flag: "oidc-vitals-client-id", Default: "pulsevault-vitals", Usage: "client id of Vitals at the issuer (public client, authorization code + PKCE S256)", Check: settings.NonEmpty},
+	{Env: "OIDC_CLI_CLIENT_ID", Flag: "oidc-cli-client-id", Default: "pulsevault-cli", Usage: "client id of the pulsevault CLI at the issuer (public client, device authorization grant)", Check: settings.NonEmpty},
+	{Env: "OIDC_CA_FILE", Flag: "oidc-ca-file", Usage: "PEM file of CA certificates trusted, besides the system's, for the issuer's discovery and JWKS (an IdP on an internal CA; pulsevault dev sets it to its self-signed certificate)"},
+	{Env: "AUTH_LEEWAY", Flag: "auth-leeway", Default: "30s", Usage: "the one clock-skew allowance on exp, nbf and iat of API tokens (0s–5m)", Check: settings.Duration(0, 5*time.Minute)},
+	{Env: "AUTH_HS256", Flag: "auth-hs256", Default: "off", Usage: "on: API tokens are HS256 JWTs signed with the pulsevault-jwt-secret secret (tests and scripts only; never with OIDC_ISSUER)", Check: settings.OneOf("off", "on")},
 	{Env: "EVENT_SUBJECT", Flag: "event-subject", Default: topology.DefaultEventSubject, Usage: "NATS subject the S3 server publishes bucket notifications to", Check: subject},
 	{Env: "LOCK_CHECK", Flag: "lock-check", Default: "strict", Usage: "WORM canary at start: strict refuses to run on a store that lets a locked object go; warn only logs", Check: settings.OneOf("strict", "warn")},
 	{Env: "LOG_LEVEL", Flag: "log-level", Default: "info", Usage: "log level: debug, info, warn or error", Check: settings.OneOf("debug", "info", "warn", "error")},
@@ -119,6 +135,25 @@ func jwksURL(v string) error {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return errors.New("must be an http(s) URL")
+	}
+	return nil
+}
+
+func issuerURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be an http(s) URL without query")
+	}
+	return nil
+}
+
+var asymmetricAlg = regexp.MustCompile(`^(RS|PS|ES)(256|384|512)$|^EdDSA$`)
+
+func algorithms(v string) error {
+	for a := range strings.SplitSeq(v, ",") {
+		if !asymmetricAlg.MatchString(strings.TrimSpace(a)) {
+			return errors.New("must list asymmetric JWS algorithms such as RS256,ES256")
+		}
 	}
 	return nil
 }
@@ -277,6 +312,9 @@ func fill(vs *settings.Values) (Config, error) {
 		Auth: Auth{
 			JWKSURL: vs.String("JWKS_URL"), JWTIssuer: vs.String("JWT_ISSUER"),
 			JWTAudience: vs.String("JWT_AUDIENCE"), JWTRolesClaim: vs.String("JWT_ROLES_CLAIM"),
+			OIDCIssuer: strings.TrimRight(vs.String("OIDC_ISSUER"), "/"), OIDCAlgorithms: vs.List("OIDC_ALGORITHMS"),
+			OIDCVitalsID: vs.String("OIDC_VITALS_CLIENT_ID"), OIDCCLIID: vs.String("OIDC_CLI_CLIENT_ID"),
+			OIDCCAFile: vs.String("OIDC_CA_FILE"), AuthLeeway: vs.Duration("AUTH_LEEWAY"), AuthHS256: vs.String("AUTH_HS256") == "on",
 		},
 		Local: Local{
 			DataDir: vs.String("PULSEVAULT_DATA_DIR"), NATSPort: vs.Int("NATS_PORT"), S3Port: vs.Int("S3_PORT"),
@@ -293,6 +331,12 @@ func fill(vs *settings.Values) (Config, error) {
 	}
 	if c.PublicTLS == "files" && (c.TLSCert == "" || c.TLSKey == "") {
 		return Config{}, errors.New("invalid PUBLIC_TLS (--public-tls) \"files\": needs both PUBLIC_TLS_CERT and PUBLIC_TLS_KEY")
+	}
+	if c.AuthHS256 && (c.OIDCIssuer != "" || c.JWKSURL != "") {
+		return Config{}, errors.New("invalid AUTH_HS256 (--auth-hs256) \"on\": HS256 tokens are for tests and scripts, not together with OIDC_ISSUER or JWKS_URL")
+	}
+	if c.OIDCIssuer != "" && c.JWKSURL != "" {
+		return Config{}, errors.New("invalid JWKS_URL (--jwks-url): set OIDC_ISSUER (its discovery gives the JWKS) or JWKS_URL with JWT_ISSUER, not both")
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -328,6 +372,13 @@ func (c Config) Env() []string {
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + c.JWTAudience,
 		"JWT_ROLES_CLAIM=" + c.JWTRolesClaim,
+		"OIDC_ISSUER=" + c.OIDCIssuer,
+		"OIDC_ALGORITHMS=" + strings.Join(c.OIDCAlgorithms, ","),
+		"OIDC_VITALS_CLIENT_ID=" + c.OIDCVitalsID,
+		"OIDC_CLI_CLIENT_ID=" + c.OIDCCLIID,
+		"OIDC_CA_FILE=" + c.OIDCCAFile,
+		"AUTH_LEEWAY=" + c.AuthLeeway.String(),
+		"AUTH_HS256=" + map[bool]string{true: "on", false: "off"}[c.AuthHS256],
 	}
 	// Credentials go as a pair, and only when there is a secret: without one,
 	// each function reads its own from its secrets.

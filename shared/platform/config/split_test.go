@@ -18,6 +18,8 @@ func TestConfigReadsEveryVar(t *testing.T) {
 		"PUBLIC_TLS": "self-signed", "PUBLIC_TLS_CERT": "c.pem", "PUBLIC_TLS_KEY": "k.pem", "STACK_FILE": "other.yml",
 		"JWKS_URL": "https://idp.example/jwks", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a", "JWT_ROLES_CLAIM": "realm.roles",
 		"EVENT_SUBJECT": "o.events", "LOCK_CHECK": "warn", "LOG_LEVEL": "debug",
+		"OIDC_ISSUER": "https://idp.example/realms/x", "OIDC_ALGORITHMS": "ES256", "OIDC_VITALS_CLIENT_ID": "v2",
+		"OIDC_CLI_CLIENT_ID": "c2", "OIDC_CA_FILE": "ca.pem", "AUTH_LEEWAY": "5s", "AUTH_HS256": "on",
 	}
 	base := map[string]string{"NATS_URL": "nats://127.0.0.1:1", "SECRETS_DIR": t.TempDir()} // NATS_REPLICAS=3 needs it
 	def, err := Load("t", nil, env(base))

@@ -18,7 +18,6 @@ import (
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/logging"
-	"github.com/mieweb/pulsevault/shared/platform/secrets"
 	"github.com/mieweb/pulsevault/shared/storage"
 )
 
@@ -153,16 +152,14 @@ func (d *Deps) Bus() (*bus.Bus, error) {
 	return d.shared.bus, nil
 }
 
-// Verifier checks the API's bearer tokens: auth.NewAPI over the
-// configuration's JWT settings and the pulsevault-jwt-secret secret, so
-// every function allows the same auth.Leeway.
+// Verifier checks the API's bearer tokens: auth.NewVerifier over the
+// configuration (OIDC_ISSUER, or AUTH_HS256=on with the pulsevault-jwt-secret
+// secret), so every function allows the same AUTH_LEEWAY.
 func (d *Deps) Verifier() (*auth.Verifier, error) {
 	d.shared.mu.Lock()
 	defer d.shared.mu.Unlock()
 	if d.shared.ver == nil {
-		v, err := auth.NewAPI(auth.API{
-			JWKSURL: d.cfg.JWKSURL, Issuer: d.cfg.JWTIssuer, Audience: d.cfg.JWTAudience, RolesClaim: d.cfg.JWTRolesClaim,
-		}, secrets.ReadString)
+		v, err := auth.NewVerifier(d.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: API token verifier: %w", d.name, err)
 		}

@@ -19,7 +19,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
 )
 
-func noEnv(string) string { return "" }
+func noEnv(k string) string { return testEnv[k] }
+
+// testEnv is what noEnv answers: nothing, unless a test sets it.
+var testEnv map[string]string
 
 // serveFunc runs f as `pulsevault fn` would (fnrun.Run) on a free port and
 // returns its base URL; the function stops when the test ends or stop is
@@ -134,7 +137,7 @@ func TestDepsGoEndsWithTheProcessContext(t *testing.T) {
 	}
 }
 
-// Deps.Verifier is auth.NewAPI: the jwt secret, and auth.Leeway.
+// Deps.Verifier is auth.NewVerifier: with AUTH_HS256=on the jwt secret, and auth.Leeway.
 func TestDepsVerifierLeeway(t *testing.T) {
 	dir := t.TempDir()
 	secret := "0123456789abcdef0123456789abcdef-test"
@@ -142,6 +145,8 @@ func TestDepsVerifierLeeway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SECRETS_DIR", dir)
+	testEnv = map[string]string{"AUTH_HS256": "on"} // the scripts' mode: HS256 tokens with the secret
+	t.Cleanup(func() { testEnv = nil })
 	var iss, aud string
 	f := fnrun.Function("api", func(d *fnrun.Deps) (http.Handler, error) {
 		iss, aud = d.Config().JWTIssuer, d.Config().JWTAudience

@@ -18,6 +18,17 @@ import (
 // Env is a running NATS + S3 pair and the configuration that points at it.
 type Env = localstack.Stack
 
+// testGetenv is the environment the test stack's configuration sees:
+// nothing but AUTH_HS256, the scripts' token mode the end-to-end tests
+// switch on (tests/authmode_test.go), so that cfg.Env() hands it to the
+// functions they start.
+func testGetenv(k string) string {
+	if k == "AUTH_HS256" {
+		return os.Getenv(k)
+	}
+	return ""
+}
+
 // Start brings up NATS and versitygw for t. Every test gets its own data
 // dir and ports, so tests run in parallel and beside a running `make dev`.
 // Under -short (the unit tier) it skips t: versitygw is a program `make
@@ -29,7 +40,7 @@ func Start(t testing.TB) *Env {
 	cfg, err := config.Load("testenv", []string{
 		"--data-dir", dir, "--nats-port", "0", "--s3-port", "0",
 		"--media-retention-days", "1", "--audit-retention-days", "1",
-	}, func(string) string { return "" })
+	}, testGetenv)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

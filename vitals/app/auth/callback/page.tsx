@@ -1,0 +1,5 @@
+import Callback from "@/components/Callback";
+
+export default function CallbackPage() {
+  return <Callback />;
+}

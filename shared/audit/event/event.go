@@ -41,9 +41,9 @@ const (
 	ArtifactWithdrawn = "artifact.withdrawn" // the owner withdrew the video; its locked bytes stay
 
 	// The embedded OpenID provider (shared/identity).
-	LoginSucceeded  = "login.succeeded" // embedded OpenID provider; actor is the user id
-	LoginFailed     = "login.failed"    // actor the user id when known, never the typed name; reason a code
-	Logout          = "logout"
+	LoginSucceeded = "login.succeeded" // embedded OpenID provider; actor is the user id
+	LoginFailed    = "login.failed"    // actor the user id when known, never the typed name; reason a code
+	Logout         = "logout"
 )
 
 // Outcomes.

@@ -348,7 +348,10 @@ func TestThrottle(t *testing.T) {
 // Device flow: the CLI asks, a person approves on the page, the CLI gets
 // tokens the API accepts; an expired device code is refused.
 func TestDeviceFlow(t *testing.T) {
-	r := newRig(t, func(o *Options) { o.DeviceTTL = 3 * time.Second })
+	// The approvals hash passwords, slow under -race on a busy machine: the
+	// code being approved gets the default lifetime, the one left to
+	// expire (below) a short one of its own issuer.
+	r := newRig(t, nil)
 	ctx := context.Background()
 	cfg := r.oauth(cliID)
 	da, err := cfg.DeviceAuth(ctx)
@@ -367,7 +370,7 @@ func TestDeviceFlow(t *testing.T) {
 	if !strings.Contains(string(b), `for="user_code"`) {
 		t.Fatalf("device page: %s", b)
 	}
-	approve := func(code, user, pass string) (int, string) {
+	approveAt := func(r *rig, code, user, pass string) (int, string) {
 		resp, err := http.PostForm(r.url+"/device", url.Values{"user_code": {code}, "username": {user}, "password": {pass}})
 		if err != nil {
 			t.Fatal(err)
@@ -376,6 +379,7 @@ func TestDeviceFlow(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, string(b)
 	}
+	approve := func(code, user, pass string) (int, string) { return approveAt(r, code, user, pass) }
 	if st, body := approve(da.UserCode, "admin-1", "wrong password here"); st != 401 || !strings.Contains(body, "not right") {
 		t.Fatalf("wrong password approved a device: %d", st)
 	}
@@ -400,16 +404,18 @@ func TestDeviceFlow(t *testing.T) {
 	}
 
 	// Expired: never approved in time.
-	late, err := cfg.DeviceAuth(ctx)
+	short := newRig(t, func(o *Options) { o.DeviceTTL = 2 * time.Second })
+	scfg := short.oauth(cliID)
+	late, err := scfg.DeviceAuth(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if st, _ := approve(late.UserCode, "admin-1", password); st != 400 {
+	time.Sleep(2500 * time.Millisecond)
+	if st, _ := approveAt(short, late.UserCode, "admin-1", password); st != 400 {
 		t.Errorf("approving an expired code: %d, want 400", st)
 	}
 	// Asked directly: oauth2's client gives up on its own at the expiry.
-	resp, err := http.PostForm(cfg.Endpoint.TokenURL, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+	resp, err := http.PostForm(scfg.Endpoint.TokenURL, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
 		"device_code": {late.DeviceCode}, "client_id": {cliID}})
 	if err != nil {
 		t.Fatal(err)

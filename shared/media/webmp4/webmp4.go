@@ -1,9 +1,8 @@
-// Package webmp4 decides whether a video's original can be served as it is
-// to a plain <video> element or a phone browser (a faststart H.264/AAC MP4:
-// the moov box before the media data, so playback starts before the whole
-// file has arrived) and, when not, how ffmpeg makes one: a remux with
-// +faststart when the codecs allow, else a 720p H.264/AAC encode, with the
-// container metadata (location, device) left out.
+// Package webmp4 is how ffmpeg makes a video's web MP4, the copy a plain
+// <video> element or a phone browser plays while it downloads (faststart:
+// the moov box before the media data): a remux when the codecs allow, else
+// a 720p H.264/AAC encode, with the container metadata (location, device)
+// left out; and the top-level box scan that checks the result.
 package webmp4
 
 import (

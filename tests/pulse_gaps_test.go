@@ -1,0 +1,191 @@
+package tests
+
+// Issue 17's acceptance, the parts TestPulseConformance leaves: the pulsevault function SIGKILLed
+// while the app's whole-file PATCH is in flight (the client re-HEADs and resumes), and the artifact
+// link playing in headless Chromium. Same harness as pulse_test.go: the real stack through the
+// public origin, the spec-written client there.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/testutil/testclip"
+)
+
+// killReplicas SIGKILLs every replica of fn among the provider's children (as faultRig.killFunction
+// does) and returns how many it killed.
+func killReplicas(s *ingestStack, fn string) int {
+	n := 0
+	suffix := []byte("\x00fn\x00" + fn)
+	for _, pid := range descendants(s.provider.Pid) {
+		if bytes.HasSuffix(bytes.TrimRight([]byte(cmdline(pid)), "\x00"), suffix) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// pulseClip is a real video for the pipeline, large enough that a throttled PATCH of it lasts a few
+// seconds.
+func pulseClip(t *testing.T, o testclip.Options) []byte {
+	t.Helper()
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := testclip.Make(context.Background(), clip, o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPulseUploadKilledMidPatch: the app's one whole-file PATCH is in flight (slowed, so the kill
+// lands inside it) when the pulsevault function's replica is SIGKILLed. The client sees the PATCH
+// fail, re-HEADs the upload URL as the spec's client does before every transfer — answered once the
+// provider has restarted the replica — and resumes from the offset HEAD reports. The locked
+// original's SHA-256 is the file's.
+func TestPulseUploadKilledMidPatch(t *testing.T) {
+	p := startPulse(t)
+	c := client{rig: p, header: "Pulse/2.1.0 (45; ios); protocol=1-2"}
+	pr := p.pair(t, p.s.token)
+	video := pulseClip(t, testclip.Options{Width: 720, Height: 1280, Seconds: 4})
+	h := sha256.Sum256(video)
+	md := map[string]string{"artifactId": pr.artifact, "filename": "draft.mp4", "kind": "video", "checksum": "sha256:" + hex.EncodeToString(h[:])}
+	code, u, b := c.create(t, pr, pr.token, md, len(video))
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	c.headAt(t, u, pr.token, 0, len(video))
+
+	// The whole file in one PATCH, at a rate that makes it last ~4 s.
+	rate := max(len(video)/4, 64<<10)
+	slow := &http.Client{Transport: slowTransport{rate: rate}, Timeout: time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequest(http.MethodPatch, u, bytes.NewReader(video))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"Authorization": "Bearer " + pr.token, "Pulse-Client": c.header, "Tus-Resumable": "1.0.0",
+		"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"} {
+		req.Header.Set(k, v)
+	}
+	type answer struct {
+		code int
+		err  error
+	}
+	done := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		res, err := slow.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		res.Body.Close()
+		done <- answer{code: res.StatusCode}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	killed := killReplicas(p.s, "pulsevault")
+	if killed == 0 {
+		t.Fatal("no pulsevault replica to kill")
+	}
+	killedAt := time.Since(start)
+	a := <-done
+	if a.err == nil && a.code == http.StatusNoContent {
+		t.Fatalf("the PATCH completed (204) although its replica was killed at +%s: the kill missed it", killedAt)
+	}
+	if a.code >= 300 && a.code < 400 {
+		t.Fatalf("the killed PATCH answered a redirect (%d), which the app treats as fatal", a.code)
+	}
+	t.Logf("%d replica(s) SIGKILLed at +%s; the PATCH ended with %d %v", killed, killedAt.Round(time.Millisecond), a.code, a.err)
+
+	// Re-HEAD until the restarted replica answers (the dead one's lock lapses first).
+	var off int
+	headStart := time.Now()
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		res, err := p.http.Do(headReq(t, u, pr.token, c.header))
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode >= 300 && res.StatusCode < 400 {
+				t.Fatalf("HEAD after the kill: a redirect (%d)", res.StatusCode)
+			}
+			if res.StatusCode == http.StatusOK {
+				off, _ = strconv.Atoi(res.Header.Get("Upload-Offset"))
+				if res.Header.Get("Upload-Length") != strconv.Itoa(len(video)) {
+					t.Fatalf("HEAD after the kill: Upload-Length %q, want %d", res.Header.Get("Upload-Length"), len(video))
+				}
+				break
+			}
+			if res.StatusCode == http.StatusNotFound || res.StatusCode == http.StatusGone {
+				t.Fatalf("HEAD after the kill: %d, the upload is gone (the app would start over)", res.StatusCode)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HEAD never answered 200 after the kill: %v\nprovider stderr tail:\n%s", err, lastBytes(p.s.stderr.String(), 3000))
+		}
+	}
+	if off < 0 || off >= len(video) {
+		t.Fatalf("offset %d after the kill, of %d", off, len(video))
+	}
+	t.Logf("re-HEAD answered 200 after %s: offset %d of %d", time.Since(headStart).Round(time.Millisecond), off, len(video))
+
+	// Resume from there: the rest in one PATCH, the checksum covering all of it.
+	res, b := c.do(t, http.MethodPatch, u, pr.token, video[off:], tusHeaders("Upload-Offset", strconv.Itoa(off), "Content-Type", "application/offset+octet-stream")...)
+	if res.StatusCode != http.StatusNoContent || res.Header.Get("Upload-Offset") != strconv.Itoa(len(video)) {
+		t.Fatalf("resume PATCH: %d offset %q %s", res.StatusCode, res.Header.Get("Upload-Offset"), b)
+	}
+	v := waitPulse(t, p.s, pr.artifact, 2*time.Minute, func(v *meta.Video) bool { return v.Original != nil })
+	rc, _, err := p.s.st.Get(context.Background(), p.s.env.Config.MediaBucket, v.Original.Key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := readAllClose(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(orig) != h {
+		t.Fatalf("the locked original (%d bytes) differs from the file (%d bytes)", len(orig), len(video))
+	}
+	info, err := p.s.st.Stat(context.Background(), p.s.env.Config.MediaBucket, v.Original.Key)
+	if err != nil || info.Retention == nil || info.Retention.Mode != "COMPLIANCE" {
+		t.Fatalf("the original is not COMPLIANCE-locked: %v %v", info.Retention, err)
+	}
+	if v.ID != pr.artifact {
+		t.Fatalf("video id %q, want the artifact id %q", v.ID, pr.artifact)
+	}
+}
+
+func headReq(t *testing.T, u, token, pulseClient string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodHead, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	if pulseClient != "" {
+		req.Header.Set("Pulse-Client", pulseClient)
+	}
+	return req
+}
+
+func readAllClose(rc interface {
+	Read([]byte) (int, error)
+	Close() error
+}) ([]byte, error) {
+	defer rc.Close()
+	var b bytes.Buffer
+	_, err := b.ReadFrom(rc)
+	return b.Bytes(), err
+}

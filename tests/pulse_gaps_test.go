@@ -10,8 +10,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -188,4 +191,91 @@ func readAllClose(rc interface {
 	var b bytes.Buffer
 	_, err := b.ReadFrom(rc)
 	return b.Bytes(), err
+}
+
+// artifactPlayback is what tests/testdata/pulse-artifact-play.mjs reports.
+type artifactPlayback struct {
+	Page        int      `json:"page"`
+	ContentType string   `json:"contentType"`
+	Playing     bool     `json:"playing"`
+	Events      []string `json:"events"`
+	Time        float64  `json:"time"`
+	Advanced    float64  `json:"advanced"`
+	Duration    float64  `json:"duration"`
+	Width       int      `json:"width"`
+	Height      int      `json:"height"`
+	MediaError  string   `json:"mediaError"`
+	Errors      []string `json:"errors"`
+	Console     []string `json:"console"`
+	Requests    []string `json:"requests"`
+}
+
+// TestPulseArtifactPlaysInChromium: the app opens the video's link in a phone browser. Here the
+// artifact URL with a view link's ?token= is opened in headless Chromium, which shows it in a <video>
+// element: it must reach `playing` with currentTime advancing, and no console or page error.
+func TestPulseArtifactPlaysInChromium(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium not installed")
+	}
+	vitals := filepath.Join(repoRoot(t), "vitals")
+	if _, err := os.Stat(filepath.Join(vitals, "node_modules", "playwright-core")); err != nil {
+		t.Skip("vitals/node_modules (playwright-core) not installed: npm ci in vitals/")
+	}
+	p := startPulse(t)
+	c := client{rig: p, header: "Pulse/2.1.0 (45; ios); protocol=1-2"}
+	pr := p.pair(t, p.s.token)
+	video := pulseClip(t, testclip.Options{Width: 360, Height: 640, Seconds: 4})
+	h := sha256.Sum256(video)
+	c.send(t, pr, map[string]string{"artifactId": pr.artifact, "filename": "draft.mp4", "kind": "video", "checksum": "sha256:" + hex.EncodeToString(h[:])}, video)
+	waitPulse(t, p.s, pr.artifact, 3*time.Minute, func(v *meta.Video) bool { return v.WebMP4 != "" })
+
+	art := pr.server + "/artifacts/" + pr.artifact
+	res, b := c.do(t, http.MethodPost, art+"/view-link", pr.token, nil)
+	var vl struct {
+		Token string `json:"token"`
+	}
+	if res.StatusCode != http.StatusOK || json.Unmarshal(b, &vl) != nil || vl.Token == "" {
+		t.Fatalf("view-link: %d %s", res.StatusCode, b)
+	}
+	play := func(page string) artifactPlayback {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot(t), "tests", "testdata", "pulse-artifact-play.mjs"))
+		cmd.Env = append(os.Environ(), "VITALS_DIR="+vitals, "PAGE="+page, "CHROMIUM="+chromium)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium: %v\n%s", err, stderr.String())
+		}
+		var r artifactPlayback
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("chromium answered %q: %v", out, err)
+		}
+		return r
+	}
+	start := time.Now()
+	r := play(art + "?token=" + url.QueryEscape(vl.Token))
+	took := time.Since(start)
+	if r.Page != http.StatusOK && r.Page != http.StatusPartialContent {
+		t.Fatalf("the view link opened with %d (%+v)", r.Page, r)
+	}
+	if !r.Playing || r.Advanced <= 0 || r.MediaError != "" {
+		t.Fatalf("the artifact did not play in Chromium: %+v", r)
+	}
+	if r.Width != 360 || r.Height != 640 {
+		t.Errorf("decoded %dx%d, want 360x640", r.Width, r.Height)
+	}
+	if len(r.Errors) > 0 || len(r.Console) > 0 {
+		t.Fatalf("errors while playing: page %v, console %v", r.Errors, r.Console)
+	}
+	t.Logf("view link in Chromium: %d %s, played %.2fs of %.2fs (events %v, responses %v) in %s",
+		r.Page, r.ContentType, r.Advanced, r.Duration, r.Events, r.Requests, took.Round(time.Millisecond))
+
+	// The same page with another artifact's token, or none, does not play.
+	other := p.pair(t, p.s.token)
+	if r := play(art + "?token=" + url.QueryEscape(other.token)); r.Page != http.StatusForbidden || r.Playing {
+		t.Fatalf("another pairing's token: page %d playing %v", r.Page, r.Playing)
+	}
 }

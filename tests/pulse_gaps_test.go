@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -166,6 +167,10 @@ func TestPulseUploadKilledMidPatch(t *testing.T) {
 	}
 	if v.ID != pr.artifact {
 		t.Fatalf("video id %q, want the artifact id %q", v.ID, pr.artifact)
+	}
+	// Resumed from 0, the restarted replica saw the upload's start: its checksum was verified.
+	if off == 0 && strings.Contains(p.s.stderr.String(), "checksum not verifiable") {
+		t.Fatal("the resume from offset 0 was accepted without verifying its checksum")
 	}
 }
 

@@ -342,10 +342,15 @@ func TestBadInputCorpus(t *testing.T) {
 	// functions' own endpoints, through the public origin.
 	attacks := newAttackRig(s, publicOrigin(t, s), client, http.StatusRequestHeaderFieldsTooLarge)
 	cases = append(cases, secondUserAttacks(attacks)...)
+	// Issue 17: the Pulse capture protocol's bad inputs, through the public origin to the
+	// pulsevault function on this same stack.
+	pulse := pulseBadCases(t, deployPulse(t, s))
+	cases = append(cases, pulse.cases...)
 	// Before any listing: the videos function's first scan meets them.
 	listed := plantUndecodableMeta(t, attacks)
 
 	failures := 0
+	failed := map[string]bool{}
 	for _, c := range cases {
 		ok := t.Run(c.name, func(t *testing.T) {
 			before := s.snapshot(t)
@@ -357,8 +362,10 @@ func TestBadInputCorpus(t *testing.T) {
 		})
 		if !ok {
 			failures++
+			failed[c.name] = true
 		}
 	}
+	pulse.after(t)
 	// One meta.json nobody can read does not take the feed down.
 	feedSurvives(t, attacks, listed)
 
@@ -374,7 +381,7 @@ func TestBadInputCorpus(t *testing.T) {
 	if !strings.Contains(logText.String(), `"msg":"upload rejected"`) {
 		t.Error("the function logs were not collected (no rejection logged)")
 	}
-	secrets := []string{s.token, other, valid, ingestSecret, attacks.attacker, victimName}
+	secrets := append([]string{s.token, other, valid, ingestSecret, attacks.attacker, victimName}, pulse.secrets...)
 	for _, j := range badJWTs {
 		if len(j.token) > 20 {
 			secrets = append(secrets, j.token)
@@ -393,7 +400,13 @@ func TestBadInputCorpus(t *testing.T) {
 	if len(cases) < 40 {
 		t.Errorf("the corpus has %d cases, want at least 40", len(cases))
 	}
-	fmt.Printf("SUMMARY family=bad-input cases=%d failures=%d\n", len(cases), failures)
+	pulseFailures := 0
+	for _, c := range cases {
+		if strings.HasPrefix(c.name, "pulse: ") && failed[c.name] {
+			pulseFailures++
+		}
+	}
+	fmt.Printf("SUMMARY family=bad-input cases=%d failures=%d (pulse protocol: cases=%d failures=%d)\n", len(cases), failures, len(pulse.cases), pulseFailures)
 }
 
 // deployPlayback is deployPipeline (transcode, videos, the connector)

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,6 +43,13 @@ func loadCompose(t *testing.T, env map[string]string) *types.Project {
 		t.Fatalf("compose.yaml: %v", err)
 	}
 	return p
+}
+
+// allServices are the services with those of every profile (alloy: "logs").
+func allServices(p *types.Project) types.Services {
+	all := maps.Clone(p.Services)
+	maps.Copy(all, p.DisabledServices)
+	return all
 }
 
 // pulsevaultServices run the image built from infra/compose/Dockerfile.
@@ -96,7 +104,7 @@ func TestComposeImages(t *testing.T) {
 	minio := yamlFile(t, filepath.Join(infraDir(t), "helm", "minio-values.yaml"))[0]
 	minioImage := dig(minio, "image", "repository").(string) + ":" + dig(minio, "image", "tag").(string)
 	pinned := regexp.MustCompile(`^[a-z0-9./-]+:[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	for name, s := range p.Services {
+	for name, s := range allServices(p) {
 		img := s.Image
 		if !pinned.MatchString(img) || strings.HasSuffix(img, ":latest") {
 			t.Errorf("%s: image %q is not pinned to a tag", name, img)
@@ -476,7 +484,7 @@ func TestComposeLifecycle(t *testing.T) {
 	t.Parallel()
 	p := loadCompose(t, composeEnv)
 	oneShots := map[string]bool{"s3-users": true, "bootstrap": true}
-	for name, s := range p.Services {
+	for name, s := range allServices(p) {
 		switch {
 		case oneShots[name]:
 			if s.Restart != "no" {

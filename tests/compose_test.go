@@ -446,10 +446,15 @@ func TestComposeVariables(t *testing.T) {
 			t.Errorf("nginx: %s is no placeholder of pulsevault.conf", k)
 		}
 	}
-	for _, k := range []string{"PULSEVAULT_TLS_CERT", "PULSEVAULT_TLS_KEY", "PULSEVAULT_S3_CA"} {
+	for _, k := range []string{"PULSEVAULT_TLS_CERT", "PULSEVAULT_TLS_KEY"} {
 		if !strings.HasPrefix(*ng[k], "/run/secrets/") {
 			t.Errorf("nginx: %s=%s is not a secret file", k, *ng[k])
 		}
+	}
+	// The store's CA: pulsevault-ca over https; over http any PEM (nginx loads the file either
+	// way), and pulsevault-ca may be "none" then.
+	if strings.HasPrefix(*ng["PULSEVAULT_S3_URL"], "https://") != (*ng["PULSEVAULT_S3_CA"] == "/run/secrets/pulsevault-ca") {
+		t.Errorf("nginx: PULSEVAULT_S3_CA=%s for %s", *ng["PULSEVAULT_S3_CA"], *ng["PULSEVAULT_S3_URL"])
 	}
 	if *ng["PULSEVAULT_SERVER_NAME"] != composeEnv["PULSEVAULT_SERVER_NAME"] {
 		t.Errorf("nginx server name %q", *ng["PULSEVAULT_SERVER_NAME"])

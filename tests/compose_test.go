@@ -14,7 +14,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mieweb/pulsevault/shared/faas/connector"
 	"github.com/mieweb/pulsevault/shared/platform/config"

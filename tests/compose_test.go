@@ -2,8 +2,12 @@ package tests
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -560,6 +564,86 @@ func TestComposeLifecycle(t *testing.T) {
 	for _, n := range append(pulsevaultServices, "nginx") {
 		if !p.Services[n].ReadOnly {
 			t.Errorf("%s: root file system is writable", n)
+		}
+	}
+}
+
+// TestComposeMakeSecrets runs make-secrets.sh (with the built pulsevault
+// and Debian's openssl): it writes every secret compose.yaml names, in a
+// 0700 directory, with values the consumers accept, and keeps existing
+// files on a second run. The other scripts at least parse (sh -n).
+func TestComposeMakeSecrets(t *testing.T) {
+	t.Parallel()
+	bin := buildPulsevault(t)
+	src := filepath.Join(infraDir(t), "compose")
+	for _, sh := range []string{"deploy.sh", "s3-users.sh", "make-secrets.sh"} {
+		if out, err := exec.Command("sh", "-n", filepath.Join(src, sh)).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", sh, err, out)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "infra", "compose")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(src, "make-secrets.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "make-secrets.sh"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() {
+		cmd := exec.Command("sh", filepath.Join(dir, "make-secrets.sh"))
+		cmd.Env = append(os.Environ(), "PULSEVAULT="+bin, "PULSEVAULT_SERVER_NAME=video.example.org")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make-secrets.sh: %v\n%s", err, out)
+		}
+	}
+	run()
+	secrets := filepath.Join(dir, "secrets")
+	if fi, err := os.Stat(secrets); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("secrets dir: %v %v, want mode 0700", fi, err)
+	}
+	first := map[string]string{}
+	for name := range loadCompose(t, composeEnv).Secrets {
+		b, err := os.ReadFile(filepath.Join(secrets, name))
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s: %v (%d bytes)", name, err, len(b))
+			continue
+		}
+		v := string(b)
+		first[name] = v
+		switch {
+		case strings.HasSuffix(name, "-secret-key") || name == "minio-root-password":
+			if len(v) < 8 || len(v) > 40 {
+				t.Errorf("%s: %d characters, MinIO takes 8-40", name, len(v))
+			}
+		case strings.HasSuffix(name, "-access-key"):
+			if v != "pulsevault-"+strings.TrimSuffix(strings.TrimPrefix(name, "pulsevault-s3-"), "-access-key") {
+				t.Errorf("%s = %q", name, v)
+			}
+		case name == "pulsevault-media-keys" || name == "pulsevault-pulse-keys":
+			if !regexp.MustCompile(`^k[0-9]{8}=[A-Za-z0-9_-]{43}$`).MatchString(v) {
+				t.Errorf("%s = %q, want kYYYYMMDD=<32 bytes base64url>", name, v)
+			}
+		case name == "pulsevault-public-tls-crt":
+			blk, _ := pem.Decode(b)
+			if blk == nil {
+				t.Fatalf("%s: no PEM", name)
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil || !slices.Contains(c.DNSNames, "video.example.org") {
+				t.Errorf("%s: %v, names %v", name, err, c.DNSNames)
+			}
+		}
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(secrets, "pulsevault-public-tls-crt"), filepath.Join(secrets, "pulsevault-public-tls-key")); err != nil {
+		t.Errorf("public certificate and key do not pair: %v", err)
+	}
+	run()
+	for name, v := range first {
+		if b, _ := os.ReadFile(filepath.Join(secrets, name)); string(b) != v {
+			t.Errorf("%s changed on the second run", name)
 		}
 	}
 }

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Writes the Compose stack's secret files into infra/compose/secrets (mode 0700; the files 0644 so
 # the containers' non-root users can read their bind mounts; the directory keeps others out).
-# Existing files are kept: run it again after adding a function. Needs bin/pulsevault (make build)
-# and openssl. The public certificate: put yours at secrets/pulsevault-public-tls-crt and -key
-# before running, or a self-signed one for PULSEVAULT_SERVER_NAME is made.
+# Existing files are kept: run it again after adding a function. Needs bin/pulsevault (make build;
+# or PULSEVAULT=/path/to/pulsevault) and openssl. The public certificate: put yours at
+# secrets/pulsevault-public-tls-crt and -key before running, or a self-signed one for PULSEVAULT_SERVER_NAME is made.
 set -eu
 cd "$(dirname "$0")"
 umask 022
@@ -20,7 +20,7 @@ done
 put pulsevault-jwt-secret "$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 put pulsevault-media-keys "k$(date +%Y%m%d)=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 put pulsevault-pulse-keys "k$(date +%Y%m%d)=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-[ -s secrets/pulsevault-audit-key ] || { ../../bin/pulsevault audit keygen > secrets/pulsevault-audit-key; echo "wrote secrets/pulsevault-audit-key"; }
+[ -s secrets/pulsevault-audit-key ] || { "${PULSEVAULT:-../../bin/pulsevault}" audit keygen > secrets/pulsevault-audit-key; echo "wrote secrets/pulsevault-audit-key"; }
 # MinIO and NATS are plain on the stack's private network: no private CA (the system roots).
 put pulsevault-ca none
 if [ ! -s secrets/pulsevault-public-tls-crt ]; then

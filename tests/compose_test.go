@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"maps"
 	"os"
@@ -147,7 +148,7 @@ func TestComposeImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ffmpeg", "USER 10001:10001", "/out/faas-cli", "COPY stack.yml /etc/pulsevault/stack.yml", "infra/compose/deploy.sh"} {
+	for _, want := range []string{"ffmpeg", "USER 10001:10001", "/out/faas-cli", "COPY stack.yml /etc/pulsevault/stack.yml", "COPY template /etc/pulsevault/template", "infra/compose/deploy.sh"} {
 		if !strings.Contains(string(df), want) {
 			t.Errorf("infra/compose/Dockerfile lacks %q", want)
 		}
@@ -644,6 +645,93 @@ func TestComposeMakeSecrets(t *testing.T) {
 	for name, v := range first {
 		if b, _ := os.ReadFile(filepath.Join(secrets, name)); string(b) != v {
 			t.Errorf("%s changed on the second run", name)
+		}
+	}
+}
+
+// TestComposeDeployScript runs deploy.sh (with faas-cli) against a real
+// `pulsevault provider`, from a directory holding only stack.yml as in the
+// image: it logs in with the provider's password file, puts every function
+// secret into the provider's store but not bootstrap's, deploys every
+// function, and a second run (secrets already there) succeeds too.
+func TestComposeDeployScript(t *testing.T) {
+	t.Parallel()
+	cli := faasCLI(t)
+	bin := buildPulsevault(t)
+	p := startProviderCmd(t, bin)
+	if p.user != "admin" {
+		t.Fatalf("provider user %q: deploy.sh logs in as admin", p.user)
+	}
+	pwFile := filepath.Join(p.data, "gateway", "basic-auth-password")
+	if b, err := os.ReadFile(pwFile); err != nil || strings.TrimSpace(string(b)) != p.pass {
+		t.Fatalf("the provider's password is not in %s (what deploy.sh and the connector read): %v", pwFile, err)
+	}
+	secrets := t.TempDir()
+	want := map[string]bool{}
+	for _, f := range readStack(t).Functions {
+		for _, s := range f.Secrets {
+			want[s] = true
+			if err := os.WriteFile(filepath.Join(secrets, s), []byte(randomSecret(t)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, s := range []string{"pulsevault-s3-bootstrap-access-key", "pulsevault-s3-bootstrap-secret-key", "minio-root-user"} {
+		if err := os.WriteFile(filepath.Join(secrets, s), []byte(randomSecret(t)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stackDir := t.TempDir()
+	stack, err := os.ReadFile(filepath.Join(repoRoot(t), "stack.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stackDir, "stack.yml"), stack, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// What the image holds beside it (infra/compose/Dockerfile: COPY template ...).
+	if err := os.CopyFS(filepath.Join(stackDir, "template"), os.DirFS(filepath.Join(repoRoot(t), "template"))); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "sh", filepath.Join(infraDir(t), "compose", "deploy.sh"))
+		cmd.Env = append(os.Environ(),
+			"PATH="+filepath.Dir(cli)+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"DEPLOY_GATEWAY="+p.url, "DEPLOY_PASSWORD_FILE="+pwFile, "DEPLOY_SECRETS="+secrets,
+			"DEPLOY_STACK="+filepath.Join(stackDir, "stack.yml"), "DEPLOY_HOME="+t.TempDir(), "DEPLOY_ONCE=1",
+			"OIDC_ISSUER="+composeEnv["OIDC_ISSUER"])
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("deploy.sh: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	for i := range 2 {
+		out := run()
+		if n := strings.Count(out, "Deployed. 202 Accepted."); n != len(readStack(t).Functions) {
+			t.Fatalf("run %d: %d functions deployed, want %d:\n%s", i+1, n, len(readStack(t).Functions), out)
+		}
+	}
+	code, _, body := p.do("GET", "/system/secrets", nil, true)
+	if code != 200 {
+		t.Fatalf("GET /system/secrets: %d %s", code, body)
+	}
+	var got []struct{ Name string }
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, s := range got {
+		have[s.Name] = true
+		if !want[s.Name] {
+			t.Errorf("the provider holds %s, no function's secret", s.Name)
+		}
+	}
+	for s := range want {
+		if !have[s] {
+			t.Errorf("the provider lacks %s", s)
 		}
 	}
 }

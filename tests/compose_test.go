@@ -153,6 +153,19 @@ func TestComposeImages(t *testing.T) {
 			t.Errorf("infra/compose/Dockerfile lacks %q", want)
 		}
 	}
+	// nginx writes its access log into the nginx-logs volume as uid 101: the image makes the
+	// directory with that owner, which an empty volume takes on.
+	edge, err := os.ReadFile(filepath.Join(infraDir(t), "nginx", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := *p.Services["nginx"].Environment["PULSEVAULT_LOG_DIR"]
+	if !strings.Contains(string(edge), "install -d -o 101 -g 0 -m 0750 "+logDir+"\n") || !strings.HasSuffix(strings.TrimSpace(string(edge)), "USER 101") {
+		t.Errorf("infra/nginx/Dockerfile does not make %s for uid 101 (and end as USER 101)", logDir)
+	}
+	if !slices.ContainsFunc(p.Services["nginx"].Volumes, func(v types.ServiceVolumeConfig) bool { return v.Source == "nginx-logs" && v.Target == logDir }) {
+		t.Errorf("nginx's log dir %s is not the nginx-logs volume", logDir)
+	}
 	mk, err := os.ReadFile(filepath.Join(repoRoot(t), "Makefile"))
 	if err != nil {
 		t.Fatal(err)

@@ -188,7 +188,8 @@ func dashboardMetrics(t *testing.T) map[string]bool {
 	}
 	var d struct {
 		Panels []struct {
-			Targets []struct{ Expr string } `json:"targets"`
+			Datasource struct{ Type string }   `json:"datasource"`
+			Targets    []struct{ Expr string } `json:"targets"`
 		} `json:"panels"`
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
@@ -196,6 +197,9 @@ func dashboardMetrics(t *testing.T) map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, p := range d.Panels {
+		if p.Datasource.Type == "loki" {
+			continue // LogQL, no metrics
+		}
 		for _, tg := range p.Targets {
 			for _, n := range metricNameRe.FindAllString(promqlLabelsRe.ReplaceAllString(tg.Expr, ""), -1) {
 				out[n] = true

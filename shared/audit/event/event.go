@@ -32,6 +32,10 @@ const (
 	AccessDenied    = "access.denied"
 	DeleteRefused   = "delete.refused"
 	ConfigChanged   = "config.changed"
+	// OriginalShadowed: the original's key has a newer version than the
+	// one meta.json pins (reason newer-version or delete-marker); readers
+	// ignore it and keep reading the pinned, locked version.
+	OriginalShadowed = "original.shadowed"
 
 	// The Pulse capture protocol (shared/pulse/server).
 	PairingCreated    = "pairing.created"    // a signed-in person minted a pairing link (object: the artifact id)
@@ -41,9 +45,9 @@ const (
 	ArtifactWithdrawn = "artifact.withdrawn" // the owner withdrew the video; its locked bytes stay
 
 	// The embedded OpenID provider (shared/identity).
-	LoginSucceeded  = "login.succeeded" // embedded OpenID provider; actor is the user id
-	LoginFailed     = "login.failed"    // actor the user id when known, never the typed name; reason a code
-	Logout          = "logout"
+	LoginSucceeded = "login.succeeded" // embedded OpenID provider; actor is the user id
+	LoginFailed    = "login.failed"    // actor the user id when known, never the typed name; reason a code
+	Logout         = "logout"
 )
 
 // Outcomes.

@@ -409,7 +409,12 @@ func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Vid
 
 // hashStaged is the hex SHA-256 of a staged upload.
 func (f *Finalizer) hashStaged(ctx context.Context, upload string) (string, error) {
-	rc, _, err := f.o.Store.Get(ctx, f.o.UploadsBucket, upload, 0, -1)
+	return f.hashObject(ctx, f.o.UploadsBucket, upload, "")
+}
+
+// hashObject is the hex SHA-256 of one version of an object ("": latest).
+func (f *Finalizer) hashObject(ctx context.Context, bucket, key, version string) (string, error) {
+	rc, _, err := f.o.Store.GetVersion(ctx, bucket, key, version, 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -457,21 +462,36 @@ func (f *Finalizer) pruneMetaVersions(ctx context.Context, id string) error {
 }
 
 // copyOriginal locks the upload in the media bucket, unless an earlier run
-// already did (every copy would be another version nobody can remove).
+// already did (every copy would be another version nobody can remove), and
+// pins the locked version: its version id and the SHA-256 of its bytes as
+// read back from the store go into meta.json, and every reader asks for
+// that version.
 func (f *Finalizer) copyOriginal(ctx context.Context, upload, id string, size int64, res probe.Result) (*meta.Original, error) {
 	key := topology.OriginalKey(id, res.Ext)
+	o := &meta.Original{Key: key, Size: size, ContentType: res.ContentType}
 	have, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key)
 	if err == nil && have.Size == size && have.Retention != nil {
-		return &meta.Original{Key: key, Size: size, ContentType: res.ContentType, RetainUntil: have.Retention.Until}, nil
+		o.RetainUntil, o.VersionID = have.Retention.Until, have.VersionID
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
+	} else {
+		ret := storage.Compliance(f.o.RetentionDays)
+		info, err := f.o.Store.Copy(ctx, f.o.UploadsBucket, upload, f.o.MediaBucket, key,
+			storage.PutOptions{ContentType: res.ContentType, Retention: &ret})
+		if err != nil {
+			return nil, err
+		}
+		o.RetainUntil, o.VersionID = ret.Until, info.VersionID
 	}
-	ret := storage.Compliance(f.o.RetentionDays)
-	if _, err := f.o.Store.Copy(ctx, f.o.UploadsBucket, upload, f.o.MediaBucket, key,
-		storage.PutOptions{ContentType: res.ContentType, Retention: &ret}); err != nil {
+	if o.VersionID == "null" { // an unversioned store's answer: nothing to pin
+		o.VersionID = ""
+	}
+	sum, err := f.hashObject(ctx, f.o.MediaBucket, key, o.VersionID)
+	if err != nil {
 		return nil, err
 	}
-	return &meta.Original{Key: key, Size: size, ContentType: res.ContentType, RetainUntil: ret.Until}, nil
+	o.SHA256 = sum
+	return o, nil
 }
 
 // emit publishes an audit event whose id is derived from the video and the

@@ -145,6 +145,12 @@ type Original struct {
 	Size        int64     `json:"size"`
 	ContentType string    `json:"content_type"`
 	RetainUntil time.Time `json:"retain_until"`
+	// VersionID and SHA256 pin the locked version finalize wrote: readers
+	// ask for that version, never "latest", so a later PutObject over the
+	// key (a new, unlocked version) is never read in its place. Empty in
+	// meta.json written before pinning (and on a store without versions).
+	VersionID string `json:"version_id,omitempty"`
+	SHA256    string `json:"sha256,omitempty"` // hex, of the locked version's bytes
 }
 
 // Probe is what ffprobe found in the original.

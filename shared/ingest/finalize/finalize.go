@@ -104,7 +104,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 		return nil, err
 	}
 	return &Finalizer{m: m,
-		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
+		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).Retain(o.RetentionDays).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
 		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger, claimTTL: claimTTL,
 	}, nil
 }
@@ -429,7 +429,10 @@ func (f *Finalizer) hashObject(ctx context.Context, bucket, key, version string)
 // pruneMetaVersions deletes every version of a rejected video's meta.json
 // but the latest (an earlier one may hold client metadata, as meta.json
 // of rejected uploads did before), where the store lets it: a locked
-// version stays and is logged.
+// version stays and is logged. Versions are locked since meta.json
+// history is kept (meta.Store.Retain), and a rejected upload's first
+// meta.json already has no client metadata, so there is nothing to
+// prune then; this clears what older releases left unlocked.
 func (f *Finalizer) pruneMetaVersions(ctx context.Context, id string) error {
 	key := topology.MetaKey(id)
 	var versions []storage.Info

@@ -95,7 +95,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	logs := &testenv.Buffer{}
-	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), logs: logs}
+	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket).Retain(cfg.MediaRetentionDays), logs: logs}
 	r.w = &encode.Worker{Store: st, Meta: r.meta, Audit: event.NewPublisher(b, "transcode"),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: logging.New(logs, "debug", "fn/transcode")}
 	r.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)

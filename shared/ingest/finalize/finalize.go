@@ -503,12 +503,16 @@ func (f *Finalizer) emit(ctx context.Context, v *meta.Video, action, actor, outc
 	if actor == "" {
 		actor = "service:upload-finalize"
 	}
-	return f.audit.Publish(ctx, event.Event{
+	e := event.Event{
 		ID:      uuid.NewSHA1(videoid.Namespace, []byte(v.ID+"/"+action)).String(),
 		Actor:   actor,
 		Action:  action,
 		Object:  v.ID,
 		Outcome: outcome,
 		Reason:  reason,
-	})
+	}
+	if action == event.VideoFinalized && v.Original != nil {
+		e.SHA256 = v.Original.SHA256 // the log vouches for the locked original (audit prove-video)
+	}
+	return f.audit.Publish(ctx, e)
 }

@@ -3,12 +3,14 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,9 +31,22 @@ import (
 // PutObject over the original), and `audit check-bundle` verifies it
 // offline, re-hashing the original when given; a tampered bundle, or
 // another file given as the original, is refused. Real audit-append on a
-// real provider, NATS and versitygw.
+// real provider, NATS and versitygw, with a witness cosigning (the bundle
+// carries the cosigned checkpoint; check-bundle --witness-key checks it).
 func TestAuditProveVideoBundle(t *testing.T) {
-	r := startAuditRig(t, 1, map[string]string{"AUDIT_BATCH_WAIT": "20ms"})
+	bin := buildPulsevault(t)
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i * 7) // the rig's signing key
+	}
+	secret := filepath.Join(t.TempDir(), "seed")
+	_ = os.WriteFile(secret, []byte(base64.StdEncoding.EncodeToString(seed)+"\n"), 0o600)
+	out, err := exec.Command(bin, "audit", "pubkey", "--from-secret", secret).Output()
+	if err != nil {
+		t.Fatalf("pubkey --from-secret: %v", err)
+	}
+	wURL, wKey := startWitness(t, bin, strings.TrimSpace(string(out)))
+	r := startAuditRig(t, 1, map[string]string{"AUDIT_BATCH_WAIT": "20ms", "AUDIT_WITNESSES": wURL + " " + wKey})
 	r.wake(1)
 	ctx := context.Background()
 	id := uuid.NewString()
@@ -73,6 +88,7 @@ func TestAuditProveVideoBundle(t *testing.T) {
 	r.publish(20, 2, 0) // other videos' records around them
 	r.waitHead(24, 60*time.Second)
 	r.checkpoint()
+	r.waitKey(topology.AuditCosignedKey(r.headSeq(), mustCosigVerifier(t, wKey).KeyHash()))
 	pinned := "--public-key=" + base64.StdEncoding.EncodeToString(r.pub)
 
 	stdout, stderr, code := r.cliSplit("prove-video", id, pinned)
@@ -98,9 +114,17 @@ func TestAuditProveVideoBundle(t *testing.T) {
 	original := write("original.mp4", orig)
 	other := write("other.mp4", shadow)
 
-	stdout, stderr, code = r.cliSplit("check-bundle", bundle, "--original", original, pinned)
-	if code != 0 || !strings.Contains(stdout, "OK: 4 records") || !strings.Contains(stdout, "the original file's SHA-256 "+hash) {
+	stdout, stderr, code = r.cliSplit("check-bundle", bundle, "--original", original, pinned, "--witness-key", wKey)
+	if code != 0 || !strings.Contains(stdout, "OK: 4 records") || !strings.Contains(stdout, "cosigned by 1 trusted witness") || !strings.Contains(stdout, "the original file's SHA-256 "+hash) {
 		t.Fatalf("check-bundle: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// A witness that never cosigned it is not satisfied.
+	otherKey, err := exec.Command(bin, "witness", "keygen", "--name", "other.test", "--key", filepath.Join(t.TempDir(), "k")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, code := r.cliSplit("check-bundle", bundle, pinned, "--witness-key", strings.TrimSpace(string(otherKey))); code == 0 || !strings.Contains(stdout+stderr, "no cosignature by a trusted witness") {
+		t.Fatalf("check-bundle with an unknown witness: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// Without a pinned key it still checks, and says whose keys it trusted.
 	if stdout, stderr, code := r.cliSplit("check-bundle", bundle); code != 0 || !strings.Contains(stderr, "WARNING") {

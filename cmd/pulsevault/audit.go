@@ -49,7 +49,7 @@ const auditUsage = `Usage:
         inclusion proof under the newest signed (and cosigned) checkpoint, the
         log's public keys, and the SHA-256 of the locked original (re-hashed from
         the pinned version in BUCKET_MEDIA; with --from-dir, as the log recorded it)
-  pulsevault audit check-bundle FILE|- [--original FILE] [--public-key KEY]
+  pulsevault audit check-bundle FILE|- [--original FILE] [--public-key KEY] [--witness-key VKEY]
         verify a bundle offline; with --original, re-hash the original and compare
         it with the hash video.finalized recorded in the signed log
   pulsevault audit who-watched VIDEO [flags] [settings]
@@ -149,6 +149,7 @@ func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *fl
 		fs.IntVar(&f.quorum, "witness-quorum", 1, "how many of the --witness-key witnesses must have cosigned a checkpoint for it to count")
 		fs.Var(stringList{&f.witnessed}, "witnessed", "a cosigned checkpoint from outside the audited copy: a witness's `URL` (its /checkpoint is read) or a FILE (repeatable); with it a copy that lost its newest records fails")
 	case "check-bundle":
+		fs.Var(witnessList{f}, "witness-key", "require a cosignature by the witness with verifier key `VKEY` on the bundle's checkpoint (repeatable: any one)")
 		fs.StringVar(&f.original, "original", "", "re-hash the original video in `FILE` and compare it with the bundle's (and the log's) SHA-256")
 	case "pubkey":
 		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this pulsevault-audit-key secret `FILE` instead of reading the bucket")
@@ -511,12 +512,12 @@ func auditCheckBundle(f auditFlags, stdout, stderr io.Writer) error {
 		defer fh.Close()
 		orig = fh
 	}
-	rep, err := verify.CheckBundle(&b, keys, orig)
+	rep, err := verify.CheckBundle(&b, keys, orig, f.witnesses...)
 	if err != nil {
 		return fmt.Errorf("bundle does not verify: %w", err)
 	}
-	fmt.Fprintf(stdout, "OK: %d records about video %s are in the %d-record log %s (checkpoint with %d other signature(s))\n",
-		rep.Records, b.Video, rep.TreeSize, rep.Origin, rep.Cosignatures)
+	fmt.Fprintf(stdout, "OK: %d records about video %s are in the %d-record log %s (checkpoint cosigned by %d trusted witness(es), %d other signature(s))\n",
+		rep.Records, b.Video, rep.TreeSize, rep.Origin, rep.Witnessed, rep.Cosignatures)
 	switch {
 	case rep.OriginalHashed:
 		fmt.Fprintf(stdout, "OK: the original file's SHA-256 %s is the one video.finalized recorded\n", b.Original.SHA256)

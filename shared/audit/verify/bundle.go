@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
@@ -59,43 +61,45 @@ func ProveVideo(ctx context.Context, src Source, video string, keys map[string]e
 		keys = publishedKeys(ctx, src, all)
 	}
 	l := &logCheck{keys: keys}
-	var best *record.Parsed
-	var bestText []byte
+	// Every checkpoint the log key signed, and the cosigned copies.
+	type cand struct {
+		p        record.Parsed
+		text     []byte
+		cosigned bool
+	}
+	bySize := map[uint64]*cand{}
+	var maxSize uint64
 	for _, k := range all {
 		pk := topology.ParseAuditKey(k)
-		if pk.Kind != topology.AuditKindNote || (best != nil && pk.Size <= best.Size) {
+		if pk.Kind != topology.AuditKindNote && pk.Kind != topology.AuditKindCosigned {
 			continue
 		}
 		b, err := src.Read(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		if p, err := l.open(b); err == nil && p.Size == pk.Size {
-			best, bestText = &p, b
-		}
-	}
-	if best == nil {
-		return nil, errors.New("auditverify: no signed C2SP checkpoint in the log yet; try again after the next checkpoint")
-	}
-	// The cosigned copy of that checkpoint, when a witness signed it.
-	for _, k := range all {
-		pk := topology.ParseAuditKey(k)
-		if pk.Kind != topology.AuditKindCosigned || pk.Size != best.Size {
+		p, err := l.open(b)
+		if err != nil || p.Size != pk.Size {
 			continue
 		}
-		if b, err := src.Read(ctx, k); err == nil {
-			if p, err := l.open(b); err == nil && p.Size == best.Size && p.Root == best.Root {
-				bestText = b
-				break
-			}
+		c := bySize[p.Size]
+		switch {
+		case c == nil:
+			bySize[p.Size] = &cand{p, b, pk.Kind == topology.AuditKindCosigned}
+		case pk.Kind == topology.AuditKindCosigned && !c.cosigned && c.p.Root == p.Root:
+			c.text, c.cosigned = b, true
 		}
+		maxSize = max(maxSize, p.Size)
+	}
+	if len(bySize) == 0 {
+		return nil, errors.New("auditverify: no signed C2SP checkpoint in the log yet; try again after the next checkpoint")
 	}
 	var leaves []tlog.Hash
 	var mine []uint64
 	bodies := map[uint64][]byte{}
 	for _, k := range all {
 		pk := topology.ParseAuditKey(k)
-		if pk.Kind != topology.AuditKindBatch || pk.First > best.Size {
+		if pk.Kind != topology.AuditKindBatch || pk.First > maxSize {
 			continue
 		}
 		data, err := src.Read(ctx, k)
@@ -103,7 +107,7 @@ func ProveVideo(ctx context.Context, src Source, video string, keys map[string]e
 			return nil, err
 		}
 		for line := range bytes.Lines(data) {
-			if uint64(len(leaves)) == best.Size {
+			if uint64(len(leaves)) == maxSize {
 				break
 			}
 			body := record.LeafData(line)
@@ -118,12 +122,26 @@ func ProveVideo(ctx context.Context, src Source, video string, keys map[string]e
 			}
 		}
 	}
-	if uint64(len(leaves)) != best.Size {
-		return nil, fmt.Errorf("auditverify: the log holds %d records, its checkpoint %d (run audit verify)", len(leaves), best.Size)
+	if uint64(len(leaves)) != maxSize {
+		return nil, fmt.Errorf("auditverify: the log holds %d records, its checkpoint %d (run audit verify)", len(leaves), maxSize)
 	}
 	if len(mine) == 0 {
-		return nil, fmt.Errorf("auditverify: no record about video %s in the %d records under the newest checkpoint", video, best.Size)
+		return nil, fmt.Errorf("auditverify: no record about video %s in the %d records under the newest checkpoint", video, maxSize)
 	}
+	// The newest cosigned checkpoint that covers all of them, else the
+	// newest signed one.
+	var best *cand
+	for _, c := range bySize {
+		if best == nil || c.cosigned && !best.cosigned && c.p.Size >= mine[len(mine)-1] ||
+			c.cosigned == best.cosigned && c.p.Size > best.p.Size {
+			best = c
+		}
+	}
+	if best.p.Size < mine[len(mine)-1] {
+		best = bySize[maxSize]
+	}
+	mine = slices.DeleteFunc(mine, func(seq uint64) bool { return seq > best.p.Size })
+	bestText := best.text
 	if orig == nil {
 		// Without the media bucket (a copy of the log): the log's word.
 		for _, seq := range mine {
@@ -139,20 +157,20 @@ func ProveVideo(ctx context.Context, src Source, video string, keys map[string]e
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		vkey, err := record.VerifierKey(best.Origin, keys[id])
+		vkey, err := record.VerifierKey(best.p.Origin, keys[id])
 		if err != nil {
 			return nil, err
 		}
 		b.PublicKeys = append(b.PublicKeys, vkey)
 	}
-	hashes := record.HashesFromLeaves(leaves)
+	hashes := record.HashesFromLeaves(leaves[:best.p.Size])
 	for _, seq := range mine {
-		rp, err := tlog.ProveRecord(int64(best.Size), int64(seq-1), hashes)
+		rp, err := tlog.ProveRecord(int64(best.p.Size), int64(seq-1), hashes)
 		if err != nil {
 			return nil, err
 		}
 		p := Proof{Seq: seq, Record: string(bodies[seq]), LeafIndex: seq - 1, LeafHash: leaves[seq-1].String(),
-			Note: b.Checkpoint, TreeSize: best.Size}
+			Note: b.Checkpoint, TreeSize: best.p.Size}
 		for _, h := range rp {
 			p.Path = append(p.Path, h.String())
 		}
@@ -198,7 +216,8 @@ type BundleReport struct {
 	Records        int
 	TreeSize       uint64
 	Origin         string
-	Cosignatures   int  // signatures on the checkpoint other than the log's (unverified here)
+	Cosignatures   int  // signatures on the checkpoint by keys not given (unverified)
+	Witnessed      int  // valid cosignatures by the witnesses given
 	OriginalHashed bool // the original given was re-hashed and matched
 	Finalized      bool // the bundle has the video.finalized record naming the original's hash
 }
@@ -208,7 +227,10 @@ type BundleReport struct {
 // every record is about the bundle's video, that the original's hash is
 // the one video.finalized recorded, and, when original is not nil, that
 // its bytes hash to it.
-func CheckBundle(b *Bundle, keys map[string]ed25519.PublicKey, original io.Reader) (BundleReport, error) {
+//
+// With witnesses, the checkpoint must carry a valid cosignature of at
+// least one of them.
+func CheckBundle(b *Bundle, keys map[string]ed25519.PublicKey, original io.Reader, witnesses ...note.Verifier) (BundleReport, error) {
 	var rep BundleReport
 	if b.Format != BundleFormat {
 		return rep, fmt.Errorf("not a %s bundle (format %q)", BundleFormat, b.Format)
@@ -217,11 +239,22 @@ func CheckBundle(b *Bundle, keys map[string]ed25519.PublicKey, original io.Reade
 		return rep, errors.New("no public key to check the checkpoint with")
 	}
 	l := &logCheck{keys: keys}
-	cp, err := l.open([]byte(b.Checkpoint))
+	cp, err := l.open([]byte(b.Checkpoint), witnesses...)
 	if err != nil {
 		return rep, fmt.Errorf("checkpoint: %w", err)
 	}
 	rep.TreeSize, rep.Origin, rep.Cosignatures = cp.Size, cp.Origin, len(cp.Note.UnverifiedSigs)
+	for _, w := range witnesses {
+		for _, s := range cp.Note.Sigs {
+			if s.Name == w.Name() && s.Hash == w.KeyHash() {
+				rep.Witnessed++
+				break
+			}
+		}
+	}
+	if len(witnesses) > 0 && rep.Witnessed == 0 {
+		return rep, errors.New("checkpoint: no cosignature by a trusted witness")
+	}
 	if len(b.Records) == 0 {
 		return rep, errors.New("the bundle has no record")
 	}

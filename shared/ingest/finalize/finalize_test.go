@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
@@ -285,6 +286,15 @@ func TestFinalizeVideo(t *testing.T) {
 		if got := si.State.Subjects[subj]; got != n {
 			t.Errorf("%s: %d events, want %d", subj, got, n)
 		}
+	}
+	// video.finalized carries the locked original's SHA-256 into the signed log.
+	m, err := s.GetLastMsgForSubject(ctx, "pulse.audit.video.finalized")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fin event.Event
+	if err := json.Unmarshal(m.Data, &fin); err != nil || fin.SHA256 != v.Original.SHA256 || fin.Object != id {
+		t.Fatalf("video.finalized: %+v %v, want sha256 %s", fin, err, v.Original.SHA256)
 	}
 }
 

@@ -149,6 +149,7 @@ var metricOwners = map[string][]string{
 	"pulsevault_transcode_failures_total":        {"transcode"},
 	"pulsevault_time_to_playable_seconds":        {"transcode"},
 	"pulsevault_transcode_cpu_seconds_total":     {"transcode"},
+	"pulsevault_original_shadowed_total":         {"transcode"},
 	"pulsevault_uploads_completed_total":         {"upload-finalize"},
 	"pulsevault_upload_bytes_total":              {"upload-finalize"},
 	"pulsevault_uploads_rejected_total":          {"upload-finalize"},

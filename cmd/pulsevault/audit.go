@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,11 +17,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/mieweb/pulsevault/shared/audit/record"
 	"github.com/mieweb/pulsevault/shared/audit/verify"
+	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/config"
 	"github.com/mieweb/pulsevault/shared/platform/settings"
 	"github.com/mieweb/pulsevault/shared/storage"
@@ -40,6 +44,14 @@ const auditUsage = `Usage:
         print the inclusion proof (JSON) of record SEQ against a signed checkpoint
   pulsevault audit check-proof FILE|- [flags]
         check a proof printed by prove (keys: pinned, else the one in the proof must be given)
+  pulsevault audit prove-video VIDEO [flags] [settings] > bundle.json
+        export a video's proof bundle: every audit record about it with its
+        inclusion proof under the newest signed (and cosigned) checkpoint, the
+        log's public keys, and the SHA-256 of the locked original (re-hashed from
+        the pinned version in BUCKET_MEDIA; with --from-dir, as the log recorded it)
+  pulsevault audit check-bundle FILE|- [--original FILE] [--public-key KEY] [--witness-key VKEY]
+        verify a bundle offline; with --original, re-hash the original and compare
+        it with the hash video.finalized recorded in the signed log
   pulsevault audit who-watched VIDEO [flags] [settings]
         list the grants (url.signed), accesses (media.accessed) and refusals
         (access.denied) of a video from the log, each with the person its grant was
@@ -70,6 +82,7 @@ type auditFlags struct {
 	witnesses  []note.Verifier
 	quorum     int
 	witnessed  []string
+	original   string   // check-bundle --original
 	args       []string // positional
 }
 
@@ -123,11 +136,11 @@ func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *fl
 	fs.SetOutput(out)
 	f = &auditFlags{keys: map[string]ed25519.PublicKey{}}
 	switch sub {
-	case "verify", "prove", "pubkey", "who-watched", "what-watched":
+	case "verify", "prove", "prove-video", "pubkey", "who-watched", "what-watched":
 		fs.StringVar(&f.fromDir, "from-dir", "", "read a local copy of the audit bucket in `DIR` instead of BUCKET_AUDIT")
 	}
 	switch sub {
-	case "verify", "prove", "check-proof":
+	case "verify", "prove", "check-proof", "prove-video", "check-bundle":
 		fs.Var(keyList{f}, "public-key", "pin the log's public key `KEY` (repeatable): what 'audit pubkey' prints, or a file holding it")
 	}
 	switch sub {
@@ -135,6 +148,9 @@ func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *fl
 		fs.Var(witnessList{f}, "witness-key", "trust the witness with cosignature verifier key `VKEY` (repeatable; from 'pulsevault witness keygen', or a file holding it)")
 		fs.IntVar(&f.quorum, "witness-quorum", 1, "how many of the --witness-key witnesses must have cosigned a checkpoint for it to count")
 		fs.Var(stringList{&f.witnessed}, "witnessed", "a cosigned checkpoint from outside the audited copy: a witness's `URL` (its /checkpoint is read) or a FILE (repeatable); with it a copy that lost its newest records fails")
+	case "check-bundle":
+		fs.Var(witnessList{f}, "witness-key", "require a cosignature by the witness with verifier key `VKEY` on the bundle's checkpoint (repeatable: any one)")
+		fs.StringVar(&f.original, "original", "", "re-hash the original video in `FILE` and compare it with the bundle's (and the log's) SHA-256")
 	case "pubkey":
 		fs.StringVar(&f.fromSecret, "from-secret", "", "derive the key from this pulsevault-audit-key secret `FILE` instead of reading the bucket")
 		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN): the name of the printed verifier key")
@@ -142,7 +158,7 @@ func auditFlagSet(sub string, out io.Writer, getenv func(string) string) (fs *fl
 		fs.StringVar(&f.origin, "origin", record.DefaultOrigin, "the log's origin (AUDIT_ORIGIN), for the verifier key printed on stderr")
 	}
 	load = func() (config.Config, error) { return config.Config{}, nil }
-	if sub == "verify" || sub == "prove" || sub == "pubkey" || sub == "who-watched" || sub == "what-watched" {
+	if sub == "verify" || sub == "prove" || sub == "prove-video" || sub == "pubkey" || sub == "who-watched" || sub == "what-watched" {
 		cfg, check, err := config.Bind(fs, "audit "+sub, getenv)
 		if err != nil {
 			return nil, nil, nil, err
@@ -187,7 +203,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sub := args[0]
 	switch sub {
-	case "keygen", "check-proof", "verify", "prove", "pubkey", "who-watched", "what-watched":
+	case "keygen", "check-proof", "check-bundle", "verify", "prove", "prove-video", "pubkey", "who-watched", "what-watched":
 	default:
 		fmt.Fprint(stderr, auditUsage)
 		return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
@@ -213,8 +229,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "check-proof":
 		return auditCheckProof(f, stdout)
+	case "check-bundle":
+		return auditCheckBundle(f, stdout, stderr)
 	}
 	var src verify.Source
+	var media *storage.Store // prove-video re-hashes the original from it
 	if f.fromDir != "" {
 		if fi, err := os.Stat(f.fromDir); err != nil || !fi.IsDir() {
 			return fmt.Errorf("%w: --from-dir %q is not a directory", errUsage, f.fromDir)
@@ -232,6 +251,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		src = verify.Bucket{Store: st, Name: cfg.AuditBucket}
+		media = st
 	}
 
 	switch sub {
@@ -281,6 +301,29 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		verify.WriteAccesses(stdout, as)
 		return nil
+	case "prove-video":
+		if len(f.args) != 1 || uuid.Validate(f.args[0]) != nil {
+			return fmt.Errorf("%w: audit prove-video needs one VIDEO id", errUsage)
+		}
+		var orig *verify.Original
+		if media != nil {
+			orig, err = lockedOriginal(ctx, media, cfg.MediaBucket, f.args[0])
+			var unread errMetaUnreadable
+			if errors.As(err, &unread) {
+				// Audit-only credentials: the log's word for the hash.
+				fmt.Fprintln(stderr, "pulsevault: WARNING: the original was not re-hashed:", err)
+				orig = nil
+			} else if err != nil {
+				return err
+			}
+		}
+		b, err := verify.ProveVideo(ctx, src, f.args[0], f.keys, orig)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(b)
 	case "prove":
 		if len(f.args) != 1 {
 			return fmt.Errorf("%w: audit prove needs one SEQ", errUsage)
@@ -401,4 +444,85 @@ func readWitnessed(ctx context.Context, src string) ([]byte, error) {
 		return nil, fmt.Errorf("witness answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	return b, nil
+}
+
+// errMetaUnreadable: meta.json could not be read (no such video in the
+// media bucket, or credentials that reach only the audit bucket).
+type errMetaUnreadable struct{ error }
+
+func (e errMetaUnreadable) Unwrap() error { return e.error }
+
+// lockedOriginal re-hashes the pinned version of video's original, the one
+// meta.json names, and checks it is still the hash meta.json recorded.
+func lockedOriginal(ctx context.Context, st *storage.Store, bucket, id string) (*verify.Original, error) {
+	v, _, err := meta.NewStore(st, bucket).Get(ctx, id)
+	if err != nil {
+		return nil, errMetaUnreadable{fmt.Errorf("meta.json of %s in %s: %w", id, bucket, err)}
+	}
+	if v.Original == nil || v.Original.SHA256 == "" {
+		return nil, fmt.Errorf("video %s has no pinned original (finalized before pinning, or rejected)", id)
+	}
+	rc, info, err := st.GetVersion(ctx, bucket, v.Original.Key, v.Original.VersionID, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return nil, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if sum != v.Original.SHA256 {
+		return nil, fmt.Errorf("the pinned original of %s hashes to %s, meta.json recorded %s", id, sum, v.Original.SHA256)
+	}
+	return &verify.Original{Key: v.Original.Key, VersionID: v.Original.VersionID, Size: info.Size, SHA256: sum, Rehashed: true}, nil
+}
+
+func auditCheckBundle(f auditFlags, stdout, stderr io.Writer) error {
+	if len(f.args) != 1 {
+		return fmt.Errorf("%w: audit check-bundle needs one FILE (or - for standard input)", errUsage)
+	}
+	var raw []byte
+	var err error
+	if f.args[0] == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(f.args[0])
+	}
+	if err != nil {
+		return err
+	}
+	var b verify.Bundle
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return fmt.Errorf("not a bundle: %w", err)
+	}
+	keys := f.keys
+	if len(keys) == 0 {
+		fmt.Fprintln(stderr, "pulsevault: WARNING: no --public-key: the bundle's own keys are trusted, which proves consistency, not who signed")
+		if keys, err = verify.BundleKeys(&b); err != nil {
+			return err
+		}
+	}
+	var orig io.Reader
+	if f.original != "" {
+		fh, err := os.Open(f.original)
+		if err != nil {
+			return fmt.Errorf("%w: --original: %v", errUsage, err)
+		}
+		defer fh.Close()
+		orig = fh
+	}
+	rep, err := verify.CheckBundle(&b, keys, orig, f.witnesses...)
+	if err != nil {
+		return fmt.Errorf("bundle does not verify: %w", err)
+	}
+	fmt.Fprintf(stdout, "OK: %d records about video %s are in the %d-record log %s (checkpoint cosigned by %d trusted witness(es), %d other signature(s))\n",
+		rep.Records, b.Video, rep.TreeSize, rep.Origin, rep.Witnessed, rep.Cosignatures)
+	switch {
+	case rep.OriginalHashed:
+		fmt.Fprintf(stdout, "OK: the original file's SHA-256 %s is the one video.finalized recorded\n", b.Original.SHA256)
+	case rep.Finalized:
+		fmt.Fprintf(stdout, "original: SHA-256 %s recorded by video.finalized (give --original FILE to re-hash it)\n", b.Original.SHA256)
+	}
+	return nil
 }

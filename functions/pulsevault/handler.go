@@ -56,7 +56,7 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		return nil, err
 	}
 	o := server.Options{
-		Store: st, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket, JWT: v, Config: pc,
+		Store: st, UploadsBucket: cfg.UploadsBucket, MediaBucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, JWT: v, Config: pc,
 		Signer: captoken.Signer{Keys: token.NewFile(filepath.Join(secrets.Dir(), captoken.SecretName)).Keyring, Issuer: pc.Issuer},
 		Tus: tusupload.Options{S3Endpoint: cfg.S3Endpoint, S3Region: cfg.S3Region, S3AccessKey: cfg.S3AccessKey, S3SecretKey: cfg.S3SecretKey,
 			Limits: lim, LogWriter: os.Stderr},

@@ -53,7 +53,7 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		return nil, err
 	}
 	wk := &encode.Worker{
-		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }),
+		Store: st, Meta: meta.NewStore(st, cfg.MediaBucket).Retain(cfg.MediaRetentionDays).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, b, v) }),
 		Audit: event.NewPublisher(b, Name), Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays,
 		Config: tc, Log: d.Logger(), Metrics: m,
 	}

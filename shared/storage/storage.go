@@ -304,7 +304,12 @@ func (s *Store) Copy(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey s
 
 // Stat reads the latest version's metadata, retention included.
 func (s *Store) Stat(ctx context.Context, bucket, key string) (Info, error) {
-	oi, err := s.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	return s.StatVersion(ctx, bucket, key, "")
+}
+
+// StatVersion reads one version's metadata (versionID "": the latest).
+func (s *Store) StatVersion(ctx context.Context, bucket, key, versionID string) (Info, error) {
+	oi, err := s.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{VersionID: versionID})
 	if err != nil {
 		return Info{}, wrap("stat", bucket, key, err)
 	}
@@ -314,18 +319,25 @@ func (s *Store) Stat(ctx context.Context, bucket, key string) (Info, error) {
 // Get streams length bytes from offset (length -1: to the end). The caller
 // closes the reader. Info.Size is the whole object's size.
 func (s *Store) Get(ctx context.Context, bucket, key string, offset, length int64) (io.ReadCloser, Info, error) {
+	return s.GetVersion(ctx, bucket, key, "", offset, length)
+}
+
+// GetVersion is Get of one version (versionID "": the latest). Reading a
+// pinned version is what keeps a later PutObject over the same key (a
+// new, unlocked latest version) from being read in its place.
+func (s *Store) GetVersion(ctx context.Context, bucket, key, versionID string, offset, length int64) (io.ReadCloser, Info, error) {
 	if offset < 0 || length < -1 {
 		return nil, Info{}, fmt.Errorf("storage: get %s/%s: bad range offset=%d length=%d", bucket, key, offset, length)
 	}
 	if length == 0 {
 		// S3 has no way to ask for zero bytes.
-		info, err := s.Stat(ctx, bucket, key)
+		info, err := s.StatVersion(ctx, bucket, key, versionID)
 		if err != nil {
 			return nil, Info{}, err
 		}
 		return io.NopCloser(bytes.NewReader(nil)), info, nil
 	}
-	var g minio.GetObjectOptions
+	g := minio.GetObjectOptions{VersionID: versionID}
 	switch {
 	case length > 0:
 		_ = g.SetRange(offset, offset+length-1)

@@ -32,6 +32,10 @@ const (
 	AccessDenied    = "access.denied"
 	DeleteRefused   = "delete.refused"
 	ConfigChanged   = "config.changed"
+	// OriginalShadowed: the original's key has a newer version than the
+	// one meta.json pins (reason newer-version or delete-marker); readers
+	// ignore it and keep reading the pinned, locked version.
+	OriginalShadowed = "original.shadowed"
 
 	// The Pulse capture protocol (shared/pulse/server).
 	PairingCreated    = "pairing.created"    // a signed-in person minted a pairing link (object: the artifact id)
@@ -66,11 +70,17 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"` // a machine code such as "not-a-video", never user text
 	RequestID string    `json:"request_id,omitempty"`
 	Grant     string    `json:"grant,omitempty"` // playback grant id (UUID): url.signed issues it, media accesses and refusals name it
+	// SHA256 is the hex SHA-256 of the bytes the event is about:
+	// video.finalized carries the locked original's, so the signed log
+	// vouches for the original an auditor later re-hashes.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // codeRe bounds what may appear in Action, Outcome and Reason: lower-case
 // machine codes, so no user-supplied text can slip into the log.
 var codeRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Validate checks an event before it is published.
 func (e Event) Validate() error {
@@ -91,6 +101,8 @@ func (e Event) Validate() error {
 		return errors.New("audit: object must be a video id (UUID)")
 	case e.Grant != "" && uuid.Validate(e.Grant) != nil:
 		return errors.New("audit: grant must be a grant id (UUID)")
+	case e.SHA256 != "" && !sha256Re.MatchString(e.SHA256):
+		return errors.New("audit: sha256 must be 64 lower-case hex digits")
 	case e.Time.IsZero():
 		return errors.New("audit: time missing")
 	}

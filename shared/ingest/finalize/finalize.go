@@ -104,7 +104,7 @@ func New(ctx context.Context, o Options) (*Finalizer, error) {
 		return nil, err
 	}
 	return &Finalizer{m: m,
-		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
+		o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).Retain(o.RetentionDays).OnStatus(func(ctx context.Context, v *meta.Video) { _ = livestatus.Publish(ctx, o.Bus, v) }),
 		audit: event.NewPublisher(o.Bus, "upload-finalize"), leases: l, log: o.Logger, claimTTL: claimTTL,
 	}, nil
 }
@@ -409,7 +409,12 @@ func (f *Finalizer) finishRejected(ctx context.Context, out Outcome, v *meta.Vid
 
 // hashStaged is the hex SHA-256 of a staged upload.
 func (f *Finalizer) hashStaged(ctx context.Context, upload string) (string, error) {
-	rc, _, err := f.o.Store.Get(ctx, f.o.UploadsBucket, upload, 0, -1)
+	return f.hashObject(ctx, f.o.UploadsBucket, upload, "")
+}
+
+// hashObject is the hex SHA-256 of one version of an object ("": latest).
+func (f *Finalizer) hashObject(ctx context.Context, bucket, key, version string) (string, error) {
+	rc, _, err := f.o.Store.GetVersion(ctx, bucket, key, version, 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -424,7 +429,10 @@ func (f *Finalizer) hashStaged(ctx context.Context, upload string) (string, erro
 // pruneMetaVersions deletes every version of a rejected video's meta.json
 // but the latest (an earlier one may hold client metadata, as meta.json
 // of rejected uploads did before), where the store lets it: a locked
-// version stays and is logged.
+// version stays and is logged. Versions are locked since meta.json
+// history is kept (meta.Store.Retain), and a rejected upload's first
+// meta.json already has no client metadata, so there is nothing to
+// prune then; this clears what older releases left unlocked.
 func (f *Finalizer) pruneMetaVersions(ctx context.Context, id string) error {
 	key := topology.MetaKey(id)
 	var versions []storage.Info
@@ -457,21 +465,36 @@ func (f *Finalizer) pruneMetaVersions(ctx context.Context, id string) error {
 }
 
 // copyOriginal locks the upload in the media bucket, unless an earlier run
-// already did (every copy would be another version nobody can remove).
+// already did (every copy would be another version nobody can remove), and
+// pins the locked version: its version id and the SHA-256 of its bytes as
+// read back from the store go into meta.json, and every reader asks for
+// that version.
 func (f *Finalizer) copyOriginal(ctx context.Context, upload, id string, size int64, res probe.Result) (*meta.Original, error) {
 	key := topology.OriginalKey(id, res.Ext)
+	o := &meta.Original{Key: key, Size: size, ContentType: res.ContentType}
 	have, err := f.o.Store.Stat(ctx, f.o.MediaBucket, key)
 	if err == nil && have.Size == size && have.Retention != nil {
-		return &meta.Original{Key: key, Size: size, ContentType: res.ContentType, RetainUntil: have.Retention.Until}, nil
+		o.RetainUntil, o.VersionID = have.Retention.Until, have.VersionID
 	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
+	} else {
+		ret := storage.Compliance(f.o.RetentionDays)
+		info, err := f.o.Store.Copy(ctx, f.o.UploadsBucket, upload, f.o.MediaBucket, key,
+			storage.PutOptions{ContentType: res.ContentType, Retention: &ret})
+		if err != nil {
+			return nil, err
+		}
+		o.RetainUntil, o.VersionID = ret.Until, info.VersionID
 	}
-	ret := storage.Compliance(f.o.RetentionDays)
-	if _, err := f.o.Store.Copy(ctx, f.o.UploadsBucket, upload, f.o.MediaBucket, key,
-		storage.PutOptions{ContentType: res.ContentType, Retention: &ret}); err != nil {
+	if o.VersionID == "null" { // an unversioned store's answer: nothing to pin
+		o.VersionID = ""
+	}
+	sum, err := f.hashObject(ctx, f.o.MediaBucket, key, o.VersionID)
+	if err != nil {
 		return nil, err
 	}
-	return &meta.Original{Key: key, Size: size, ContentType: res.ContentType, RetainUntil: ret.Until}, nil
+	o.SHA256 = sum
+	return o, nil
 }
 
 // emit publishes an audit event whose id is derived from the video and the
@@ -480,12 +503,16 @@ func (f *Finalizer) emit(ctx context.Context, v *meta.Video, action, actor, outc
 	if actor == "" {
 		actor = "service:upload-finalize"
 	}
-	return f.audit.Publish(ctx, event.Event{
+	e := event.Event{
 		ID:      uuid.NewSHA1(videoid.Namespace, []byte(v.ID+"/"+action)).String(),
 		Actor:   actor,
 		Action:  action,
 		Object:  v.ID,
 		Outcome: outcome,
 		Reason:  reason,
-	})
+	}
+	if action == event.VideoFinalized && v.Original != nil {
+		e.SHA256 = v.Original.SHA256 // the log vouches for the locked original (audit prove-video)
+	}
+	return f.audit.Publish(ctx, e)
 }

@@ -3,6 +3,8 @@ package finalize
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mieweb/pulsevault/shared/audit/event"
 	"github.com/mieweb/pulsevault/shared/auth"
 	"github.com/mieweb/pulsevault/shared/bus"
 	"github.com/mieweb/pulsevault/shared/faas/bootstrap"
@@ -183,7 +186,8 @@ func TestFinalizeVideo(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, defaultLimits())
 	ctx := context.Background()
-	up := r.upload(clip(t, testclip.Options{Seconds: 2}), map[string]string{"filename": "Jane Doe knee.mp4", "filetype": "video/mp4"})
+	clipPath := clip(t, testclip.Options{Seconds: 2})
+	up := r.upload(clipPath, map[string]string{"filename": "Jane Doe knee.mp4", "filetype": "video/mp4"})
 	id := videoid.FromUpload(up)
 
 	// Three deliveries at once, then a fourth: one video, one job per rendition.
@@ -239,6 +243,17 @@ func TestFinalizeVideo(t *testing.T) {
 	if info.Retention == nil || info.Retention.Mode != minio.Compliance || !info.Retention.Until.After(time.Now()) {
 		t.Fatalf("original retention: %+v", info.Retention)
 	}
+	// Pinned: meta.json names the locked version and the SHA-256 of its bytes.
+	src, err := os.ReadFile(clipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(src); v.Original.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("original sha256 %q, want %x", v.Original.SHA256, sum)
+	}
+	if v.Original.VersionID == "" || v.Original.VersionID != info.VersionID {
+		t.Errorf("original version %q, the locked one is %q", v.Original.VersionID, info.VersionID)
+	}
 	if err := r.st.Remove(ctx, r.env.Config.MediaBucket, info.Key, info.VersionID); !errors.Is(err, storage.ErrLocked) {
 		t.Fatalf("deleting the original: %v, want ErrLocked", err)
 	}
@@ -271,6 +286,15 @@ func TestFinalizeVideo(t *testing.T) {
 		if got := si.State.Subjects[subj]; got != n {
 			t.Errorf("%s: %d events, want %d", subj, got, n)
 		}
+	}
+	// video.finalized carries the locked original's SHA-256 into the signed log.
+	m, err := s.GetLastMsgForSubject(ctx, "pulse.audit.video.finalized")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fin event.Event
+	if err := json.Unmarshal(m.Data, &fin); err != nil || fin.SHA256 != v.Original.SHA256 || fin.Object != id {
+		t.Fatalf("video.finalized: %+v %v, want sha256 %s", fin, err, v.Original.SHA256)
 	}
 }
 

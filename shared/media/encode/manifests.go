@@ -29,8 +29,9 @@ import (
 // publish themselves: concurrent completions cannot leave a manifest missing
 // a rendition, nor a rendition marked listed that a slower writer removed.
 //
-// The manifests are written without retention, like meta.json: they are
-// rewritten as renditions land and derive entirely from locked objects.
+// Each version of the manifests is written with retention, like meta.json:
+// they are rewritten as renditions land, and every version stays, so what
+// a player was given at any time can be shown and not rewritten.
 func (w *Worker) publishManifests(ctx context.Context, id string, known map[string]manifest.Timeline) error {
 	if known == nil {
 		known = map[string]manifest.Timeline{}
@@ -130,7 +131,9 @@ func (w *Worker) putManifest(ctx context.Context, key string, body []byte, cur s
 	if cur.etag != "" && bytes.Equal(cur.body, body) {
 		return nil
 	}
-	o := storage.PutOptions{ContentType: contentType, IfMatch: cur.etag, IfNoneMatch: cur.etag == ""}
+	// Every version is locked: the manifests decide what a player is
+	// given, so their history must not be rewritable either.
+	o := storage.PutOptions{ContentType: contentType, IfMatch: cur.etag, IfNoneMatch: cur.etag == "", Retention: w.retention()}
 	_, err := w.Store.PutBytes(ctx, w.Bucket, key, body, o)
 	return err
 }

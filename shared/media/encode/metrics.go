@@ -17,6 +17,9 @@ type Metrics struct {
 	timeToPlayable  prometheus.Histogram
 	cpuSeconds      *prometheus.CounterVec
 	loopbackRefused prometheus.Counter
+	// shadowed counts transcode reads that found a newer, unexpected
+	// version over the pinned original (and ignored it).
+	shadowed *prometheus.CounterVec
 }
 
 // NewMetrics makes the worker's metrics and registers them on reg (nil:
@@ -26,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.seconds, m.failures, m.timeToPlayable, m.cpuSeconds, m.loopbackRefused} {
+	for _, c := range []prometheus.Collector{m.seconds, m.failures, m.timeToPlayable, m.cpuSeconds, m.loopbackRefused, m.shadowed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -55,6 +58,10 @@ func newMetrics() *Metrics {
 			Help: "CPU seconds (user + system) of ffmpeg runs, by the renditions one run encodes (\"240p\", or \"360p+480p\" for a group).",
 		}, []string{"renditions"}),
 		loopbackRefused: loopback.NewRefusedCounter(),
+		shadowed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pulsevault_original_shadowed_total",
+			Help: "Transcode reads that found a version of the original other than the pinned one as the latest (ignored: the pinned version is read), by reason (newer-version, delete-marker).",
+		}, []string{"reason"}),
 	}
 }
 

@@ -17,11 +17,11 @@ import (
 )
 
 // transcode encodes, uploads and records one rendition.
-func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original string) error {
+func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, rend meta.Rendition, probe meta.Probe, original meta.Original) error {
 	if err := w.companions(ctx, log, id); err != nil {
 		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
 	}
-	dir, out, src, err := w.prepare(ctx, original)
+	dir, out, src, err := w.prepare(ctx, id, original)
 	if err != nil {
 		return err
 	}
@@ -57,11 +57,11 @@ func (w *Worker) transcode(ctx context.Context, log *slog.Logger, id string, ren
 // transcodeGroup encodes several renditions with one ffmpeg process (one
 // decode of the original) at the given nice value, then uploads and
 // records each, in group order, and writes the manifests once.
-func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original string, nice int) error {
+func (w *Worker) transcodeGroup(ctx context.Context, log *slog.Logger, id string, group []meta.Rendition, probe meta.Probe, original meta.Original, nice int) error {
 	if err := w.companions(ctx, log, id); err != nil {
 		return &Error{Code: CodeStore, Err: fmt.Errorf("companions: %w", err)}
 	}
-	dir, out, src, err := w.prepare(ctx, original)
+	dir, out, src, err := w.prepare(ctx, id, original)
 	if err != nil {
 		return err
 	}

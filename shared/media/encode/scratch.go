@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mieweb/pulsevault/shared/audit/event"
+	"github.com/mieweb/pulsevault/shared/media/meta"
+	"github.com/mieweb/pulsevault/shared/media/pin"
 	"github.com/mieweb/pulsevault/shared/platform/loopback"
 )
 
@@ -38,8 +41,13 @@ func privateDir(dir string) error {
 }
 
 // prepare makes a job's scratch directory (dir, with out inside for
-// ffmpeg's output) and finds the original. The caller removes dir.
-func (w *Worker) prepare(ctx context.Context, original string) (dir, out string, src loopback.Object, err error) {
+// ffmpeg's output) and finds the original: the version meta.json pins,
+// whatever was written over its key since (that is counted and audited,
+// never read). The caller removes dir.
+func (w *Worker) prepare(ctx context.Context, id string, original meta.Original) (dir, out string, src loopback.Object, err error) {
+	if err := w.checkPinned(ctx, id, &original); err != nil {
+		return "", "", src, &Error{Code: CodeStore, Err: err}
+	}
 	if dir, err = w.scratch(); err != nil {
 		return "", "", src, &Error{Code: CodeFailed, Err: err}
 	}
@@ -48,7 +56,7 @@ func (w *Worker) prepare(ctx context.Context, original string) (dir, out string,
 		os.RemoveAll(dir)
 		return "", "", src, &Error{Code: CodeFailed, Err: err}
 	}
-	if src, err = loopback.Stored(ctx, w.Store, w.Bucket, original); err != nil {
+	if src, err = loopback.StoredVersion(ctx, w.Store, w.Bucket, original.Key, original.VersionID); err != nil {
 		os.RemoveAll(dir)
 		return "", "", src, &Error{Code: CodeUnreachable, Err: err} // as ffmpeg failing to read it would be
 	}
@@ -92,4 +100,21 @@ func (w *Worker) scratch() (string, error) {
 		}
 	}
 	return os.MkdirTemp(root, strconv.Itoa(os.Getpid())+"-")
+}
+
+// checkPinned counts and audits a version of the original other than the
+// pinned one standing as the latest. The audit event's id is derived from
+// the video and that version, so every job of the video reports one
+// overwrite once.
+func (w *Worker) checkPinned(ctx context.Context, id string, original *meta.Original) error {
+	sh, err := pin.Check(ctx, w.Store, w.Bucket, original)
+	if err != nil || sh == nil {
+		return err
+	}
+	w.metrics().shadowed.WithLabelValues(sh.Reason).Inc()
+	w.log().WarnContext(ctx, "transcode: the original has a newer version than the pinned one; reading the pinned version", "video", id, "reason", sh.Reason)
+	return w.Audit.Publish(ctx, event.Event{
+		ID:     eventID(id, "original", "shadowed:"+sh.VersionID),
+		Action: event.OriginalShadowed, Object: id, Outcome: event.Denied, Reason: sh.Reason,
+	})
 }

@@ -3,6 +3,8 @@ package encode_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -93,7 +95,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	logs := &testenv.Buffer{}
-	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket), logs: logs}
+	r := &rig{t: t, cfg: cfg, st: st, bus: b, meta: meta.NewStore(st, cfg.MediaBucket).Retain(cfg.MediaRetentionDays), logs: logs}
 	r.w = &encode.Worker{Store: st, Meta: r.meta, Audit: event.NewPublisher(b, "transcode"),
 		Bucket: cfg.MediaBucket, RetentionDays: cfg.MediaRetentionDays, Config: tc, Log: logging.New(logs, "debug", "fn/transcode")}
 	r.proxy = testenv.ServeBucket(t, st, cfg.MediaBucket)
@@ -193,15 +195,18 @@ func (r *rig) stage(o testclip.Options, mangle func([]byte) []byte) (string, *me
 	id := uuid.NewString()
 	key := "videos/" + id + "/original.mp4"
 	ret := storage.Compliance(r.cfg.MediaRetentionDays)
-	if _, err := r.st.Put(ctx, r.cfg.MediaBucket, key, bytes.NewReader(b), int64(len(b)),
-		storage.PutOptions{ContentType: "video/mp4", Retention: &ret}); err != nil {
+	put, err := r.st.Put(ctx, r.cfg.MediaBucket, key, bytes.NewReader(b), int64(len(b)),
+		storage.PutOptions{ContentType: "video/mp4", Retention: &ret})
+	if err != nil {
 		r.t.Fatal(err)
 	}
+	sum := sha256.Sum256(b)
 	p := metaProbe(pr)
 	v := &meta.Video{ID: id, Status: meta.Processing, Uploader: "test-user", UploadID: "up-" + id,
-		Client:   map[string]string{"filename": phi + ".mp4"},
-		Original: &meta.Original{Key: key, Size: int64(len(b)), ContentType: "video/mp4", RetainUntil: ret.Until},
-		Probe:    &p, Renditions: ladder.Plan(p)}
+		Client: map[string]string{"filename": phi + ".mp4"},
+		Original: &meta.Original{Key: key, Size: int64(len(b)), ContentType: "video/mp4", RetainUntil: ret.Until,
+			VersionID: put.VersionID, SHA256: hex.EncodeToString(sum[:])},
+		Probe: &p, Renditions: ladder.Plan(p)}
 	if err := r.meta.Create(ctx, v); err != nil {
 		r.t.Fatal(err)
 	}

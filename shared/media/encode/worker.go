@@ -72,7 +72,7 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 
 	var group []meta.Rendition // what this job encodes: one rendition, or a group sharing one decode
 	var probe meta.Probe
-	var original string
+	var original meta.Original
 	var unpublished bool // nothing to encode, but the manifests or the status lag behind meta.json
 	_, err := w.Meta.Update(ctx, job.Video, func(v *meta.Video) error {
 		unpublished = false
@@ -84,7 +84,7 @@ func (w *Worker) Do(ctx context.Context, job ladder.Job, delivered int) Result {
 			unpublished = errors.Is(err, errNoop) && unlisted(v)
 			return err
 		}
-		probe, original = *v.Probe, v.Original.Key
+		probe, original = *v.Probe, *v.Original
 		settle(v)
 		return nil
 	})

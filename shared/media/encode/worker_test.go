@@ -129,13 +129,13 @@ func (r *rig) checkComplete(t *testing.T, id string) {
 			}
 		}
 	}
-	// Media is locked; the regenerated manifests are not.
+	// Media is locked, and so is every version of the regenerated manifests.
 	for key, locked := range map[string]bool{
 		topology.RenditionKey(id, v.Renditions[0].Name, "seg_0.m4s"): true,
 		topology.RenditionKey(id, v.Renditions[0].Name, "init.mp4"):  true,
 		topology.VideoKey(id, topology.PosterFile):                   true,
 		topology.VideoKey(id, topology.ThumbFile):                    true,
-		topology.VideoKey(id, topology.MasterFile):                   false,
+		topology.VideoKey(id, topology.MasterFile):                   true,
 	} {
 		info, err := r.st.Stat(ctx, r.cfg.MediaBucket, key)
 		if err != nil {

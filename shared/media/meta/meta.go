@@ -145,6 +145,12 @@ type Original struct {
 	Size        int64     `json:"size"`
 	ContentType string    `json:"content_type"`
 	RetainUntil time.Time `json:"retain_until"`
+	// VersionID and SHA256 pin the locked version finalize wrote: readers
+	// ask for that version, never "latest", so a later PutObject over the
+	// key (a new, unlocked version) is never read in its place. Empty in
+	// meta.json written before pinning (and on a store without versions).
+	VersionID string `json:"version_id,omitempty"`
+	SHA256    string `json:"sha256,omitempty"` // hex, of the locked version's bytes
 }
 
 // Probe is what ffprobe found in the original.
@@ -203,14 +209,17 @@ var ErrNotFound = errors.New("meta: no such video")
 var ErrUndecodable = errors.New("meta.json does not decode")
 
 // Store reads and writes meta.json in the media bucket. meta.json is the
-// video's mutable state, so it is written without retention (the bucket has
-// no default rule): the original and the renditions are what is locked.
-// Concurrent writers never lose each other's changes: updates are
-// conditional PUTs (If-Match on the ETag read), retried on conflict.
+// video's mutable state, and it decides who may watch: in the versioned
+// (Object Lock) media bucket every write is a new version, and with Retain
+// each version is written under COMPLIANCE retention, so its history can
+// be read but not rewritten or deleted. Concurrent writers never lose each
+// other's changes: updates are conditional PUTs (If-Match on the ETag
+// read), retried on conflict.
 type Store struct {
 	st       Objects
 	bucket   string
 	onChange func(context.Context, *Video)
+	days     int // COMPLIANCE retention of each version written; 0: none
 }
 
 // Objects is what a Store needs of the object store: a read that returns
@@ -224,6 +233,25 @@ type Objects interface {
 
 // NewStore returns a Store over bucket.
 func NewStore(st Objects, bucket string) *Store { return &Store{st: st, bucket: bucket} }
+
+// Retain makes every version the Store writes carry COMPLIANCE retention
+// of days (MEDIA_RETENTION_DAYS): every writer of a locked media bucket
+// sets it. Object Lock retention is per version, so this is what keeps
+// old versions of meta.json from being deleted.
+func (s *Store) Retain(days int) *Store {
+	s.days = days
+	return s
+}
+
+// putOptions are a write's options, with the Store's retention.
+func (s *Store) putOptions(o storage.PutOptions) storage.PutOptions {
+	o.ContentType = "application/json"
+	if s.days > 0 {
+		r := storage.Compliance(s.days)
+		o.Retention = &r
+	}
+	return o
+}
 
 // OnStatus registers fn to run after a write that creates a video or changes
 // its status (e.g. to push live status events). It must not block for long.
@@ -292,7 +320,7 @@ func (s *Store) Create(ctx context.Context, v *Video) error {
 	if err != nil {
 		return err
 	}
-	if _, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(v.ID), b, storage.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil {
+	if _, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(v.ID), b, s.putOptions(storage.PutOptions{IfNoneMatch: true})); err != nil {
 		return err
 	}
 	s.changed(ctx, v)
@@ -317,7 +345,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Video) error) (*
 		if err != nil {
 			return nil, err
 		}
-		_, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(id), b, storage.PutOptions{ContentType: "application/json", IfMatch: etag})
+		_, err = s.st.PutBytes(ctx, s.bucket, topology.MetaKey(id), b, s.putOptions(storage.PutOptions{IfMatch: etag}))
 		if err == nil {
 			if v.Status != before {
 				s.changed(ctx, v)

@@ -82,16 +82,24 @@ var extRe = regexp.MustCompile(`^\.[a-z0-9]{1,8}$`)
 
 // Stored is the object key of bucket, read with st's credentials.
 func Stored(ctx context.Context, st *storage.Store, bucket, key string) (Object, error) {
-	info, err := st.Stat(ctx, bucket, key)
+	return StoredVersion(ctx, st, bucket, key, "")
+}
+
+// StoredVersion is Stored of one version (versionID "": the latest); every
+// read the child makes asks for that version, whatever was written since.
+func StoredVersion(ctx context.Context, st *storage.Store, bucket, key, versionID string) (Object, error) {
+	info, err := st.StatVersion(ctx, bucket, key, versionID)
 	if err != nil {
 		return Object{}, err
 	}
-	return FromInfo(st, info), nil
+	return fromInfo(st, info, versionID), nil
 }
 
 // FromInfo is the object info describes (from st.Stat), read with st's
 // credentials.
-func FromInfo(st *storage.Store, info storage.Info) Object {
+func FromInfo(st *storage.Store, info storage.Info) Object { return fromInfo(st, info, "") }
+
+func fromInfo(st *storage.Store, info storage.Info, version string) Object {
 	ext := path.Ext(info.Key)
 	if !extRe.MatchString(ext) {
 		ext = ""
@@ -99,7 +107,7 @@ func FromInfo(st *storage.Store, info storage.Info) Object {
 	bucket, key := info.Bucket, info.Key
 	return Object{Size: info.Size, ContentType: info.ContentType, Ext: ext,
 		Open: func(ctx context.Context, offset, length int64) (io.ReadCloser, error) {
-			rc, _, err := st.Get(ctx, bucket, key, offset, length)
+			rc, _, err := st.GetVersion(ctx, bucket, key, version, offset, length)
 			return rc, err
 		}}
 }

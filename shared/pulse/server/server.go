@@ -53,6 +53,9 @@ type Options struct {
 	Store         *storage.Store
 	UploadsBucket string
 	MediaBucket   string
+	// RetentionDays is the COMPLIANCE retention of each meta.json version
+	// the server writes (a withdrawal); 0 writes without (unit tests).
+	RetentionDays int
 	// Tus is the tus endpoint's configuration; New sets its Authorizer,
 	// Bucket, Staged and BasePath.
 	Tus    tusupload.Options
@@ -89,7 +92,7 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket), hashes: map[string]*running{}}
+	s := &Server{o: o, staged: staging.New(o.Store, o.UploadsBucket), metas: meta.NewStore(o.Store, o.MediaBucket).Retain(o.RetentionDays), hashes: map[string]*running{}}
 	t := o.Tus
 	t.Authorizer = s
 	t.Verifier = nil

@@ -10,7 +10,7 @@ import "regexp"
 //	videos/<id>/beats.json              the Pulse beat manifest (kind "project")
 //	videos/<id>/hls/subs/<lang>.vtt     the captions as served: one WebVTT segment
 //	videos/<id>/hls/subs/<lang>.m3u8    its WebVTT media playlist
-//	videos/<id>/web.mp4                 a faststart H.264/AAC MP4, when the original is not one
+//	videos/<id>/web.mp4                 a faststart H.264/AAC MP4 without the original's metadata
 //
 // Served files live under hls/ so the playback token's prefix grants them;
 // the raw companions do not, and mediaserve never serves them.
@@ -49,8 +49,8 @@ func ThumbnailKey(id string) string { return VideoKey(id, ThumbnailFile) }
 // BeatsKey is the key of video id's staged beat manifest.
 func BeatsKey(id string) string { return VideoKey(id, BeatsFile) }
 
-// WebMP4Key is the key of the web-ready MP4 transcode makes when the
-// original is not one.
+// WebMP4Key is the key of the web MP4 transcode makes of every video (a
+// copy of the original without its container metadata).
 func WebMP4Key(id string) string { return VideoKey(id, WebMP4File) }
 
 // SubtitlesFile is the served WebVTT of lang, relative to videos/<id>/.

@@ -42,7 +42,7 @@ func loadCompose(t *testing.T, env map[string]string) *types.Project {
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "compose.yaml")}},
-		Environment: env,
+		Environment: maps.Clone(env), // the loader writes into it (COMPOSE_PROJECT_NAME); tests share composeEnv
 	}, func(o *loader.Options) { o.SetProjectName("pulsevault", true) })
 	if err != nil {
 		t.Fatalf("compose.yaml: %v", err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/mieweb/pulsevault/shared/audit/event"
-	"github.com/mieweb/pulsevault/shared/bus/lease"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/media/meta"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
@@ -23,15 +22,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/playback/token"
 	"github.com/mieweb/pulsevault/shared/pulse/captoken"
 	"github.com/mieweb/pulsevault/shared/pulse/server"
-	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "pulsevault"
-
-// lockTTL is the upload function's: both are tusd over one staging bucket
-// and share its lock bucket.
-const lockTTL = 10 * time.Second
 
 // Function is the pulsevault function over its dependencies.
 var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
@@ -71,7 +65,7 @@ var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
 		o.Announce = func(ctx context.Context, v *meta.Video) error { return livestatus.Publish(ctx, b, v) }
 		ctx, cancel := context.WithTimeout(d.Context(), 10*time.Second)
 		defer cancel()
-		if o.Tus.Locks, err = lease.OpenReplicated(ctx, b.JetStream(), topology.KVUploadLocks, "tus upload locks shared by the upload function's replicas", lockTTL, cfg.NATSReplicas); err != nil {
+		if o.Tus.Locks, err = tusupload.OpenLocks(ctx, b.JetStream(), cfg.NATSReplicas); err != nil {
 			return nil, err
 		}
 	}

@@ -14,16 +14,10 @@ import (
 	"github.com/mieweb/pulsevault/shared/ingest/staging"
 	"github.com/mieweb/pulsevault/shared/ingest/tusupload"
 	"github.com/mieweb/pulsevault/shared/platform/fnrun"
-	"github.com/mieweb/pulsevault/shared/topology"
 )
 
 // Name is the function's name in stack.yml.
 const Name = "upload"
-
-// lockTTL is how long a killed replica keeps an upload locked: under
-// tusupload's lock wait (20 s), so a client's first request after the
-// crash waits and succeeds. A live holder renews every lockTTL/3.
-const lockTTL = 10 * time.Second
 
 // Function is the upload function over its dependencies.
 var Function = fnrun.Function(Name, func(d *fnrun.Deps) (http.Handler, error) {
@@ -66,5 +60,5 @@ func lockBucket(d *fnrun.Deps) (*lease.Bucket, error) {
 	}
 	ctx, cancel := context.WithTimeout(d.Context(), 10*time.Second)
 	defer cancel()
-	return lease.OpenReplicated(ctx, b.JetStream(), topology.KVUploadLocks, "tus upload locks shared by the upload function's replicas", lockTTL, d.Config().NATSReplicas)
+	return tusupload.OpenLocks(ctx, b.JetStream(), d.Config().NATSReplicas)
 }
